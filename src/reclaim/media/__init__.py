@@ -1,0 +1,88 @@
+"""Safe decoding: what an item is and its pixels, within caps. Signals ask ``Media`` for views."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from reclaim.errors import MediaTooLarge
+from reclaim.media.image import is_animated, iter_frames, load_rgb
+from reclaim.media.limits import MediaLimits
+from reclaim.media.sniff import MediaKind, sniff
+from reclaim.media.video import VideoFrame, VideoInfo, iter_video_frames, probe_video
+
+__all__ = ["Media", "MediaKind", "MediaLimits", "sniff"]
+
+
+@dataclass
+class Media:
+    """One item's bytes plus lazily decoded views, each decoded at most once.
+
+    ``kind``/``format`` come from magic bytes. Decoding errors surface as MediaError subclasses
+    from the view methods; ``info`` collects what decoding learnt (size, orientation, duration).
+    """
+
+    data: bytes
+    limits: MediaLimits = field(default_factory=MediaLimits)
+    kind: MediaKind = "other"
+    format: str = "unknown"
+    info: dict[str, Any] = field(default_factory=dict)
+    _views: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.data) > self.limits.max_bytes:
+            raise MediaTooLarge(
+                f"file of {len(self.data)} bytes exceeds the {self.limits.max_bytes} byte cap"
+            )
+        self.kind, self.format = sniff(self.data[:64])
+        if self.kind == "other":
+            # Formats without a reliable magic number (e.g. some TGA/ICO) still go to Pillow.
+            self.kind = "photo"
+
+    def image(self, max_side: int | None = None) -> Image.Image:
+        """The still image as RGB, EXIF orientation applied, longer side ≤ ``max_side``."""
+        key = ("image", max_side)
+        if key not in self._views:
+            im, (w, h), orient = load_rgb(self.data, self.limits, max_side)
+            self.info.update(width=w, height=h, orientation=orient)
+            self._views[key] = im
+        img: Image.Image = self._views[key]
+        return img
+
+    def video_info(self) -> VideoInfo:
+        """Container facts of a video (cached); also recorded in ``info``.
+
+        Raises UnsupportedMedia / DecodeError / MediaTooLarge like ``probe_video``.
+        """
+        key = ("video_info",)
+        if key not in self._views:
+            vi = probe_video(self.data, self.limits)
+            self.info.update(
+                width=vi.width,
+                height=vi.height,
+                duration_s=vi.duration_s,
+                fps=vi.fps,
+                codec=vi.codec,
+                rotation=vi.rotation,
+            )
+            self._views[key] = vi
+        info: VideoInfo = self._views[key]
+        return info
+
+    def frames(self, every_frame: bool = False, rotate: bool = True) -> Iterator[VideoFrame]:
+        """Sampled frames (``limits.video_fps`` per second) of a video or animated image.
+
+        A still photo yields nothing. Not cached: frames are large, each call decodes again.
+        ``rotate=False`` keeps video frames as coded (what Meta's vPDQ hasher sees).
+        """
+        if self.kind == "video":
+            yield from iter_video_frames(
+                self.data, self.limits, every_frame=every_frame, rotate=rotate
+            )
+        elif self.kind == "photo" and is_animated(self.data, self.limits):
+            for i, t, im in iter_frames(self.data, self.limits):
+                yield VideoFrame(i, t, np.asarray(im, dtype=np.uint8))

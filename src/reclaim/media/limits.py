@@ -1,0 +1,15 @@
+"""Safety caps for decoding untrusted media."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    max_bytes: int = 512 * 1024 * 1024  # one file
+    max_pixels: int = 120_000_000  # per frame; Pillow's bomb check raised to a modern camera's size
+    max_frames: int = 2_000  # animated images: frames decoded at most
+    video_max_seconds: float = 600.0  # only the first N seconds of a video are sampled
+    video_fps: float = 1.0  # frames sampled per second (vPDQ: one per second)
+    timeout_s: float = 60.0  # per item, decode + signals
