@@ -174,10 +174,8 @@ def fetch_cmd(
     from reclaim.sources import urllist
 
     with user_errors():
-        if not url_list.is_file():
-            raise InputError(f"{url_list}: no such file")
         limits = SourceLimits(url_max_bytes=max_mb * 1024 * 1024, url_timeout_s=timeout)
-        src = urllist.UrlListSource(str(url_list), limits)
+        src = urllist.open_url_list(str(url_list), limits)
         # Downloads happen in this process, one URL at a time; analysis in the workers.
         stats = _run_scan(case, [src], None, MediaLimits(), "fetch")
     _print_stats(stats, case)

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
-from reclaim.media import Media, MediaLimits
+from reclaim.media import Media, MediaLimits, sniff
 from reclaim.signals import SignalType, default_signals
 from reclaim.sources import Entry, Source
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
@@ -133,6 +133,8 @@ def analyze_entry(entry: Entry, limits: MediaLimits) -> Outcome:
             return Outcome(SightingRecord(loc, None, None, f"cannot read: {e.strerror or e}"))
         except MediaTooLarge as e:
             return Outcome(SightingRecord(loc, None, entry.fingerprint, str(e)))
+        if use_alarm and sniff(data[:64])[0] == "video":
+            signal.setitimer(signal.ITIMER_REAL, max(limits.timeout_s, limits.video_timeout_s))
         item = analyze_bytes(data, limits)
     except ItemTimeout as e:
         if data is None:

@@ -12,4 +12,6 @@ class MediaLimits:
     max_frames: int = 2_000  # animated images: frames decoded at most
     video_max_seconds: float = 600.0  # only the first N seconds of a video are sampled
     video_fps: float = 1.0  # frames sampled per second (vPDQ: one per second)
-    timeout_s: float = 60.0  # per item, decode + signals
+    timeout_s: float = 60.0  # per still image, decode + signals
+    # Videos: 1080p decodes at ~300 frames/s on one core, so 10 min of 30 fps needs about a minute.
+    video_timeout_s: float = 600.0

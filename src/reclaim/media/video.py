@@ -21,7 +21,7 @@ Choices, each measured or checked against Meta's reference vPDQ hasher (vpdq/cpp
 * Untrusted input: only container demuxers in ``VIDEO_FORMATS`` may open the bytes (no HLS,
   concat or image2 tricks that read other files or URLs); the first ``video_max_seconds`` are
   decoded and decoding stops there; frame size is checked against ``max_pixels``; wall time
-  against ``timeout_s``.
+  against ``video_timeout_s``.
 * Damage: frames decoded before a corrupt or truncated spot are yielded, then ``DecodeError``
   names where decoding stopped. Callers that want those partial frames catch it.
 """
@@ -332,9 +332,10 @@ def _decode(
                 yield from stream.codec_context.decode(None)
 
     for frame in frames():
-        if time.monotonic() - started > limits.timeout_s:
+        if time.monotonic() - started > limits.video_timeout_s:
             raise ItemTimeout(
-                f"decoding took longer than {limits.timeout_s:.0f} s (at {last_t:.1f} s of video)"
+                f"decoding took longer than {limits.video_timeout_s:.0f} s "
+                f"(at {last_t:.1f} s of video)"
             )
         n_decoded += 1
         if n_decoded > max_decoded:
