@@ -80,13 +80,23 @@ def test_bad_sources_and_cases_are_one_line_errors(tmp_path: Path) -> None:
     f.write_text("x")
     for args, expect in [
         (("scan", str(tmp_path / "nope"), "--case", str(tmp_path / "c")), "no such file"),
-        (("scan", str(f), "--case", str(tmp_path / "c")), "not a folder, archive"),
         (("status", "--case", str(tmp_path / "nocase")), "not a reclaim case"),
         (("scan", str(tmp_path), "--case", str(f)), "is a file"),
     ]:
         code, _, err = run(*args)
         assert code == 2, (args, err)
         assert "Traceback" not in err and expect in err, (args, err)
+
+
+def test_single_files_are_sources_too(tmp_path: Path) -> None:
+    img = tmp_path / "one.jpg"
+    img.write_bytes(jpeg_bytes(photo_like(8)))
+    case = tmp_path / "case"
+    code, _, err = run("scan", str(img), "--case", str(case))
+    assert code == 0, err
+    with CaseStore.open(case) as store:
+        assert store.counts()["photos"] == 1
+        assert store.conn.execute("SELECT kind FROM sightings").fetchone()[0] == "file"
 
 
 def test_protect_writes_hashes_only(tmp_path: Path) -> None:

@@ -45,10 +45,7 @@ def open_source(spec: str, limits: SourceLimits | None = None) -> Source:
     for opener in _OPENERS:
         if opener.detect(spec):
             return opener.open(spec, limits)
-    raise InputError(
-        f"{spec}: not a folder, archive (.zip/.tar/.tar.gz) or Telegram export; "
-        "to hash single files use `reclaim hash`"
-    )
+    raise InputError(f"{spec}: not a file, folder, archive or Telegram export")
 
 
 def _register_builtin() -> None:
@@ -58,6 +55,7 @@ def _register_builtin() -> None:
     register("urllist", urllist.detect, urllist.refuse_without_fetch)
     register("archive", archive.detect, archive.open_archive)
     register("folder", folder.detect, folder.open_folder)
+    register("file", folder.detect_file, folder.open_file)
 
 
 _register_builtin()

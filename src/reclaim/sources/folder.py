@@ -61,3 +61,27 @@ def file_entries(p: Path, limits: SourceLimits) -> Iterator[Entry]:
 
 def open_folder(spec: str, limits: SourceLimits) -> FolderSource:
     return FolderSource(spec, limits)
+
+
+class FileSource:
+    """A single file named on the command line (an image, a video, or an archive)."""
+
+    name = "file"
+
+    def __init__(self, path: str, limits: SourceLimits) -> None:
+        self.path = Path(path).resolve()
+        self.limits = limits
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    def entries(self) -> Iterator[Entry]:
+        yield from file_entries(self.path, self.limits)
+
+
+def detect_file(spec: str) -> bool:
+    return Path(spec).is_file()
+
+
+def open_file(spec: str, limits: SourceLimits) -> FileSource:
+    return FileSource(spec, limits)
