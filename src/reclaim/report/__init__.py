@@ -1,0 +1,1 @@
+"""Reports and evidence: the custody log, evidence packs, notices, and their verification."""
