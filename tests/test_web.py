@@ -1,0 +1,114 @@
+"""The local web app without a browser: security, languages, sources, protect, export."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reclaim.web.app import create_app
+from reclaim.web.i18n import missing_translations, negotiate
+
+from .conftest import jpeg_bytes, photo_like
+
+LOCAL = {"host": "127.0.0.1:8765"}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    app = create_app(tmp_path / "case", workers=0)
+    return TestClient(app, base_url="http://127.0.0.1:8765")
+
+
+def test_foreign_host_refused(client: TestClient) -> None:
+    assert client.get("/sources").status_code == 200
+    r = client.get("/sources", headers={"host": "evil.example:8765"})
+    assert r.status_code == 421
+    r = client.get("/sources", headers={"host": "127.0.0.1.evil.example"})
+    assert r.status_code == 421
+    r = client.post("/sources", data={"path": "/tmp"}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403
+
+
+def test_languages(client: TestClient) -> None:
+    fr = client.get("/sources", headers={"accept-language": "fr-FR,fr;q=0.9"}).text
+    en = client.get("/sources", headers={"accept-language": "en-GB,en;q=0.8"}).text
+    assert "Chemin sur cet ordinateur" in fr and "Path on this computer" in en
+    assert negotiate(None, None) == "fr"  # French by default
+    assert negotiate("de-DE,en;q=0.5", None) == "en"
+    client.cookies.set("lang", "en")
+    assert "Path on this computer" in client.get("/sources").text
+
+
+def test_every_template_string_has_a_french_translation() -> None:
+    import re
+
+    here = Path(__file__).resolve().parents[1] / "src" / "reclaim" / "web" / "templates"
+    ids = sorted(
+        {m for p in here.glob("*.j2") for m in re.findall(r'_\("([^"]*)"\)', p.read_text())}
+    )
+    assert ids and missing_translations("fr", ids) == []
+
+
+def test_bad_source_is_an_error_message_not_a_500(client: TestClient, tmp_path: Path) -> None:
+    r = client.post("/sources", data={"path": str(tmp_path / "vanished")})
+    assert r.status_code == 400 and "no such file" in r.text
+    r = client.post("/sources", data={"path": ""})
+    assert r.status_code == 400
+
+
+def test_background_scan_progress_then_errors_listed(client: TestClient, tmp_path: Path) -> None:
+    d = tmp_path / "export"
+    d.mkdir()
+    for i in range(4):
+        (d / f"{i}.jpg").write_bytes(jpeg_bytes(photo_like(i)))
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nope")
+    r = client.post("/sources", data={"path": str(d)})
+    assert r.status_code == 200
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        part = client.get("/jobs/current", headers={"accept-language": "en"}).text
+        if "Scan finished" in part:
+            break
+        time.sleep(0.1)
+    assert "Scan finished" in part and "5 places" in part
+    page = client.get("/sources", headers={"accept-language": "en"}).text
+    assert "broken.jpg" in page and "4 photos" in page
+
+
+def test_protect_returns_numbers_only(client: TestClient) -> None:
+    img = jpeg_bytes(photo_like(3))
+    r = client.post("/protect", files=[("files", ("secret name.jpg", img, "image/jpeg"))])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "secret" not in r.text and r.text.startswith("signal_type,signal")
+    assert (
+        client.post("/protect", files=[("files", ("x.jpg", b"junk", "image/jpeg"))]).status_code
+        == 400
+    )
+
+
+def test_export_builds_a_verified_pack(client: TestClient, tmp_path: Path) -> None:
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(jpeg_bytes(photo_like(5)))
+    client.post("/sources", data={"path": str(d)})
+    for _ in range(100):
+        if "Scan finished" in client.get("/jobs/current", headers={"accept-language": "en"}).text:
+            break
+        time.sleep(0.1)
+    r = client.post(
+        "/export",
+        data={"name": "Léa", "email": "lea@example.org", "lang": "fr"},
+        headers={"accept-language": "en"},
+    )
+    assert r.status_code == 200, r.text
+    assert "Verified" in r.text
+    import re
+
+    name = re.search(r'href="/exports/([^"]+)"', r.text)
+    assert name
+    z = client.get(f"/exports/{name.group(1)}")
+    assert z.status_code == 200 and z.content[:2] == b"PK"
+    assert client.get("/exports/..%2Fcase.sqlite").status_code == 404
