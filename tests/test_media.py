@@ -91,6 +91,18 @@ def test_truncated_jpeg_is_a_decode_error() -> None:
     assert len(item.sha256) == 64 and item.signals[0][0] == "sha256"
 
 
+def test_truncated_stays_an_error_after_a_library_flips_pillows_flag() -> None:
+    from PIL import ImageFile
+
+    data = jpeg_bytes(photo_like(4))
+    ImageFile.LOAD_TRUNCATED_IMAGES = True  # what `import weasyprint` does
+    try:
+        with pytest.raises(DecodeError):
+            Media(data[: len(data) // 2]).image()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
 def test_corrupt_and_unknown_bytes() -> None:
     garbage = np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes()
     with pytest.raises(UnsupportedMedia):

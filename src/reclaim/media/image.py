@@ -6,7 +6,7 @@ import io
 import warnings
 from collections.abc import Iterator
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from reclaim.errors import DecodeError, MediaTooLarge, UnsupportedMedia
 from reclaim.media.limits import MediaLimits
@@ -32,6 +32,9 @@ def open_checked(data: bytes, limits: MediaLimits) -> Image.Image:
 
     Raises UnsupportedMedia, MediaTooLarge, DecodeError.
     """
+    # Truncated files must be reported, never silently padded: some libraries (WeasyPrint, on
+    # import) switch this process-wide Pillow flag on, so it is reset before every decode.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
