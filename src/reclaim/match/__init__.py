@@ -1,0 +1,1 @@
+"""Matching: indexes that find known content among uploads (PDQ via FAISS, faces)."""

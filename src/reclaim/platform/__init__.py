@@ -1,0 +1,1 @@
+"""The platform service's back end: storage (SQLite/PostgreSQL), matcher, webhooks."""

@@ -1,0 +1,208 @@
+"""Signal values the platform accepts, in ThreatExchange/HMA vocabulary, and bulk formats.
+
+Signal types: ``pdq``, ``md5`` (photo bytes), ``video_md5``, ``vpdq``, ``sha256``. Every value
+is validated and put in canonical form before it is stored or looked up; a malformed one raises
+``SignalRejected`` with the reason (the API answers 400 with it).
+
+Bulk formats:
+
+- the CSV ``reclaim protect`` writes (``signal_type, signal, quality, media_kind, created_at,
+  tool``) — and any CSV with ``signal_type`` and ``signal`` columns: one content item per row,
+  other columns kept as metadata;
+- JSON in HMA vocabulary: ``{"items": [{"signals": {"pdq": "…"}, "metadata": {…}}]}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from reclaim.errors import ReclaimError
+from reclaim.signals import MD5Signal, PdqHash, SHA256Signal
+from reclaim.signals.vpdq import (
+    VpdqFrame,
+    frames_from_json,
+    frames_to_json,
+    parse_meta_lines,
+)
+
+__all__ = [
+    "SIGNAL_TYPES",
+    "ContentRecord",
+    "SignalRejected",
+    "canonical",
+    "export_csv",
+    "parse_bulk",
+]
+
+SIGNAL_TYPES = ("pdq", "md5", "video_md5", "vpdq", "sha256")
+#: Metadata keys HMA accepts on banked content (plus anything under "json").
+HMA_METADATA_KEYS = frozenset({"content_id", "content_uri", "json"})
+MAX_METADATA_BYTES = 16 * 1024
+
+ContentRecord = tuple[list[tuple[str, str, int | None]], dict[str, Any]]
+
+
+class SignalRejected(ReclaimError):
+    """A signal type or value the platform cannot use; the message says why."""
+
+
+def canonical(signal_type: str, value: str) -> str:
+    """The canonical text of a signal value; raises SignalRejected with the reason."""
+    if signal_type not in SIGNAL_TYPES:
+        raise SignalRejected(
+            f"unknown signal type {signal_type[:40]!r}; use one of {', '.join(SIGNAL_TYPES)}"
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise SignalRejected(f"{signal_type} value is empty")
+    if len(value) > 4_000_000:
+        raise SignalRejected(f"{signal_type} value is too long")
+    try:
+        if signal_type == "pdq":
+            return str(PdqHash.from_hex(value))
+        if signal_type in ("md5", "video_md5"):
+            return MD5Signal.validate(value)
+        if signal_type == "sha256":
+            return SHA256Signal.validate(value)
+        return frames_to_json(parse_vpdq(value))
+    except ValueError as e:
+        raise SignalRejected(f"invalid {signal_type}: {e}") from e
+
+
+def parse_vpdq(text: str) -> list[VpdqFrame]:
+    """vPDQ in any form reclaim writes: its JSON records, Meta's hash-file lines, or the
+    compact ``["hash,quality,timestamp", …]`` list of ``reclaim protect``."""
+    t = text.strip()
+    if t.startswith("["):
+        data = json.loads(t) if _is_json(t) else None
+        if isinstance(data, list) and data and all(isinstance(x, str) for x in data):
+            frames = []
+            for i, s in enumerate(data):
+                parts = [p.strip() for p in s.split(",")]
+                if len(parts) != 3:
+                    raise ValueError(f"vPDQ frame {i}: expected 'hash,quality,timestamp'")
+                frames.append(
+                    VpdqFrame(i, int(parts[1]), PdqHash.from_hex(parts[0]), float(parts[2]))
+                )
+            return frames
+        return frames_from_json(t)
+    return parse_meta_lines(t)
+
+
+def _is_json(t: str) -> bool:
+    try:
+        json.loads(t)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise SignalRejected("metadata should be a JSON object")
+    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise SignalRejected(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def signals_from_mapping(
+    mapping: dict[str, Any], quality: dict[str, int | None] | None = None
+) -> list[tuple[str, str, int | None]]:
+    if not mapping:
+        raise SignalRejected("no signals given")
+    out = []
+    for st, value in mapping.items():
+        if not isinstance(value, str):
+            raise SignalRejected(f"{st} value must be a string")
+        out.append((st, canonical(st, value), (quality or {}).get(st)))
+    return out
+
+
+def _quality(text: str | None, row: int) -> int | None:
+    if text is None or not str(text).strip():
+        return None
+    try:
+        q = int(str(text).strip())
+    except ValueError as e:
+        raise SignalRejected(f"row {row}: quality {str(text)[:20]!r} is not a number") from e
+    if not 0 <= q <= 100:
+        raise SignalRejected(f"row {row}: quality {q} outside 0..100")
+    return q
+
+
+def _csv_records(text: str) -> Iterator[ContentRecord]:
+    reader = csv.DictReader(io.StringIO(text))
+    fields = reader.fieldnames or []
+    if "signal_type" not in fields or "signal" not in fields:
+        raise SignalRejected("CSV needs 'signal_type' and 'signal' columns (as reclaim protect)")
+    for n, row in enumerate(reader, start=2):
+        st = (row.get("signal_type") or "").strip()
+        try:
+            value = canonical(st, row.get("signal") or "")
+        except SignalRejected as e:
+            raise SignalRejected(f"row {n}: {e}") from e
+        skip = ("signal_type", "signal", "quality", "content_id", "metadata")
+        extra = {k: v for k, v in row.items() if k and k not in skip and v is not None}
+        meta: dict[str, Any] = {}
+        if (row.get("metadata") or "").strip():  # our own export: metadata as JSON
+            try:
+                meta = check_metadata(json.loads(row["metadata"]))
+            except (json.JSONDecodeError, SignalRejected) as e:
+                raise SignalRejected(f"row {n}: metadata is not a JSON object") from e
+        if extra:  # e.g. protect's media_kind, created_at, tool
+            meta = {**meta, "json": {**meta.get("json", {}), **extra}}
+        yield [(st, value, _quality(row.get("quality"), n))], meta
+
+
+def _json_records(data: Any) -> Iterator[ContentRecord]:
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise SignalRejected('JSON import needs {"items": [{"signals": {...}}, ...]}')
+    for n, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("signals"), dict):
+            raise SignalRejected(f"item {n}: needs a 'signals' object")
+        try:
+            quality = item.get("quality") or {}
+            if not isinstance(quality, dict):
+                raise SignalRejected("'quality' must map signal types to numbers")
+            sigs = signals_from_mapping(
+                item["signals"], {k: _quality(v, n) for k, v in quality.items()}
+            )
+            meta = check_metadata(item.get("metadata"))
+        except SignalRejected as e:
+            raise SignalRejected(f"item {n}: {e}") from e
+        yield sigs, meta
+
+
+def parse_bulk(body: bytes, content_type: str) -> list[ContentRecord]:
+    """Content items from an import body (CSV or JSON). All-or-nothing: raises on any bad row."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SignalRejected("import must be UTF-8 text") from e
+    looks_json = "json" in content_type or text.lstrip().startswith(("{", "["))
+    if looks_json:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SignalRejected(f"import is not valid JSON: {e.msg} at {e.pos}") from e
+        return list(_json_records(data))
+    return list(_csv_records(text))
+
+
+EXPORT_FIELDS = ["content_id", "signal_type", "signal", "quality", "metadata"]
+
+
+def export_csv(rows: list[tuple[int, str, str, int | None, dict[str, Any]]]) -> str:
+    """CSV that ``parse_bulk`` reads back (signal_type/signal/quality + metadata JSON)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(EXPORT_FIELDS)
+    for cid, st, value, q, meta in rows:
+        w.writerow([cid, st, value, "" if q is None else q, json.dumps(meta, sort_keys=True)])
+    return buf.getvalue()
