@@ -109,15 +109,16 @@ def test_custody_entry_change_is_named(
 
     def edit(b: bytes) -> bytes:
         lines = b.decode().splitlines()
-        e = json.loads(lines[0])
+        k = next(i for i, ln in enumerate(lines) if json.loads(ln)["action"] == "decision")
+        e = json.loads(lines[k])
         e["details"]["decision"] = "not_me"  # rewrite history
-        lines[0] = json.dumps(e, sort_keys=True, ensure_ascii=False)
+        lines[k] = json.dumps(e, sort_keys=True, ensure_ascii=False)
         return ("\n".join(lines) + "\n").encode()
 
     bad = tmp_path / "bad.zip"
     _rewrite(out, bad, "custody.jsonl", edit)
     problems = verify_pack(bad).problems
-    assert any("entry 1 (decision): content altered" in p for p in problems)
+    assert any("entry 2 (decision): content altered" in p for p in problems)
 
 
 def test_added_file_and_truncated_log_are_named(

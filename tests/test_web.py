@@ -46,10 +46,11 @@ def test_every_template_string_has_a_french_translation() -> None:
     import re
 
     here = Path(__file__).resolve().parents[1] / "src" / "reclaim" / "web" / "templates"
-    ids = sorted(
-        {m for p in here.glob("*.j2") for m in re.findall(r'_\("([^"]*)"\)', p.read_text())}
-    )
-    assert ids and missing_translations("fr", ids) == []
+    pattern = re.compile(r"""_\((?:"([^"]*)"|'([^']*)')\)""")
+    ids = sorted({a or b for p in here.glob("*.j2") for a, b in pattern.findall(p.read_text())})
+    # Decisions and run states are translated from their stored values.
+    ids += ["confirmed", "not_me", "unsure", "done", "running", "interrupted", "failed"]
+    assert len(ids) > 60 and missing_translations("fr", ids) == []
 
 
 def test_bad_source_is_an_error_message_not_a_500(client: TestClient, tmp_path: Path) -> None:
@@ -98,11 +99,18 @@ def test_export_builds_a_verified_pack(client: TestClient, tmp_path: Path) -> No
         if "Scan finished" in client.get("/jobs/current", headers={"accept-language": "en"}).text:
             break
         time.sleep(0.1)
-    r = client.post(
-        "/export",
-        data={"name": "Léa", "email": "lea@example.org", "lang": "fr"},
-        headers={"accept-language": "en"},
-    )
+    form = {"name": "Léa", "email": "lea@example.org", "lang": "fr"}
+    r = client.post("/export", data=form, headers={"accept-language": "en"})
+    assert r.status_code == 400 and "no confirmed finding" in r.text
+    from reclaim.store import CaseStore
+
+    with CaseStore.open(client.app.state.case) as s:  # type: ignore[attr-defined]
+        sha = s.conn.execute("SELECT sha256 FROM items").fetchone()[0]
+    r = client.post(f"/item/{sha}/decision", data={"decision": "confirmed", "note": "moi"})
+    assert r.status_code in (200, 303)
+    detail = client.get(f"/item/{sha}", headers={"accept-language": "fr"}).text
+    assert "c&#39;est moi" in detail or "c'est moi" in detail
+    r = client.post("/export", data=form, headers={"accept-language": "en"})
     assert r.status_code == 200, r.text
     assert "Verified" in r.text
     import re
@@ -112,3 +120,26 @@ def test_export_builds_a_verified_pack(client: TestClient, tmp_path: Path) -> No
     z = client.get(f"/exports/{name.group(1)}")
     assert z.status_code == 200 and z.content[:2] == b"PK"
     assert client.get("/exports/..%2Fcase.sqlite").status_code == 404
+
+
+def test_item_page_errors_not_500(client: TestClient, tmp_path: Path) -> None:
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(jpeg_bytes(photo_like(6)))
+    client.post("/sources", data={"path": str(d)})
+    for _ in range(100):
+        if "Scan finished" in client.get("/jobs/current", headers={"accept-language": "en"}).text:
+            break
+        time.sleep(0.1)
+    from reclaim.store import CaseStore
+
+    with CaseStore.open(client.app.state.case) as s:  # type: ignore[attr-defined]
+        sha = s.conn.execute("SELECT sha256 FROM items").fetchone()[0]
+    assert client.get(f"/thumb/{sha}").headers["content-type"] == "image/jpeg"
+    (d / "a.jpg").unlink()  # the source vanished after the scan
+    r = client.get(f"/item/{sha}", headers={"accept-language": "en"})
+    assert r.status_code == 200 and "can no longer be read" in r.text
+    assert client.get(f"/thumb/{sha}").status_code == 404
+    assert client.get("/item/" + "0" * 64).status_code == 404
+    r = client.post(f"/item/{sha}/decision", data={"decision": "maybe"})
+    assert r.status_code == 400

@@ -1,4 +1,5 @@
-"""Command line: ``reclaim scan | status | hash | protect | fetch``.
+"""Command line: ``reclaim scan | status | hash | protect | fetch | enroll | enrollments |
+unenroll | faces | findings``.
 
 Every bad input ends with a non-zero exit and one line saying what went wrong, never a traceback.
 """
@@ -99,7 +100,12 @@ def _progress() -> Progress:
 
 
 def _run_scan(
-    case: Path, sources: list[Source], workers: int | None, limits: MediaLimits, command: str
+    case: Path,
+    sources: list[Source],
+    workers: int | None,
+    limits: MediaLimits,
+    command: str,
+    faces: bool | None = None,
 ) -> ScanStats:
     with CaseStore.open(case, create=True) as store, _progress() as progress:
         task = progress.add_task("scanning", total=None, rate="0", errors=0, current="")
@@ -123,6 +129,7 @@ def _run_scan(
             workers=workers,
             command=command,
             on_progress=on_progress,
+            faces=faces,
         )
     return stats
 
@@ -133,6 +140,11 @@ def _print_stats(stats: ScanStats, case: Path) -> None:
         f"scanned {d['seen']} places in {d['seconds']:.1f} s: {d['new_items']} new items, "
         f"{d['skipped']} already done, {d['errors']} with errors  →  reclaim status --case {case}"
     )
+    if d.get("faces") or d.get("findings"):
+        out.print(
+            f"{d['faces']} faces found, {d['findings']} new findings  →  "
+            f"reclaim findings --case {case}"
+        )
 
 
 @app.command("scan")
@@ -148,6 +160,14 @@ def scan_cmd(
     max_video_seconds: Annotated[
         float, typer.Option(help="Only the first N seconds of each video are sampled.")
     ] = MediaLimits.video_max_seconds,
+    faces: Annotated[
+        bool | None,
+        typer.Option(
+            "--faces/--no-faces",
+            help="Look for faces and match enrolled people (default: when someone is enrolled).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Scan sources into a case: hashes of every image and video, and where each was seen.
 
@@ -156,7 +176,7 @@ def scan_cmd(
     with user_errors():
         opened = [open_source(s) for s in sources]
         limits = MediaLimits(video_max_seconds=max_video_seconds)
-        stats = _run_scan(case, opened, workers, limits, "scan")
+        stats = _run_scan(case, opened, workers, limits, "scan", faces)
     _print_stats(stats, case)
 
 
@@ -361,6 +381,267 @@ def demo_cmd(
         stats = _run_scan(case, [open_source(str(p)) for p in sources], None, MediaLimits(), "demo")
     _print_stats(stats, case)
     status_cmd(case=case, errors=10, as_json=False)
+
+
+# -- face search: enroll, enrollments, unenroll, faces, findings ------------------------------
+
+
+@app.command("enroll")
+def enroll_cmd(
+    photos: Annotated[
+        list[Path],
+        typer.Argument(help="A few reference photos of the person, each with only her face."),
+    ],
+    case: CaseOpt,
+    name: Annotated[str, typer.Option("--name", "-n", help="Name for the enrolled person.")],
+    consent: Annotated[
+        bool,
+        typer.Option("--consent", help="The person has read the consent text and agrees."),
+    ] = False,
+    consented_by: Annotated[
+        str | None,
+        typer.Option("--consented-by", help="Who gives consent, if not NAME herself."),
+    ] = None,
+) -> None:
+    """Enroll a person's face (with her consent) to find her in everything scanned.
+
+    Only face templates (numbers) are stored, never the photos. `reclaim unenroll` deletes them.
+    """
+    from reclaim.enroll import consent_text, enroll
+
+    out.print(consent_text(name, consented_by), highlight=False, markup=False, soft_wrap=True)
+    if not consent:
+        fail(
+            "enrollment needs consent: read the text above, then run the same command "
+            "with --consent"
+        )
+    with user_errors(), CaseStore.open(case, create=True) as store:
+        store.acquire_lock()
+        res = enroll(store, name, photos, consent=True, consented_by=consented_by)
+    out.print(
+        f"enrolled {res.name!r} from {res.templates} reference photo(s): templates stored, photos "
+        f"not kept. {res.findings} finding(s) so far  →  reclaim findings --case {case}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    if res.items_not_searched:
+        out.print(
+            f"{res.items_not_searched} scanned item(s) were never searched for faces: "
+            f"run reclaim faces --case {case}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("enrollments")
+def enrollments_cmd(
+    case: CaseOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """People enrolled in a case: when, who consented, templates and findings."""
+    with user_errors(), CaseStore.open(case) as store:
+        rows = store.enrollments()
+    if as_json:
+        for r in rows:
+            r.pop("id", None)
+            print(json.dumps(r, ensure_ascii=False))
+        return
+    if not rows:
+        out.print("nobody is enrolled in this case")
+        return
+    from rich.markup import escape
+
+    t = Table("name", "enrolled at", "consented by", "templates", "findings")
+    for r in rows:
+        t.add_row(
+            escape(r["name"]),
+            r["created_at"],
+            escape(r["consented_by"] or ""),
+            str(r["templates"]),
+            str(r["findings"]),
+        )
+    out.print(t)
+
+
+@app.command("unenroll")
+def unenroll_cmd(
+    case: CaseOpt,
+    name: Annotated[str, typer.Option("--name", "-n", help="The enrolled person's name.")],
+) -> None:
+    """Delete an enrollment for good: templates, consent record and findings."""
+    from reclaim.enroll import unenroll
+
+    with user_errors(), CaseStore.open(case) as store:
+        store.acquire_lock()
+        unenroll(store, name)
+    out.print(
+        f"{name!r} unenrolled: templates, consent record and findings deleted for good",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("faces")
+def faces_cmd(
+    case: CaseOpt,
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Worker processes (default: cores).")
+    ] = None,
+) -> None:
+    """Look for faces in items scanned before face search was on, then match enrolled people."""
+    from reclaim.scan import FaceBackfillStats, find_faces_in_case
+
+    with user_errors(), CaseStore.open(case) as store, _progress() as progress:
+        task = progress.add_task("faces", total=None, rate="0", errors=0, current="")
+
+        def on_progress(s: FaceBackfillStats) -> None:
+            import time
+
+            el = max(time.monotonic() - s.started, 1e-6)
+            progress.update(
+                task,
+                total=s.pending,
+                completed=s.done + s.unavailable,
+                rate=f"{s.done / el:.1f}",
+                errors=s.errors,
+                current=s.current[-60:],
+            )
+
+        stats = find_faces_in_case(store, workers=workers, on_progress=on_progress)
+    d = stats.as_dict()
+    out.print(
+        f"searched {d['done']} of {d['pending']} items for faces in {d['seconds']:.1f} s: "
+        f"{d['faces']} faces, {d['errors']} items with errors, {d['findings']} new findings"
+        + (
+            f"; {d['unavailable']} items are no longer where they were scanned"
+            if d["unavailable"]
+            else ""
+        )
+        + f"  →  reclaim findings --case {case}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("findings")
+def findings_cmd(
+    case: CaseOpt,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Only this enrolled person.")
+    ] = None,
+) -> None:
+    """Items where an enrolled person's face was found, best match first."""
+    from reclaim.findings import list_findings
+
+    with user_errors(), CaseStore.open(case) as store:
+        found = list_findings(store, name)
+    if as_json:
+        for f in found:
+            print(json.dumps(f.as_record(), ensure_ascii=False))
+        return
+    if not found:
+        out.print("no findings")
+        return
+    from rich.markup import escape
+
+    t = Table("score", "person", "where", "face box", "frame")
+    for f in found:
+        where = f.locator.display() if f.locator else f.item_sha256
+        t.add_row(
+            f"{f.score:.3f}", escape(f.enrollment), escape(where), ",".join(map(str, f.box)),
+            "" if f.frame is None else f"{f.frame} ({f.timestamp_s or 0:.1f} s)",
+        )  # fmt: skip
+    out.print(t)
+
+
+@app.command("serve")
+def serve_cmd(
+    case: CaseOpt,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+) -> None:
+    """The local web app for a case, on http://127.0.0.1:PORT (French and English)."""
+    from reclaim.web.app import serve
+
+    with user_errors():
+        out.print(f"reclaim: open http://127.0.0.1:{port}/ in your browser (Ctrl-C to stop)")
+        serve(case, port=port)
+
+
+@app.command("pack")
+def pack_cmd(
+    case: CaseOpt,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Evidence pack ZIP to write.")],
+    name: Annotated[str, typer.Option(help="Your name, for the notices.")],
+    email: Annotated[str, typer.Option(help="Your email address, for the notices.")],
+    item: Annotated[
+        list[str] | None, typer.Option(help="Item SHA-256 (default: confirmed findings).")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="fr or en.")] = "fr",
+    reveal: Annotated[bool, typer.Option(help="Unblurred thumbnails in the report.")] = False,
+) -> None:
+    """Build an evidence pack: originals, manifest, custody log, report, DSA notices, PHAROS."""
+    from reclaim.decisions import confirmed_items
+    from reclaim.report.notices import Notifier
+    from reclaim.report.pack import PackOptions, build_pack
+    from reclaim.web.app import decisions_for_pack, findings_for_pack
+
+    with user_errors(), CaseStore.open(case) as store:
+        if "@" not in email:
+            raise InputError(f"{email!r} is not an email address")
+        chosen = list(item or []) or confirmed_items(store)
+        if not chosen:
+            raise InputError("no confirmed finding: confirm findings first, or pass --item SHA256")
+        res = build_pack(
+            store,
+            chosen,
+            out_path,
+            PackOptions(
+                notifier=Notifier(name, email),
+                lang=lang,
+                reveal=reveal,
+                decisions=decisions_for_pack(store),
+                findings=findings_for_pack(store),
+            ),
+        )
+    out.print(
+        f"wrote {res.path}: {res.items} items, {res.notices} DSA notices"
+        + (f", {len(res.unreadable)} no longer readable" if res.unreadable else "")
+    )
+
+
+@app.command("verify-pack")
+def verify_pack_cmd(pack: Annotated[Path, typer.Argument(help="Evidence pack ZIP.")]) -> None:
+    """Recompute every hash of a pack and walk its custody chain; name anything altered."""
+    from reclaim.report.verify import verify_pack
+
+    with user_errors():
+        check = verify_pack(pack)
+    if check.ok:
+        out.print(
+            f"OK: {check.items} items, {check.files_checked} files and "
+            f"{check.custody_entries} custody entries verified"
+        )
+        return
+    for p in check.problems:
+        err.print(f"[bold red]altered:[/] {p}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _register_more() -> None:
+    from reclaim.api.cli import platform_token_cmd, serve_platform_cmd
+    from reclaim.check_cli import check_cmd
+
+    app.command("check")(check_cmd)
+    app.command("serve-platform")(serve_platform_cmd)
+    app.command("platform-token")(platform_token_cmd)
+
+
+_register_more()
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ the rest is analysed, and nothing is written twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -16,14 +17,19 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
 from reclaim.media import Media, MediaLimits, sniff
 from reclaim.signals import SignalType, default_signals
-from reclaim.sources import Entry, Source
+from reclaim.sources import Entry, Locator, Source
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
+from reclaim.store.case import FaceRecord
+
+if TYPE_CHECKING:
+    from reclaim.signals.faces import Face, FaceOptions
 
 
 @dataclass
@@ -44,6 +50,8 @@ class ScanStats:
     errors: int = 0
     started: float = field(default_factory=time.monotonic)
     current: str = ""
+    faces: int = 0  # faces found in new items (when face search is on)
+    findings: int = 0  # new findings of enrolled people
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +60,8 @@ class ScanStats:
             "analysed": self.analysed,
             "new_items": self.new_items,
             "errors": self.errors,
+            "faces": self.faces,
+            "findings": self.findings,
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -68,8 +78,11 @@ def _signals() -> list[SignalType]:
     return _SIGNALS
 
 
-def analyze_bytes(data: bytes, limits: MediaLimits) -> ItemRecord:
-    """Every signal for one item's bytes. Never raises for bad media: the error is recorded."""
+def analyze_bytes(data: bytes, limits: MediaLimits, faces: FaceOptions | None = None) -> ItemRecord:
+    """Every signal for one item's bytes (and its faces when ``faces`` is given).
+
+    Never raises for bad media: the error is recorded.
+    """
     sha = hashlib.sha256(data).hexdigest()
     md5 = hashlib.md5(data).hexdigest()
     item = ItemRecord(sha256=sha, md5=md5, size=len(data), kind="other", format="unknown")
@@ -84,6 +97,8 @@ def analyze_bytes(data: bytes, limits: MediaLimits) -> ItemRecord:
             if value is not None:
                 item.signals.append((value.signal, value.value, value.quality))
         item.info = dict(media.info)
+        if faces is not None:
+            _add_faces(item, media, faces)
     except MediaError as e:
         item.error = f"{type(e).__name__}: {e}"
         item.signals = item.signals[:2]
@@ -96,6 +111,40 @@ def analyze_bytes(data: bytes, limits: MediaLimits) -> ItemRecord:
     dur = info.get("duration_s")
     item.duration_s = float(dur) if isinstance(dur, int | float) else None
     return item
+
+
+def _add_faces(item: ItemRecord, media: Media, options: FaceOptions) -> None:
+    """Faces of a decoded photo or video; a failure here is recorded, the hashes are kept."""
+    from reclaim.signals.faces import media_faces
+
+    if media.kind not in ("photo", "video"):
+        return
+    try:
+        found, frames = media_faces(media, options)
+        item.faces = [face_record(f) for f in found]
+        item.face_frames = frames
+    except MediaError as e:  # includes ItemTimeout: the face work ran out of time
+        item.face_error = f"{type(e).__name__}: {e}"
+    except Exception as e:  # a detector bug must not lose the item's hashes
+        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+        item.face_error = f"unexpected face error: {type(e).__name__}: {first}".rstrip(": ")
+
+
+def face_record(f: Face) -> FaceRecord:
+    from reclaim.signals.faces import descriptor_to_bytes
+
+    return FaceRecord(
+        box=f.box,
+        size=f.size,
+        detector=f.detector,
+        confidence=f.confidence,
+        blur=f.blur,
+        pose=f.pose,
+        quality=f.quality,
+        descriptor=descriptor_to_bytes(f.descriptor),
+        frame=f.frame,
+        timestamp_s=f.timestamp_s,
+    )
 
 
 def _int_or_none(v: object) -> int | None:
@@ -112,7 +161,7 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     raise ItemTimeout("took longer than the per-item time limit")
 
 
-def analyze_entry(entry: Entry, limits: MediaLimits) -> Outcome:
+def analyze_entry(entry: Entry, limits: MediaLimits, faces: FaceOptions | None = None) -> Outcome:
     """Read and analyse one entry within the per-item time limit. Never raises for bad input."""
     loc = entry.locator
     if entry.error is not None:
@@ -135,7 +184,7 @@ def analyze_entry(entry: Entry, limits: MediaLimits) -> Outcome:
             return Outcome(SightingRecord(loc, None, entry.fingerprint, str(e)))
         if use_alarm and sniff(data[:64])[0] == "video":
             signal.setitimer(signal.ITIMER_REAL, max(limits.timeout_s, limits.video_timeout_s))
-        item = analyze_bytes(data, limits)
+        item = analyze_bytes(data, limits, faces)
     except ItemTimeout as e:
         if data is None:
             return Outcome(SightingRecord(loc, None, None, f"reading {e}"))
@@ -162,8 +211,10 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _work_chunk(entries: list[Entry], limits: MediaLimits) -> list[Outcome]:
-    return [analyze_entry(e, limits) for e in entries]
+def _work_chunk(
+    entries: list[Entry], limits: MediaLimits, faces: FaceOptions | None = None
+) -> list[Outcome]:
+    return [analyze_entry(e, limits, faces) for e in entries]
 
 
 def _worker_init() -> None:
@@ -215,13 +266,24 @@ def scan(
     command: str = "scan",
     on_progress: Callable[[ScanStats], None] | None = None,
     flush_every: int = 64,
+    faces: bool | None = None,
+    face_options: FaceOptions | None = None,
 ) -> ScanStats:
     """Scan ``sources`` into ``store``. Returns counts; per-item problems are recorded, not raised.
 
     ``workers=0`` analyses in this process (debugging, tests); default: one per core.
+    ``faces``: look for faces in new items and match them against the enrolled people.
+    ``None`` (default) does so when the case has an enrollment, so a hash-only case pays
+    nothing (``reclaim faces`` searches items scanned before an enrollment); True/False force it.
     """
     limits = limits or MediaLimits()
     workers = default_workers() if workers is None else workers
+    face_opts: FaceOptions | None = None
+    if faces or (faces is None and store.has_enrollments()):
+        from reclaim.signals.faces import FaceOptions, models_dir
+
+        models_dir()  # fail now, with a clear message, if the face models are missing
+        face_opts = face_options or FaceOptions()
     stats = ScanStats()
     store.acquire_lock()
     run_id = store.start_run(command, [s.describe() for s in sources])
@@ -236,6 +298,8 @@ def scan(
         for o in pending:
             if o.item is not None and o.keep_bytes is not None:
                 o.item.blob = store.keep_blob(o.item.sha256, o.keep_bytes)
+            if o.item is not None and o.item.faces:
+                stats.faces += len(o.item.faces)
             batch.append((o.item, o.sighting))
         stats.new_items += store.record(batch, run_id)
         pending = []
@@ -266,18 +330,48 @@ def scan(
     try:
         if workers == 0:
             for e in todo():
-                take(analyze_entry(e, limits))
+                take(analyze_entry(e, limits, face_opts))
         else:
-            _run_pool(todo(), limits, workers, take)
+            _run_pool(todo(), limits, workers, take, faces=face_opts)
         flush()
+        if face_opts is not None:
+            from reclaim.match.faces import search_new_faces
+
+            stats.findings = search_new_faces(store)
         status = "done"
     finally:
         try:
             flush()
         finally:
             store.finish_run(run_id, status, stats.as_dict())
+            _custody_acquisition(store, run_id, command, sources, status, stats)
             store.release_lock()
     return stats
+
+
+def _custody_acquisition(
+    store: CaseStore,
+    run_id: int,
+    command: str,
+    sources: list[Source],
+    status: str,
+    stats: ScanStats,
+) -> None:
+    """One custody entry per scan run: what was read, from where, with what result."""
+    from reclaim.report.custody import CustodyLog
+
+    # The scan's own record (runs table) stands; never lose the scan over the custody file.
+    with contextlib.suppress(OSError):
+        CustodyLog(store.root).append(
+            "acquisition",
+            {
+                "run": run_id,
+                "command": command,
+                "sources": [s.describe() for s in sources],
+                "status": status,
+                **stats.as_dict(),
+            },
+        )
 
 
 def _run_pool(
@@ -286,6 +380,7 @@ def _run_pool(
     workers: int,
     take: Callable[[Outcome], None],
     chunk: int = 8,
+    faces: FaceOptions | None = None,
 ) -> None:
     """Feed entries to a process pool with bounded memory (at most a few chunks in flight).
 
@@ -320,7 +415,7 @@ def _run_pool(
                     units = next_chunk()
                     if not units:
                         break
-                    fut = pool.submit(_work_chunk, [u.entry for u in units], limits)
+                    fut = pool.submit(_work_chunk, [u.entry for u in units], limits, faces)
                     inflight[fut] = units
                 if not inflight:
                     return
@@ -357,3 +452,144 @@ def _requeue(units: list[_Unit], retry: list[_Unit], take: Callable[[Outcome], N
             )
         else:
             retry.append(u)
+
+
+# -- faces of items already scanned (``reclaim faces``) -----------------------------------------
+
+
+@dataclass
+class FaceBackfillStats:
+    pending: int = 0  # items whose faces were never looked for
+    done: int = 0  # of those, looked at now
+    faces: int = 0
+    errors: int = 0  # items whose faces could not be looked for (recorded with the reason)
+    unavailable: int = 0  # items whose bytes are no longer at any recorded place (still pending)
+    findings: int = 0
+    started: float = field(default_factory=time.monotonic)
+    current: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "done": self.done,
+            "faces": self.faces,
+            "errors": self.errors,
+            "unavailable": self.unavailable,
+            "findings": self.findings,
+            "seconds": round(time.monotonic() - self.started, 3),
+        }
+
+
+def _backfill_entries(store: CaseStore, pending: list[str]) -> Iterator[Entry]:
+    """One entry per pending item, from the first recorded place that still holds a file of
+    the item's size (reclaim's own copy first); archives are opened once each, last."""
+    from reclaim.errors import ReclaimError
+    from reclaim.sources import open_source
+
+    archives: dict[str, set[str]] = {}
+    for sha in pending:
+        blob = store.item_blob(sha)
+        if blob and (store.root / blob).is_file():
+            p = store.root / blob
+            yield Entry(Locator("file", str(p)), path=p)
+            continue
+        in_archives: list[Locator] = []
+        found = False
+        for loc in store.sightings_of(sha):
+            if loc.kind == "archive":
+                in_archives.append(loc)
+                continue
+            if loc.kind == "file":
+                p = Path(loc.path)
+            elif loc.kind == "telegram" and loc.member:
+                p = Path(loc.path) / loc.member
+            else:
+                continue
+            if p.is_file():
+                yield Entry(loc, path=p)
+                found = True
+                break
+        if not found:
+            for loc in in_archives:
+                archives.setdefault(loc.path, set()).add(loc.key)
+    for path, keys in archives.items():
+        try:
+            src = open_source(path)
+            for e in src.entries():
+                if e.locator.key in keys and e.error is None:
+                    keys.discard(e.locator.key)
+                    yield e
+                    if not keys:
+                        break
+        except (ReclaimError, OSError):
+            continue
+
+
+def find_faces_in_case(
+    store: CaseStore,
+    *,
+    workers: int | None = None,
+    limits: MediaLimits | None = None,
+    face_options: FaceOptions | None = None,
+    on_progress: Callable[[FaceBackfillStats], None] | None = None,
+) -> FaceBackfillStats:
+    """Look for faces in every scanned item not yet searched, then match the enrolled people.
+
+    Bytes are read again from where the scan saw them (files, Telegram exports, archives,
+    reclaim's own downloads); items no longer there stay pending and are counted.
+    """
+    from reclaim.match.faces import search_new_faces
+    from reclaim.signals.faces import FaceOptions, models_dir
+
+    models_dir()
+    opts = face_options or FaceOptions()
+    limits = limits or MediaLimits()
+    workers = default_workers() if workers is None else workers
+    stats = FaceBackfillStats()
+    store.acquire_lock()
+    run_id = store.start_run("faces", [str(store.root)])
+    status = "failed"
+    try:
+        pending = store.items_without_faces()
+        stats.pending = len(pending)
+        wanted = set(pending)
+        batch: list[ItemRecord] = []
+
+        def flush() -> None:
+            if batch:
+                store.record_faces(batch)
+                batch.clear()
+
+        def take(o: Outcome) -> None:
+            it = o.item
+            if it is None or it.sha256 not in wanted:
+                stats.unavailable += 1  # unreadable, or the file changed since the scan
+            else:
+                wanted.discard(it.sha256)
+                stats.done += 1
+                if it.faces is None and it.face_error is None:
+                    it.face_error = it.error or "faces could not be looked for"
+                if it.face_error is not None:
+                    stats.errors += 1
+                stats.faces += len(it.faces or [])
+                batch.append(it)
+                if len(batch) >= 32:
+                    flush()
+            if on_progress is not None:
+                stats.current = o.sighting.locator.display()
+                on_progress(stats)
+
+        entries = _backfill_entries(store, pending)
+        if workers == 0:
+            for e in entries:
+                take(analyze_entry(e, limits, opts))
+        else:
+            _run_pool(entries, limits, workers, take, faces=opts)
+        flush()
+        stats.unavailable = len(wanted)
+        stats.findings = search_new_faces(store)
+        status = "done"
+    finally:
+        store.finish_run(run_id, status, stats.as_dict())
+        store.release_lock()
+    return stats

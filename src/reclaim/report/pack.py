@@ -128,8 +128,8 @@ def thumbnail(data: bytes, reveal: bool) -> bytes | None:
     im = im.copy()
     im.thumbnail((240, 240))
     if not reveal:
-        small = im.resize((max(1, im.width // 16), max(1, im.height // 16)))
-        im = small.resize(im.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(6))
+        small = im.resize((max(1, im.width // 30), max(1, im.height // 30)))
+        im = small.resize(im.size, Image.Resampling.NEAREST).filter(ImageFilter.GaussianBlur(12))
     b = io.BytesIO()
     im.convert("RGB").save(b, "JPEG", quality=80)
     return b.getvalue()

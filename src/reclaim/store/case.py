@@ -80,6 +80,66 @@ CREATE INDEX IF NOT EXISTS sightings_item ON sightings(item_sha256);
 CREATE INDEX IF NOT EXISTS signals_value ON signals(signal, value);
 """
 
+# Faces and face search (issue 3). New tables only: older cases gain them when opened.
+_FACE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS face_scans (   -- items whose faces were looked for
+    item_sha256 TEXT PRIMARY KEY REFERENCES items(sha256),
+    faces INTEGER NOT NULL,
+    frames INTEGER NOT NULL,        -- frames looked at (1 for a still photo)
+    error TEXT,                     -- why faces could not be looked for (item decoded fine)
+    analyzer TEXT NOT NULL,
+    analyzed_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    item_sha256 TEXT NOT NULL REFERENCES items(sha256),
+    frame INTEGER,                  -- video/animation frame (NULL for a still photo)
+    timestamp_s REAL,
+    left INTEGER NOT NULL, top INTEGER NOT NULL, right INTEGER NOT NULL, bottom INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    detector TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    blur REAL NOT NULL,
+    pose REAL NOT NULL,
+    quality REAL NOT NULL,
+    descriptor BLOB NOT NULL        -- 128 little-endian float32
+);
+CREATE INDEX IF NOT EXISTS faces_item ON faces(item_sha256);
+CREATE TABLE IF NOT EXISTS enrollments (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consents (
+    enrollment_id INTEGER PRIMARY KEY REFERENCES enrollments(id) ON DELETE CASCADE,
+    consented_by TEXT NOT NULL,
+    consented_at TEXT NOT NULL,
+    consent_text TEXT NOT NULL,     -- the exact text shown
+    tool TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (   -- face templates only, never the photos
+    id INTEGER PRIMARY KEY,
+    enrollment_id INTEGER NOT NULL REFERENCES enrollments(id) ON DELETE CASCADE,
+    descriptor BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    blur REAL NOT NULL,
+    pose REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS findings (    -- best matching face per (enrollment, item)
+    id INTEGER PRIMARY KEY,
+    enrollment_id INTEGER NOT NULL REFERENCES enrollments(id) ON DELETE CASCADE,
+    item_sha256 TEXT NOT NULL REFERENCES items(sha256),
+    face_id INTEGER NOT NULL REFERENCES faces(id),
+    distance REAL NOT NULL,         -- (nearest + mean) / 2 over the enrollment's templates
+    nearest REAL NOT NULL,
+    mean REAL NOT NULL,
+    score REAL NOT NULL,
+    faces_matched INTEGER NOT NULL,
+    found_at TEXT NOT NULL,
+    UNIQUE (enrollment_id, item_sha256)
+);
+"""
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -101,6 +161,25 @@ class ItemRecord:
     error: str | None = None
     signals: list[tuple[str, str, int | None]] = field(default_factory=list)
     blob: str | None = None
+    faces: list[FaceRecord] | None = None  # None: faces were not looked for
+    face_frames: int = 0
+    face_error: str | None = None
+
+
+@dataclass
+class FaceRecord:
+    """One detected face, ready to store (``descriptor``: 512 bytes, 128 float32 LE)."""
+
+    box: tuple[int, int, int, int]
+    size: int
+    detector: str
+    confidence: float
+    blur: float
+    pose: float
+    quality: float
+    descriptor: bytes
+    frame: int | None = None
+    timestamp_s: float | None = None
 
 
 @dataclass
@@ -145,6 +224,7 @@ class CaseStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(_SCHEMA)
+            conn.executescript(_FACE_SCHEMA)
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{db}: not a readable case database ({e})") from e
@@ -266,6 +346,8 @@ class CaseStore:
                         "VALUES (?,?,?,?)",
                         [(item.sha256, n, v, q) for n, v, q in item.signals],
                     )
+                    if item.faces is not None or item.face_error is not None:
+                        self._insert_faces(c, item.sha256, item, ts)
                 c.execute(
                     "INSERT INTO sightings(locator_key, kind, locator, item_sha256, fingerprint, "
                     "error, run_id, first_seen_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?,?) "
@@ -369,6 +451,292 @@ class CaseStore:
             "SELECT locator FROM sightings WHERE item_sha256=? ORDER BY id", (sha256,)
         ).fetchall()
         return [Locator.from_json(r[0]) for r in rows]
+
+    # -- faces and face search (issue 3) ---------------------------------------------------------
+    def _insert_faces(self, c: sqlite3.Connection, sha256: str, item: ItemRecord, ts: str) -> int:
+        """Record the faces of one item once (a later analysis of the same bytes adds nothing)."""
+        faces = item.faces or []
+        cur = c.execute(
+            "INSERT OR IGNORE INTO face_scans(item_sha256, faces, frames, error, analyzer, "
+            "analyzed_at) VALUES (?,?,?,?,?,?)",
+            (sha256, len(faces), item.face_frames, item.face_error, f"reclaim {__version__}", ts),
+        )
+        if cur.rowcount == 0 or not faces:
+            return 0
+        c.executemany(
+            "INSERT INTO faces(item_sha256, frame, timestamp_s, left, top, right, bottom, size, "
+            "detector, confidence, blur, pose, quality, descriptor) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (sha256, f.frame, f.timestamp_s, *f.box, f.size, f.detector, f.confidence,
+                 f.blur, f.pose, f.quality, f.descriptor)
+                for f in faces
+            ],
+        )  # fmt: skip
+        return len(faces)
+
+    def record_faces(self, items: Iterable[ItemRecord]) -> int:
+        """Store faces found for items already in the case (backfill); returns faces added."""
+        ts = now_iso()
+        with self.transaction() as c:
+            return sum(
+                self._insert_faces(c, it.sha256, it, ts)
+                for it in items
+                if it.faces is not None or it.face_error is not None
+            )
+
+    def items_without_faces(self) -> list[str]:
+        """Decoded photos and videos whose faces were never looked for, oldest first."""
+        rows = self.conn.execute(
+            "SELECT sha256 FROM items i WHERE kind IN ('photo', 'video') AND error IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM face_scans f WHERE f.item_sha256 = i.sha256) "
+            "ORDER BY first_seen_at, sha256"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def item_blob(self, sha256: str) -> str | None:
+        row = self.conn.execute("SELECT blob FROM items WHERE sha256=?", (sha256,)).fetchone()
+        return row[0] if row else None
+
+    def face_counts(self) -> dict[str, int]:
+        q = self.conn.execute
+        return {
+            "items_searched_for_faces": q("SELECT COUNT(*) FROM face_scans").fetchone()[0],
+            "faces": q("SELECT COUNT(*) FROM faces").fetchone()[0],
+            "enrollments": q("SELECT COUNT(*) FROM enrollments").fetchone()[0],
+            "findings": q("SELECT COUNT(*) FROM findings").fetchone()[0],
+        }
+
+    def max_face_id(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM faces").fetchone()[0])
+
+    def count_faces_upto(self, face_id: int) -> int:
+        return int(
+            self.conn.execute("SELECT COUNT(*) FROM faces WHERE id <= ?", (face_id,)).fetchone()[0]
+        )
+
+    def iter_face_descriptors(
+        self, after_id: int = 0, batch: int = 20_000
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """(face id, descriptor bytes) of faces with id > ``after_id``, in id order, in batches."""
+        last = after_id
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, descriptor FROM faces WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            yield [(int(r[0]), bytes(r[1])) for r in rows]
+            last = int(rows[-1][0])
+
+    def face_items(self, face_ids: Iterable[int]) -> dict[int, str]:
+        """Item sha256 of each face id."""
+        ids = list(face_ids)
+        out: dict[int, str] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            q = ",".join("?" * len(part))
+            for fid, sha in self.conn.execute(
+                f"SELECT id, item_sha256 FROM faces WHERE id IN ({q})", part
+            ):
+                out[int(fid)] = sha
+        return out
+
+    def item_faces(self, sha256: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT id, frame, timestamp_s, left, top, right, bottom, size, detector, confidence, "
+            "blur, pose, quality FROM faces WHERE item_sha256=? ORDER BY id",
+            (sha256,),
+        ).fetchall()
+        return [
+            {
+                "face_id": r[0],
+                "frame": r[1],
+                "timestamp_s": r[2],
+                "box": [r[3], r[4], r[5], r[6]],
+                "size": r[7],
+                "detector": r[8],
+                "confidence": r[9],
+                "blur": r[10],
+                "pose": r[11],
+                "quality": r[12],
+            }
+            for r in rows
+        ]
+
+    def meta_get(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def meta_set(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, value),
+        )
+
+    def has_enrollments(self) -> bool:
+        return self.conn.execute("SELECT 1 FROM enrollments LIMIT 1").fetchone() is not None
+
+    def add_enrollment(
+        self,
+        name: str,
+        consented_by: str,
+        consent_text: str,
+        templates: list[tuple[bytes, int, float, float]],
+    ) -> int:
+        """Store an enrollment, its consent record and its templates (descriptor, size, blur,
+        pose) in one transaction. Raises StoreError when the name is taken."""
+        ts = now_iso()
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM enrollments WHERE name=?", (name,)).fetchone():
+                raise StoreError(
+                    f"{name!r} is already enrolled in this case; unenroll first to replace it"
+                )
+            cur = c.execute("INSERT INTO enrollments(name, created_at) VALUES (?, ?)", (name, ts))
+            eid = int(cur.lastrowid or 0)
+            c.execute(
+                "INSERT INTO consents(enrollment_id, consented_by, consented_at, consent_text, "
+                "tool) VALUES (?,?,?,?,?)",
+                (eid, consented_by, ts, consent_text, f"reclaim {__version__}"),
+            )
+            c.executemany(
+                "INSERT INTO templates(enrollment_id, descriptor, size, blur, pose) "
+                "VALUES (?,?,?,?,?)",
+                [(eid, d, size, blur, pose) for d, size, blur, pose in templates],
+            )
+        return eid
+
+    def enrollments(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT e.id, e.name, e.created_at, c.consented_by, c.consented_at, c.consent_text, "
+            "(SELECT COUNT(*) FROM templates t WHERE t.enrollment_id = e.id), "
+            "(SELECT COUNT(*) FROM findings f WHERE f.enrollment_id = e.id) "
+            "FROM enrollments e LEFT JOIN consents c ON c.enrollment_id = e.id ORDER BY e.id"
+        ).fetchall()
+        return [
+            {
+                "id": r[0],
+                "name": r[1],
+                "created_at": r[2],
+                "consented_by": r[3],
+                "consented_at": r[4],
+                "consent_text": r[5],
+                "templates": r[6],
+                "findings": r[7],
+            }
+            for r in rows
+        ]
+
+    def enrollment_templates(self, enrollment_id: int) -> list[bytes]:
+        rows = self.conn.execute(
+            "SELECT descriptor FROM templates WHERE enrollment_id=? ORDER BY id", (enrollment_id,)
+        ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
+    def delete_enrollment(self, name: str) -> bool:
+        """Delete an enrollment for good: templates, consent record and findings.
+
+        ``secure_delete`` overwrites the freed content with zeros, then the WAL is checkpointed
+        and truncated and the database rebuilt (VACUUM), so no copy of the templates is left in
+        ``case.sqlite`` or its ``-wal`` file. Returns False when no such enrollment exists.
+        Raises StoreError when another connection keeps the WAL from being emptied.
+        """
+        self.conn.execute("PRAGMA secure_delete=ON")
+        with self.transaction() as c:
+            row = c.execute("SELECT id FROM enrollments WHERE name=?", (name,)).fetchone()
+            if row is None:
+                return False
+            eid = int(row[0])
+            for table in ("findings", "templates", "consents"):
+                c.execute(f"DELETE FROM {table} WHERE enrollment_id=?", (eid,))
+            c.execute("DELETE FROM enrollments WHERE id=?", (eid,))
+        self._wipe_wal()
+        self.conn.execute("VACUUM")
+        self._wipe_wal()
+        return True
+
+    def _wipe_wal(self) -> None:
+        busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise StoreError(
+                "the deletion is done but another program still reads this case, so old copies "
+                "remain in its write-ahead log; close it and run the command again"
+            )
+
+    def upsert_findings(
+        self, rows: Iterable[tuple[int, str, int, float, float, float, float, int]]
+    ) -> int:
+        """Write findings (enrollment id, item sha256, face id, distance, nearest, mean, score,
+        faces matched), keeping the closest face per (enrollment, item). Returns how many
+        (enrollment, item) pairs were new."""
+        ts = now_iso()
+        new = 0
+        with self.transaction() as c:
+            for eid, sha, fid, dist, nearest, mean, score, n in rows:
+                existed = c.execute(
+                    "SELECT 1 FROM findings WHERE enrollment_id=? AND item_sha256=?", (eid, sha)
+                ).fetchone()
+                c.execute(
+                    "INSERT INTO findings(enrollment_id, item_sha256, face_id, distance, nearest, "
+                    "mean, score, faces_matched, found_at) VALUES (?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(enrollment_id, item_sha256) DO UPDATE SET "
+                    "faces_matched=MAX(faces_matched, excluded.faces_matched), "
+                    "face_id=CASE WHEN excluded.distance < distance THEN excluded.face_id "
+                    "ELSE face_id END, "
+                    "nearest=CASE WHEN excluded.distance < distance THEN excluded.nearest "
+                    "ELSE nearest END, "
+                    "mean=CASE WHEN excluded.distance < distance THEN excluded.mean ELSE mean END, "
+                    "score=CASE WHEN excluded.distance < distance THEN excluded.score "
+                    "ELSE score END, "
+                    "distance=MIN(distance, excluded.distance)",
+                    (eid, sha, fid, dist, nearest, mean, score, n, ts),
+                )
+                new += existed is None
+        return new
+
+    def findings(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Findings, best (highest score, then smallest distance) first."""
+        sql = (
+            "SELECT e.name, f.item_sha256, f.face_id, f.distance, f.nearest, f.mean, f.score, "
+            "f.faces_matched, f.found_at, i.kind, i.format, fa.left, fa.top, fa.right, "
+            "fa.bottom, fa.frame, fa.timestamp_s, fa.size, fa.detector, "
+            "(SELECT s.locator FROM sightings s WHERE s.item_sha256 = f.item_sha256 "
+            " ORDER BY s.id LIMIT 1), "
+            "(SELECT COUNT(*) FROM sightings s WHERE s.item_sha256 = f.item_sha256) "
+            "FROM findings f JOIN enrollments e ON e.id = f.enrollment_id "
+            "JOIN items i ON i.sha256 = f.item_sha256 JOIN faces fa ON fa.id = f.face_id "
+        )
+        args: tuple[Any, ...] = ()
+        if name is not None:
+            sql += "WHERE e.name = ? "
+            args = (name,)
+        sql += "ORDER BY f.score DESC, f.distance ASC, f.item_sha256"
+        out = []
+        for r in self.conn.execute(sql, args).fetchall():
+            out.append(
+                {
+                    "enrollment": r[0],
+                    "item_sha256": r[1],
+                    "face_id": r[2],
+                    "distance": r[3],
+                    "nearest": r[4],
+                    "mean": r[5],
+                    "score": r[6],
+                    "faces_matched": r[7],
+                    "found_at": r[8],
+                    "kind": r[9],
+                    "format": r[10],
+                    "box": [r[11], r[12], r[13], r[14]],
+                    "frame": r[15],
+                    "timestamp_s": r[16],
+                    "face_size": r[17],
+                    "detector": r[18],
+                    "locator": Locator.from_json(r[19]) if r[19] else None,
+                    "sightings": r[20],
+                }
+            )
+        return out
 
 
 def _pid_alive(pid: int | None) -> bool:

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import MediaLimits
+from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
 from reclaim.report.verify import verify_pack
@@ -81,7 +82,198 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def home() -> RedirectResponse:
-        return RedirectResponse("/sources", status_code=303)
+        with store() as s:
+            target = "/findings" if s.has_enrollments() else "/enroll"
+        return RedirectResponse(target, status_code=303)
+
+    # -- enrollment ------------------------------------------------------------------------------
+    def enroll_ctx() -> dict[str, Any]:
+        with store() as s:
+            return {"enrollments": s.enrollments()}
+
+    def lang_of(request: Request) -> str:
+        return negotiate(request.headers.get("accept-language"), request.cookies.get("lang"))
+
+    @app.get("/enroll/consent", response_class=HTMLResponse)
+    def consent_fragment(request: Request, name: str = "") -> HTMLResponse:
+        """htmx fragment: the consent text with the name being typed, exactly as stored."""
+        from html import escape
+
+        from reclaim.enroll import consent_text
+
+        return HTMLResponse(escape(consent_text(name.strip() or "…", None, lang_of(request))))
+
+    @app.get("/enroll", response_class=HTMLResponse)
+    def enroll_page(request: Request, name: str = "") -> HTMLResponse:
+        from reclaim.enroll import consent_text
+
+        return page(
+            request,
+            "enroll.html.j2",
+            consent=consent_text(name or "…", None, lang_of(request)),
+            name=name,
+            **enroll_ctx(),
+        )
+
+    @app.post("/enroll", response_class=HTMLResponse)
+    async def enroll_post(
+        request: Request,
+        name: str = Form(""),
+        consent: str = Form(""),
+        photos: list[UploadFile] | None = None,
+    ) -> HTMLResponse:
+        import tempfile
+
+        from reclaim.enroll import consent_text, enroll
+
+        name = name.strip()
+        try:
+            with tempfile.TemporaryDirectory(prefix="reclaim-enroll-") as tmp:
+                paths: list[Path] = []
+                for n, f in enumerate(photos or []):
+                    data = await f.read(64 * 1024 * 1024)
+                    if data:
+                        p = Path(tmp) / f"{n:02d}-{Path(f.filename or 'photo').name}"
+                        p.write_bytes(data)
+                        paths.append(p)
+                # The photos live only in this temporary folder, deleted when enrollment ends.
+                with store() as s:
+                    done = enroll(
+                        s,
+                        name,
+                        paths,
+                        consent=consent == "1",
+                        consented_by=name,
+                        lang=lang_of(request),
+                    )
+        except ReclaimError as e:
+            return page(
+                request,
+                "enroll.html.j2",
+                status=400,
+                problem=str(e),
+                name=name,
+                consent=consent_text(name or "…", None, lang_of(request)),
+                **enroll_ctx(),
+            )
+        CustodyLog(case).append("enrollment", {"name": done.name, "templates": done.templates})
+        return page(
+            request,
+            "enroll.html.j2",
+            done=done,
+            name=name,
+            consent=consent_text(name or "…", None, lang_of(request)),
+            **enroll_ctx(),
+        )
+
+    @app.post("/enroll/{name}/delete", response_class=HTMLResponse)
+    def unenroll_post(request: Request, name: str) -> Response:
+        from reclaim.enroll import unenroll
+
+        try:
+            with store() as s:
+                unenroll(s, name)
+        except ReclaimError as e:
+            return page(
+                request,
+                "enroll.html.j2",
+                status=400,
+                problem=str(e),
+                name="",
+                consent="",
+                **enroll_ctx(),
+            )
+        CustodyLog(case).append("deletion", {"enrollment": name})
+        return RedirectResponse("/enroll", status_code=303)
+
+    # -- findings --------------------------------------------------------------------------------
+    @app.get("/findings", response_class=HTMLResponse)
+    def findings_page(request: Request) -> HTMLResponse:
+        from reclaim.decisions import current
+        from reclaim.findings import list_findings
+
+        with store() as s:
+            found = list_findings(s)
+            decided = current(s)
+            enrolled = s.has_enrollments()
+        return page(
+            request,
+            "findings.html.j2",
+            findings=found,
+            decided=decided,
+            enrolled=enrolled,
+            job=jobs.current,
+        )
+
+    @app.get("/thumb/{sha}")
+    def thumb(sha: str, reveal: int = 0) -> Response:
+        """A preview, blurred on the server unless the person asked to see it."""
+        from reclaim.report.pack import item_record, thumbnail
+        from reclaim.sources.resolve import read_verified
+
+        try:
+            with store() as s:
+                rec = item_record(s, sha)
+            data, _ = read_verified(sha, rec["locators"], case, rec["blob"])
+        except ReclaimError:
+            return Response(status_code=404)
+        jpg = thumbnail(data, reveal == 1)
+        if jpg is None:
+            return Response(status_code=404)
+        return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get("/reveal/{sha}", response_class=HTMLResponse)
+    def reveal(sha: str) -> HTMLResponse:
+        """htmx fragment: the unblurred preview, asked for by a click on "show"."""
+        if not all(c in "0123456789abcdef" for c in sha) or len(sha) != 64:
+            return HTMLResponse("", status_code=404)
+        return HTMLResponse(
+            f'<img alt="" class="revealed" src="/thumb/{sha}?reveal=1" width="240">'
+        )
+
+    @app.get("/item/{sha}", response_class=HTMLResponse)
+    def item_page(request: Request, sha: str) -> HTMLResponse:
+        from reclaim.decisions import current
+        from reclaim.report.pack import item_record
+        from reclaim.sources.resolve import read_verified
+
+        try:
+            with store() as s:
+                rec = item_record(s, sha)
+                faces = s.item_faces(sha)
+                found = [f for f in s.findings() if f["item_sha256"] == sha]
+                decision = current(s).get(sha)
+                near = near_duplicates(s, sha)
+        except ReclaimError as e:
+            return page(request, "item.html.j2", status=404, problem=str(e), rec=None)
+        readable = None
+        try:
+            read_verified(sha, rec["locators"], case, rec["blob"])
+        except ReclaimError as e:
+            readable = str(e)
+        return page(
+            request,
+            "item.html.j2",
+            rec=rec,
+            faces=faces,
+            found=found,
+            decision=decision,
+            near=near,
+            unreadable=readable,
+        )
+
+    @app.post("/item/{sha}/decision", response_class=HTMLResponse)
+    def decision_post(
+        request: Request, sha: str, decision: str = Form(""), note: str = Form("")
+    ) -> Response:
+        from reclaim.decisions import decide
+
+        try:
+            with store() as s:
+                decide(s, sha, decision, note, actor=actor_name())
+        except ReclaimError as e:
+            return page(request, "item.html.j2", status=400, problem=str(e), rec=None)
+        return RedirectResponse(f"/item/{sha}", status_code=303)
 
     @app.get("/lang/{lang}")
     def set_lang(lang: str, request: Request) -> RedirectResponse:
@@ -181,8 +373,10 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
     # -- export ----------------------------------------------------------------------------------
     @app.get("/export", response_class=HTMLResponse)
     def export(request: Request) -> HTMLResponse:
+        from reclaim.decisions import confirmed_items
+
         with store() as s:
-            items = [r[0] for r in s.conn.execute("SELECT sha256 FROM items WHERE error IS NULL")]
+            items = confirmed_items(s)
         return page(request, "export.html.j2", n_items=len(items))
 
     @app.post("/export", response_class=HTMLResponse)
@@ -209,6 +403,8 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
                     PackOptions(
                         notifier=Notifier(name.strip(), email.strip()),
                         lang=lang if lang in LANGS else "fr",
+                        decisions=decisions_for_pack(s),
+                        findings=findings_for_pack(s),
                     ),
                 )
             check = verify_pack(out)
@@ -227,9 +423,68 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
 
 
 def selected_for_export(store: CaseStore) -> list[str]:
-    """Items the person confirmed; until findings exist, every readable item of the case."""
-    rows = store.conn.execute("SELECT sha256 FROM items WHERE error IS NULL ORDER BY first_seen_at")
-    return [r[0] for r in rows]
+    """Items the person confirmed as showing her."""
+    from reclaim.decisions import confirmed_items
+
+    items = confirmed_items(store)
+    if not items:
+        raise InputError("no confirmed finding yet: open a finding and mark it as you first")
+    return items
+
+
+def decisions_for_pack(store: CaseStore) -> dict[str, dict[str, Any]]:
+    from reclaim.decisions import current
+
+    return {
+        k: {"decision": d.decision, "note": d.note, "by": d.actor, "at": d.decided_at}
+        for k, d in current(store).items()
+    }
+
+
+def findings_for_pack(store: CaseStore) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for f in store.findings():
+        found.setdefault(f["item_sha256"], []).append(
+            {
+                "summary": f"{f['enrollment']}: score {f['score']:.2f}, "
+                f"distance {f['distance']:.3f}, face box {f['box']}",
+                "enrollment": f["enrollment"],
+                "score": f["score"],
+                "distance": f["distance"],
+                "box": f["box"],
+            }
+        )
+    return found
+
+
+def actor_name() -> str:
+    from reclaim.report.custody import default_actor
+
+    return default_actor()
+
+
+def near_duplicates(store: CaseStore, sha: str, max_distance: int = 31) -> list[dict[str, Any]]:
+    """Other items of the case whose PDQ is within ``max_distance`` bits of this one's."""
+    from reclaim.signals import PdqHash
+
+    mine = store.item_signals(sha).get("pdq")
+    if mine is None:
+        return []
+    me = PdqHash.from_hex(mine[0])
+    out = []
+    for other, value, quality in store.conn.execute(
+        "SELECT item_sha256, value, quality FROM signals WHERE signal='pdq' AND item_sha256<>?",
+        (sha,),
+    ):
+        if quality is not None and quality < 50:
+            continue
+        d = me - PdqHash.from_hex(value)
+        if d <= max_distance:
+            places = store.sightings_of(other)
+            out.append(
+                {"sha256": other, "distance": d, "where": places[0].display() if places else ""}
+            )
+    return sorted(out, key=lambda r: r["distance"])
 
 
 def serve(case: Path, port: int = 8765, host: str = "127.0.0.1") -> None:

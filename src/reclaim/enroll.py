@@ -1,0 +1,224 @@
+"""Enrollment: a person's consented face templates, and their deletion for good.
+
+A person enrolls her own face from a few reference photos so that reclaim can look for her in
+everything scanned into the case. Rules:
+
+* **Consent first.** Without ``consent=True`` nothing is read. The consent record keeps who
+  consented, when (UTC), and the exact text that was shown (``consent_text``).
+* **One usable face per reference photo.** A photo is refused, with the reason, when it holds
+  no face, more than one face, a face smaller than ``MIN_FACE_PX``, a face too blurred
+  (sharpness < ``MIN_BLUR``: measured, the descriptor of such a face drifts by ≥ 0.3, half the
+  distance that separates people) or turned away (pose > ``MAX_POSE``). Reference photos must
+  also look like one person (each within ``MAX_REFERENCE_SPREAD`` of the others): a photo of
+  someone else among them is refused. Any refusal refuses the whole enrollment; nothing is kept.
+* **Templates, never photos.** Only the 128 numbers of each face (and its size, sharpness and
+  pose) are stored. No photo, file name or photo hash is kept.
+* **Unenroll deletes for good**: templates, consent record and findings, with SQLite's
+  ``secure_delete``, a truncated write-ahead log and a rebuilt database file
+  (``CaseStore.delete_enrollment``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reclaim.errors import InputError, MediaError
+from reclaim.match.faces import open_index, search_enrollment
+from reclaim.media import Media, MediaLimits
+from reclaim.signals.faces import Face, FaceOptions, descriptor_to_bytes, find_faces
+from reclaim.store import CaseStore
+
+__all__ = [
+    "CONSENT_TEXT",
+    "MAX_POSE",
+    "MAX_REFERENCE_SPREAD",
+    "MIN_BLUR",
+    "MIN_FACE_PX",
+    "ConsentRequired",
+    "Enrolled",
+    "EnrollmentRefused",
+    "consent_text",
+    "enroll",
+    "reference_face",
+    "unenroll",
+]
+
+MIN_FACE_PX = 80  # a reference face smaller than this gives a poor template
+MIN_BLUR = 10.0  # sharpness (Laplacian variance of the aligned chip) below this: too blurred
+MAX_POSE = 0.3  # yaw proxy above this: turned away from the camera
+OTHER_FACE_PX = 40  # a second face at least this big makes the photo ambiguous
+MAX_REFERENCE_SPREAD = 0.6  # reference photos further apart than this are not one person
+MAX_REFERENCE_PHOTOS = 20
+
+#: Reference photos are read with the CNN fallback allowed a larger image than in scans.
+REFERENCE_OPTIONS = FaceOptions(cnn_max_pixels=400_000)
+
+CONSENT_VERSION = 1
+CONSENT_TEXT = (
+    "Consent to face search (reclaim, consent text v{version}). "
+    "I, {who}, agree that reclaim computes face templates — numbers describing a face, not "
+    "the photos — from the reference photos I chose, for the person enrolled as {name!r}, "
+    "stores them in this case folder on this computer, and uses them only to search the "
+    "material scanned into this case for pictures of that person. The photos themselves are "
+    "not kept and nothing is sent anywhere. This consent can be withdrawn at any time with "
+    "`reclaim unenroll`, which deletes the templates, this record and the findings for good."
+)
+
+
+class ConsentRequired(InputError):
+    """Enrollment was asked for without recorded consent."""
+
+
+class EnrollmentRefused(InputError):
+    """A reference photo (or the set of them) cannot make a good template; says why."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """The outcome of an enrollment."""
+
+    enrollment_id: int
+    name: str
+    templates: int
+    findings: int
+    items_not_searched: int  # scanned items whose faces were never looked for
+
+
+CONSENT_TEXT_FR = (
+    "Consentement à la recherche de visage (reclaim, texte de consentement v{version}). "
+    "Moi, {who}, j'accepte que reclaim calcule des modèles de visage — des nombres qui décrivent "
+    "un visage, pas les photos — à partir des photos de référence que j'ai choisies, pour la "
+    "personne enregistrée sous le nom {name!r}, les conserve dans ce dossier sur cet ordinateur "
+    "et s'en serve uniquement pour chercher des images de cette personne dans ce qui a été "
+    "analysé dans ce dossier. Les photos elles-mêmes ne sont pas conservées et rien n'est envoyé "
+    "nulle part. Ce consentement peut être retiré à tout moment (« Supprimer définitivement » ou "
+    "`reclaim unenroll`), ce qui efface pour de bon les modèles, cet enregistrement et les "
+    "résultats."
+)
+
+
+def consent_text(name: str, who: str | None = None, lang: str = "en") -> str:
+    """The exact consent text shown to (and stored for) ``who`` enrolling ``name``.
+
+    ``lang``: "en" or "fr"; the text stored is the one shown, in the language it was shown in.
+    """
+    template = CONSENT_TEXT_FR if lang == "fr" else CONSENT_TEXT
+    return template.format(version=CONSENT_VERSION, who=who or name, name=name)
+
+
+def reference_face(data: bytes, label: str, limits: MediaLimits | None = None) -> Face:
+    """The one usable face of a reference photo; EnrollmentRefused with the reason otherwise."""
+    try:
+        media = Media(data, limits or MediaLimits())
+        if media.kind != "photo":
+            raise EnrollmentRefused(f"{label}: not a photo; reference photos must be still images")
+        rgb = np.asarray(media.image(max_side=REFERENCE_OPTIONS.max_side), dtype=np.uint8)
+    except MediaError as e:
+        raise EnrollmentRefused(f"{label}: cannot be read ({e})") from e
+    try:
+        faces = find_faces(rgb, REFERENCE_OPTIONS)
+    except RuntimeError as e:  # dlib refuses some degenerate images
+        raise EnrollmentRefused(f"{label}: the face detector could not process it") from e
+    if not faces:
+        raise EnrollmentRefused(
+            f"{label}: no face found; use a photo where your face is clearly visible"
+        )
+    others = [f for f in faces[1:] if f.size >= OTHER_FACE_PX]
+    if others:
+        raise EnrollmentRefused(
+            f"{label}: {1 + len(others)} faces found; use a photo with only your face in it"
+        )
+    f = faces[0]
+    if f.size < MIN_FACE_PX:
+        raise EnrollmentRefused(
+            f"{label}: the face is too small ({f.size} px, at least {MIN_FACE_PX} px needed); "
+            "use a closer or larger photo"
+        )
+    if f.blur < MIN_BLUR:
+        raise EnrollmentRefused(
+            f"{label}: the face is too blurred (sharpness {f.blur:.1f}, at least {MIN_BLUR:g} "
+            "needed); use a sharper photo"
+        )
+    if f.pose > MAX_POSE:
+        raise EnrollmentRefused(
+            f"{label}: the face is turned away (pose {f.pose:.2f}, at most {MAX_POSE:g}); "
+            "use a photo looking at the camera"
+        )
+    return f
+
+
+def _check_same_person(faces: list[tuple[str, Face]]) -> None:
+    if len(faces) < 2:
+        return
+    vecs = np.stack([f.descriptor for _, f in faces]).astype(np.float64)
+    d = np.sqrt(((vecs[:, None, :] - vecs[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(d, np.nan)
+    # The photo furthest from all others is the odd one out.
+    med = np.nanmedian(d, axis=1)
+    worst = int(np.argmax(med))
+    if med[worst] > MAX_REFERENCE_SPREAD:
+        raise EnrollmentRefused(
+            f"{faces[worst][0]}: does not look like the same person as the other reference "
+            f"photos (distance {med[worst]:.2f} > {MAX_REFERENCE_SPREAD}); use photos of one "
+            "person only"
+        )
+
+
+def enroll(
+    store: CaseStore,
+    name: str,
+    photos: list[Path],
+    *,
+    consent: bool,
+    consented_by: str | None = None,
+    search: bool = True,
+    lang: str = "en",
+) -> Enrolled:
+    """Enroll ``name`` from reference photos and search the case's faces for her.
+
+    Raises ConsentRequired without consent, EnrollmentRefused (one line per refused photo,
+    joined) when a photo cannot make a good template, StoreError when the name is taken.
+    """
+    name = name.strip()
+    if not name:
+        raise InputError("give the enrolled person a name (--name)")
+    if not consent:
+        raise ConsentRequired(
+            "enrollment needs consent: read the consent text and run again with --consent"
+        )
+    if not photos:
+        raise InputError("give at least one reference photo")
+    if len(photos) > MAX_REFERENCE_PHOTOS:
+        raise InputError(f"at most {MAX_REFERENCE_PHOTOS} reference photos")
+    refused: list[str] = []
+    faces: list[tuple[str, Face]] = []
+    for p in photos:
+        label = p.name
+        try:
+            if not p.is_file():
+                raise EnrollmentRefused(f"{label}: no such file")
+            faces.append((label, reference_face(p.read_bytes(), label)))
+        except EnrollmentRefused as e:
+            refused.append(str(e))
+        except OSError as e:
+            refused.append(f"{label}: cannot be read ({e.strerror or e})")
+    if refused:
+        raise EnrollmentRefused("; ".join(refused))
+    _check_same_person(faces)
+    text = consent_text(name, consented_by, lang)
+    templates = [(descriptor_to_bytes(f.descriptor), f.size, f.blur, f.pose) for _, f in faces]
+    eid = store.add_enrollment(name, consented_by or name, text, templates)
+    found = 0
+    if search:
+        found = search_enrollment(store, open_index(store), eid)
+    return Enrolled(eid, name, len(templates), found, len(store.items_without_faces()))
+
+
+def unenroll(store: CaseStore, name: str) -> None:
+    """Delete an enrollment for good. Raises InputError when nobody has that name."""
+    if not store.delete_enrollment(name):
+        known = ", ".join(repr(e["name"]) for e in store.enrollments()) or "none"
+        raise InputError(f"no enrollment named {name!r} in this case (enrolled: {known})")

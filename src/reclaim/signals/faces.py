@@ -1,0 +1,516 @@
+"""Faces: detection, 5-point alignment and 128-d descriptors with dlib's models.
+
+Models come only from the ``face-recognition-models`` package and run with ``dlib-bin``:
+``shape_predictor_5_face_landmarks.dat`` (alignment), ``dlib_face_recognition_resnet_model_v1.dat``
+(the 128-d ResNet descriptor; two photos of one person are usually < 0.6 apart in Euclidean
+distance) and ``mmod_human_face_detector.dat`` (the CNN detector). They are loaded lazily, once
+per process, the first time a face is looked for (never at import): loading takes ~0.4 s and
+~100 MB, which a hash-only scan must not pay.
+
+Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.py``):
+
+* **HOG, upsampled.** dlib's frontal HOG detector finds faces from about 80 px; upsampling ×2
+  (``upsample=1``) brings that to about 40 px. Cost grows with pixels (~75 ms per megapixel of
+  detector input), so the detector input is capped at ``max_detect_pixels``: small images are
+  upsampled ×2 as ``face_recognition`` does, large ones are scaled to the cap (a 1280×960 image is
+  searched at ~1.6 MP instead of 4.9 MP; faces under ~50–60 px in such an image may be missed).
+* **CNN (MMOD) as fallback only.** On CPU the CNN costs ~5.5 s per megapixel: far too slow for
+  every item on 2 cores. It runs when HOG finds nothing, or finds small faces in a small image
+  (where HOG also misses others), on the image at its own size (tiny images upscaled to
+  ``cnn_min_side``, large ones shrunk to ``cnn_max_pixels``). It finds occluded, turned and
+  tightly cropped faces HOG misses (HOG missed 210 of 300 tight face photos of the real-color
+  set; the CNN found them). ``cnn="off"`` disables it, ``"always"`` runs it on every image.
+* **Alignment and descriptor.** Each face box → 5 landmarks → ``get_face_chip`` (150 px,
+  padding 0.25: dlib's canonical alignment) → ResNet descriptor. The descriptor is ~75 ms per
+  face on one core; it dominates on small images.
+
+Each face carries its box (in the item's upright pixel coordinates), size (box side, px),
+detector and its confidence, and quality measures used to refuse poor reference photos:
+``blur`` (variance of the Laplacian of the aligned grey chip: low = blurred), ``pose`` (yaw
+proxy: the nose's offset from the eyes' midline divided by the distance between the eyes;
+0 frontal, ~0.3 clearly turned, ≥0.5 near profile).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import importlib.util
+import json
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from PIL import Image
+
+from reclaim.errors import DecodeError, ReclaimError
+from reclaim.media import Media, MediaKind
+from reclaim.media.image import iter_frames
+from reclaim.media.video import iter_video_frames
+from reclaim.signals.base import Comparison, SignalType, SignalValue
+
+__all__ = [
+    "DESCRIPTOR_DIM",
+    "MODEL_FILES",
+    "Face",
+    "FaceModelsMissing",
+    "FaceOptions",
+    "FaceSignal",
+    "blur_of_chip",
+    "descriptor_from_bytes",
+    "descriptor_to_bytes",
+    "find_faces",
+    "media_faces",
+    "models_dir",
+    "pose_of_landmarks",
+]
+
+DESCRIPTOR_DIM = 128
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+MODEL_FILES = {
+    "descriptor": "dlib_face_recognition_resnet_model_v1.dat",
+    "landmarks": "shape_predictor_5_face_landmarks.dat",
+    "cnn": "mmod_human_face_detector.dat",
+}
+#: dlib's usual same-person bound for these descriptors (the calibrated one is in match/).
+DLIB_DEFAULT_DISTANCE = 0.6
+
+
+class FaceModelsMissing(ReclaimError):
+    """The face models (face-recognition-models) or dlib are not installed."""
+
+
+def models_dir() -> Path:
+    """Folder of the ``face-recognition-models`` files, found without importing the package
+    (its ``__init__`` needs ``pkg_resources``, gone from setuptools ≥ 81)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    locs = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locs:
+        raise FaceModelsMissing(
+            "face models are not installed: pip install face-recognition-models"
+        )
+    d = Path(locs[0]) / "models"
+    missing = [f for f in MODEL_FILES.values() if not (d / f).is_file()]
+    if missing:
+        raise FaceModelsMissing(f"face model files missing in {d}: {', '.join(missing)}")
+    return d
+
+
+class _Models:
+    """dlib models, each loaded on first use (the CNN only if the fallback ever runs)."""
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError as e:  # pragma: no cover - a declared dependency
+            raise FaceModelsMissing("dlib is not installed: pip install dlib-bin") from e
+        self.dlib: Any = dlib
+        d = models_dir()
+        self.hog: Any = dlib.get_frontal_face_detector()
+        self.landmarks: Any = dlib.shape_predictor(str(d / MODEL_FILES["landmarks"]))
+        self.encoder: Any = dlib.face_recognition_model_v1(str(d / MODEL_FILES["descriptor"]))
+        self._cnn: Any = None
+        self._cnn_path = str(d / MODEL_FILES["cnn"])
+
+    @property
+    def cnn(self) -> Any:
+        if self._cnn is None:
+            self._cnn = self.dlib.cnn_face_detection_model_v1(self._cnn_path)
+        return self._cnn
+
+
+_MODELS: _Models | None = None
+_LOCK = threading.Lock()
+
+
+def _models() -> _Models:
+    global _MODELS
+    if _MODELS is None:
+        with _LOCK:
+            if _MODELS is None:
+                _MODELS = _Models()
+    return _MODELS
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """How faces are looked for. The defaults are what ``reclaim scan`` uses."""
+
+    upsample: int = 1  # HOG upsampling steps (×2 each) for small images: faces from ~40 px
+    max_detect_pixels: int = 1_600_000  # HOG input cap (pixels after scaling)
+    cnn: Literal["fallback", "always", "off"] = "fallback"
+    # CNN input cap (pixels after scaling). On the bench corpus's 30 positives only the CNN
+    # found, 60k px found as many as 160k (23) at 57% of the time.
+    cnn_max_pixels: int = 60_000
+    cnn_min_side: int = 160  # smaller images are upscaled to this shorter side for the CNN ...
+    cnn_max_upscale: float = 2.0  # ... by at most this factor
+    small_face_px: int = 60  # HOG faces smaller than this also trigger the CNN
+    min_face_px: int = 20  # smaller detections are dropped (no usable descriptor)
+    hog_adjust: float = 0.0  # HOG decision threshold offset (negative: more, weaker faces)
+    cnn_min_confidence: float = 0.0
+    max_side: int = 2048  # photos are decoded to at most this side (descriptor source)
+    video_fps: float = 0.5  # video frames looked at per second ...
+    max_video_frames: int = 60  # ... at most this many per video (spread over its length)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where, how sure, how good, and its 128-d descriptor (float32)."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom (upright image pixels)
+    detector: str  # "hog" | "cnn"
+    confidence: float
+    size: int  # px: the box's shorter side
+    blur: float  # variance of the Laplacian of the aligned grey chip (low = blurred)
+    pose: float  # yaw proxy (0 frontal, ~0.3 turned, ≥0.5 near profile)
+    descriptor: np.ndarray = dataclasses.field(repr=False, compare=False)
+    frame: int | None = None  # video / animation frame number (None for a still photo)
+    timestamp_s: float | None = None
+
+    @property
+    def quality(self) -> float:
+        """0–1: 1 for a sharp (blur ≥ 100), frontal, ≥ 80 px face; shrinks with each shortfall."""
+        return round(
+            min(1.0, self.size / 80.0)
+            * min(1.0, self.blur / 100.0)
+            * max(0.0, 1.0 - self.pose / 0.6),
+            4,
+        )
+
+    def as_record(self, with_descriptor: bool = True) -> dict[str, Any]:
+        rec: dict[str, Any] = {
+            "box": list(self.box),
+            "size": self.size,
+            "detector": self.detector,
+            "confidence": round(self.confidence, 4),
+            "blur": round(self.blur, 2),
+            "pose": round(self.pose, 4),
+            "quality": self.quality,
+        }
+        if self.frame is not None:
+            rec["frame"] = self.frame
+            rec["timestamp_s"] = round(self.timestamp_s or 0.0, 3)
+        if with_descriptor:
+            rec["descriptor"] = base64.b64encode(descriptor_to_bytes(self.descriptor)).decode()
+        return rec
+
+
+def descriptor_to_bytes(d: np.ndarray) -> bytes:
+    """A descriptor as 512 bytes (128 little-endian float32)."""
+    a = np.ascontiguousarray(d, dtype="<f4").reshape(-1)
+    if a.shape[0] != DESCRIPTOR_DIM:
+        raise ValueError(f"a face descriptor has {DESCRIPTOR_DIM} values, got {a.shape[0]}")
+    return a.tobytes()
+
+
+def descriptor_from_bytes(b: bytes) -> np.ndarray:
+    if len(b) != DESCRIPTOR_DIM * 4:
+        raise ValueError(f"a face descriptor is {DESCRIPTOR_DIM * 4} bytes, got {len(b)}")
+    return np.frombuffer(b, dtype="<f4").astype(np.float32)
+
+
+# -- quality measures -------------------------------------------------------------------------
+
+
+def blur_of_chip(chip: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian over the central 60% of an aligned face chip."""
+    g = chip.astype(np.float32)
+    if g.ndim == 3:
+        g = g @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    h, w = g.shape
+    y0, y1, x0, x1 = int(h * 0.2), int(h * 0.8), int(w * 0.2), int(w * 0.8)
+    c = g[y0:y1, x0:x1]
+    lap = c[1:-1, :-2] + c[1:-1, 2:] + c[:-2, 1:-1] + c[2:, 1:-1] - 4.0 * c[1:-1, 1:-1]
+    return float(lap.var()) if lap.size else 0.0
+
+
+def pose_of_landmarks(points: np.ndarray) -> float:
+    """Yaw proxy from dlib's 5 landmarks (two corners of each eye, then the base of the nose).
+
+    The nose's offset along the eye line from the eyes' midpoint, divided by the distance
+    between the eye centres: 0 for a frontal face, growing as the head turns.
+    """
+    p = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    e1 = (p[0] + p[1]) / 2.0
+    e2 = (p[2] + p[3]) / 2.0
+    v = e2 - e1
+    dist = float(np.hypot(v[0], v[1]))
+    if dist < 1e-6:
+        return 1.0
+    u = v / dist
+    off = float(np.dot(p[4] - (e1 + e2) / 2.0, u))
+    return abs(off) / dist
+
+
+# -- detection ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Det:
+    left: float
+    top: float
+    right: float
+    bottom: float
+    score: float
+    detector: str
+
+    @property
+    def side(self) -> float:
+        return min(self.right - self.left, self.bottom - self.top)
+
+    def iou(self, o: _Det) -> float:
+        ix = max(0.0, min(self.right, o.right) - max(self.left, o.left))
+        iy = max(0.0, min(self.bottom, o.bottom) - max(self.top, o.top))
+        inter = ix * iy
+        a = (self.right - self.left) * (self.bottom - self.top)
+        b = (o.right - o.left) * (o.bottom - o.top)
+        return inter / (a + b - inter) if inter > 0 else 0.0
+
+
+def _scaled(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """The image resized by about ``scale``, and the exact x and y factors used."""
+    if abs(scale - 1.0) < 0.02:
+        return rgb, 1.0, 1.0
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    im = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(im), size[0] / w, size[1] / h
+
+
+def _scale_for(w: int, h: int, max_up: float, max_pixels: int) -> float:
+    return min(max_up, math.sqrt(max_pixels / max(1, w * h)))
+
+
+def _hog(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
+    h, w = rgb.shape[:2]
+    img, sx, sy = _scaled(rgb, _scale_for(w, h, float(2**o.upsample), o.max_detect_pixels))
+    rects, scores, _ = m.hog.run(img, 0, o.hog_adjust)
+    return [
+        _Det(r.left() / sx, r.top() / sy, (r.right() + 1) / sx, (r.bottom() + 1) / sy, sc, "hog")
+        for r, sc in zip(rects, scores, strict=True)
+    ]
+
+
+_CNN_MIN_INPUT = 48
+
+
+def _cnn(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
+    h, w = rgb.shape[:2]
+    # The CNN finds faces from ~40 px at their own size: upscaling (4x the cost per 2x) only
+    # pays for tiny images. Measured on 60 tight face photos HOG missed: found 60/60 at 1x
+    # (0.12 s each), 59/60 at 2x (0.51 s each).
+    up = max(1.0, min(o.cnn_max_upscale, o.cnn_min_side / max(1, min(w, h))))
+    img, sx, sy = _scaled(rgb, _scale_for(w, h, up, o.cnn_max_pixels))
+    if min(img.shape[:2]) < _CNN_MIN_INPUT:
+        return []  # smaller than the network's receptive field: dlib would raise
+    out = []
+    for d in m.cnn(img, 0):
+        if d.confidence < o.cnn_min_confidence:
+            continue
+        r = d.rect
+        out.append(
+            _Det(
+                r.left() / sx,
+                r.top() / sy,
+                (r.right() + 1) / sx,
+                (r.bottom() + 1) / sy,
+                float(d.confidence),
+                "cnn",
+            )
+        )
+    return out
+
+
+def _detect(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
+    dets = _hog(m, rgb, o)
+    h, w = rgb.shape[:2]
+    # Small HOG faces call the CNN only where it sees them (images it runs on at ≥ 1x).
+    small = bool(dets) and min(d.side for d in dets) < o.small_face_px and w * h <= o.cnn_max_pixels
+    run_cnn = o.cnn == "always" or (o.cnn == "fallback" and (not dets or small))
+    if run_cnn:
+        for c in _cnn(m, rgb, o):
+            if all(c.iou(d) < 0.3 for d in dets):
+                dets.append(c)
+    out = []
+    for d in dets:
+        d.left, d.top = max(0.0, d.left), max(0.0, d.top)
+        d.right, d.bottom = min(float(w), d.right), min(float(h), d.bottom)
+        if d.side >= o.min_face_px:
+            out.append(d)
+    return out
+
+
+def find_faces(
+    rgb: np.ndarray,
+    options: FaceOptions | None = None,
+    *,
+    frame: int | None = None,
+    timestamp_s: float | None = None,
+) -> list[Face]:
+    """Every face in an upright RGB uint8 image, largest first."""
+    o = options or FaceOptions()
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError("find_faces needs an RGB image (height × width × 3, uint8)")
+    if min(rgb.shape[:2]) < o.min_face_px:
+        return []  # no face of a usable size fits
+    m = _models()
+    dets = _detect(m, rgb, o)
+    if not dets:
+        return []
+    dlib = m.dlib
+    shapes = dlib.full_object_detections()
+    for d in dets:
+        rect = dlib.rectangle(
+            round(d.left), round(d.top), max(round(d.left), round(d.right) - 1),
+            max(round(d.top), round(d.bottom) - 1),
+        )  # fmt: skip
+        shapes.append(m.landmarks(rgb, rect))
+    chips = dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
+    descs = m.encoder.compute_face_descriptor(list(chips), 0)
+    faces = []
+    for d, shape, chip, desc in zip(dets, shapes, chips, descs, strict=True):
+        pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
+        faces.append(
+            Face(
+                box=(round(d.left), round(d.top), round(d.right), round(d.bottom)),
+                detector=d.detector,
+                confidence=float(d.score),
+                size=round(d.side),
+                blur=blur_of_chip(np.asarray(chip)),
+                pose=pose_of_landmarks(pts),
+                descriptor=np.asarray(desc, dtype=np.float32).reshape(DESCRIPTOR_DIM),
+                frame=frame,
+                timestamp_s=timestamp_s,
+            )
+        )
+    faces.sort(key=lambda f: -f.size)
+    return faces
+
+
+def _frames(media: Media, o: FaceOptions) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Upright RGB frames of a video or animated image, about ``o.video_fps`` per second and
+    at most ``o.max_video_frames``, spread over the length when the duration is known."""
+    fps = o.video_fps
+    if media.kind == "video":
+        dur = media.video_info().duration_s
+        span = min(dur, media.limits.video_max_seconds) if dur else None
+        if span and span * fps > o.max_video_frames:
+            fps = o.max_video_frames / span
+        limits = dataclasses.replace(media.limits, video_fps=fps)
+        for n, f in enumerate(iter_video_frames(media.data, limits, rotate=True)):
+            if n >= o.max_video_frames:
+                return
+            yield f.frame_number, f.timestamp_s, f.rgb
+    else:
+        limits = dataclasses.replace(media.limits, video_fps=fps)
+        for n, (i, t, im) in enumerate(iter_frames(media.data, limits, max_side=o.max_side)):
+            if n >= o.max_video_frames:
+                return
+            yield i, t, np.asarray(im, dtype=np.uint8)
+
+
+def media_faces(media: Media, options: FaceOptions | None = None) -> tuple[list[Face], int]:
+    """Faces of a photo, or of the sampled frames of a video or animated image.
+
+    Returns (faces, frames looked at). Raises MediaError subclasses like the decoders; a video
+    damaged part-way keeps the faces of the frames decoded before the damage.
+    """
+    o = options or FaceOptions()
+    if media.kind == "photo" and not _animated(media):
+        im = media.image(max_side=o.max_side)
+        return find_faces(np.asarray(im, dtype=np.uint8), o), 1
+    if media.kind not in ("photo", "video"):
+        return [], 0
+    faces: list[Face] = []
+    frames = 0
+    try:
+        for i, t, rgb in _frames(media, o):
+            frames += 1
+            faces.extend(find_faces(rgb, o, frame=i, timestamp_s=t))
+    except DecodeError:
+        if frames == 0:
+            raise
+    return faces, frames
+
+
+def _animated(media: Media) -> bool:
+    from reclaim.media.image import is_animated
+
+    return media.format in ("gif", "webp", "png") and is_animated(media.data, media.limits)
+
+
+def nearest_distance(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> float:
+    """Smallest Euclidean distance between any descriptor of ``a`` and any of ``b`` (inf if
+    either is empty)."""
+    aa = np.array(list(a), dtype=np.float32).reshape(-1, DESCRIPTOR_DIM)
+    bb = np.array(list(b), dtype=np.float32).reshape(-1, DESCRIPTOR_DIM)
+    if not len(aa) or not len(bb):
+        return math.inf
+    d = np.linalg.norm(aa[:, None, :] - bb[None, :, :], axis=2)
+    return float(d.min())
+
+
+# -- the signal --------------------------------------------------------------------------------
+
+
+def faces_to_json(faces: Iterable[Face]) -> str:
+    return json.dumps([f.as_record() for f in faces], separators=(",", ":"))
+
+
+def descriptors_from_json(text: str) -> list[np.ndarray]:
+    """Descriptors of the signal's JSON text. Raises ValueError with a reason."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"faces value is not JSON: {e.msg} at position {e.pos}") from e
+    if not isinstance(data, list):
+        raise ValueError("faces value must be a JSON list of face records")
+    out = []
+    for i, r in enumerate(data):
+        if not isinstance(r, dict) or not isinstance(r.get("descriptor"), str):
+            raise ValueError(f"face record {i} has no descriptor")
+        try:
+            raw = base64.b64decode(r["descriptor"], validate=True)
+        except ValueError as e:
+            raise ValueError(f"face record {i}: descriptor is not base64") from e
+        try:
+            out.append(descriptor_from_bytes(raw))
+        except ValueError as e:
+            raise ValueError(f"face record {i}: {e}") from e
+    return out
+
+
+class FaceSignal(SignalType):
+    """Faces as a signal: value = JSON list of faces (box, quality, base64 descriptor);
+    ``quality`` = number of faces. Two values match when some pair of faces is within
+    ``threshold`` (Euclidean distance of descriptors)."""
+
+    name = "faces"
+    kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo", "video"})
+
+    def __init__(
+        self, options: FaceOptions | None = None, threshold: float = DLIB_DEFAULT_DISTANCE
+    ) -> None:
+        self.options = options or FaceOptions()
+        self.threshold = threshold
+
+    def compute(self, media: Media) -> SignalValue | None:
+        faces, _ = media_faces(media, self.options)
+        if not faces:
+            return None
+        return SignalValue(self.name, faces_to_json(faces), len(faces))
+
+    def compare(self, a: str, b: str) -> Comparison:
+        d = nearest_distance(descriptors_from_json(a), descriptors_from_json(b))
+        return Comparison(d <= self.threshold, d)
+
+    @classmethod
+    def validate(cls, value: str) -> str:
+        descriptors_from_json(value)
+        return value
