@@ -118,7 +118,8 @@ def test_custody_entry_change_is_named(
     bad = tmp_path / "bad.zip"
     _rewrite(out, bad, "custody.jsonl", edit)
     problems = verify_pack(bad).problems
-    assert any("entry 2 (decision): content altered" in p for p in problems)
+    seq = next(e["seq"] for e in log.entries() if e["action"] == "decision")
+    assert any(f"entry {seq} (decision): content altered" in p for p in problems)
 
 
 def test_added_file_and_truncated_log_are_named(

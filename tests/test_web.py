@@ -143,3 +143,27 @@ def test_item_page_errors_not_500(client: TestClient, tmp_path: Path) -> None:
     assert client.get("/item/" + "0" * 64).status_code == 404
     r = client.post(f"/item/{sha}/decision", data={"decision": "maybe"})
     assert r.status_code == 400
+
+
+def test_serve_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
+    from reclaim.errors import InputError
+    from reclaim.web.app import serve
+
+    with pytest.raises(InputError, match=r"127\.0\.0\.1"):
+        serve(tmp_path / "case", host="0.0.0.0")
+
+
+def test_custody_log_records_scans(client: TestClient, tmp_path: Path) -> None:
+    from reclaim.report.custody import CustodyLog, verify_chain
+
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "a.jpg").write_bytes(jpeg_bytes(photo_like(9)))
+    client.post("/sources", data={"path": str(d)})
+    for _ in range(100):
+        if "Scan finished" in client.get("/jobs/current", headers={"accept-language": "en"}).text:
+            break
+        time.sleep(0.1)
+    entries = CustodyLog(client.app.state.case).entries()  # type: ignore[attr-defined]
+    assert [e["action"] for e in entries] == ["acquisition", "analysis"]
+    assert entries[0]["details"]["new_items"] == 1 and verify_chain(entries) == []

@@ -372,6 +372,16 @@ def _custody_acquisition(
                 **stats.as_dict(),
             },
         )
+        if stats.analysed:
+            CustodyLog(store.root).append(
+                "analysis",
+                {
+                    "run": run_id,
+                    "signals": [s.name for s in _signals()],
+                    "items_analysed": stats.analysed,
+                    "errors": stats.errors,
+                },
+            )
 
 
 def _run_pool(
