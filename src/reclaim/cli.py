@@ -209,7 +209,7 @@ def status_cmd(
 ) -> None:
     """Counts, runs and errors of a case."""
     with user_errors(), CaseStore.open(case) as store:
-        counts = store.counts()
+        counts = {**store.counts(), **store.face_counts()}
         runs = store.runs()
         errs = store.errors(limit=max(errors, 0))
     if as_json:
