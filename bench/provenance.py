@@ -21,7 +21,6 @@ Prints a table and writes bench/results/provenance.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import io
 import json
@@ -43,91 +42,26 @@ from reclaim.signals import provenance as P
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
+sys.path.insert(0, str(HERE.parent))  # tests.provenance_fixtures
+
+from tests.provenance_fixtures import make_chain, sign  # noqa: E402
+
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
 
 # --- fixture writers ------------------------------------------------------------------------
 
 
-def make_chain() -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def usage(sign: bool, ca: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(sign, False, False, False, False, ca, ca, False, False)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "reclaim bench"),
-            ]
-        )
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("bench CA"))
-        .issuer_name(name("bench CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage(False, True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(name("bench signer"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(True, False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(
-        serialization.Encoding.PEM
-    )
-    kp = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem, kp
-
-
 class Writers:
     def __init__(self) -> None:
-        import c2pa
-
-        self.c2pa = c2pa
-        self.chain = make_chain()
+        self.chain = make_chain(org="reclaim bench")
 
     def c2pa_sign(self, data: bytes, mime: str, actions: list[dict[str, Any]]) -> bytes:
-        c2pa = self.c2pa
-        pem, key = self.chain
-        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(b"es256", pem, key, None))
         man = {
             "claim_generator_info": [{"name": "bench", "version": "1"}],
             "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}],
         }
-        dst = io.BytesIO()
-        with c2pa.Builder(man) as b:
-            b.sign(signer, mime, io.BytesIO(data), dst)
-        return dst.getvalue()
+        return sign(data, mime, man, self.chain)
 
 
 def jpeg(im: Image.Image, **kw: Any) -> bytes:
