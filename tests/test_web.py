@@ -167,3 +167,40 @@ def test_custody_log_records_scans(client: TestClient, tmp_path: Path) -> None:
     entries = CustodyLog(client.app.state.case).entries()  # type: ignore[attr-defined]
     assert [e["action"] for e in entries] == ["acquisition", "analysis"]
     assert entries[0]["details"]["new_items"] == 1 and verify_chain(entries) == []
+
+
+def test_protect_page_gives_the_same_rows_as_the_cli(client: TestClient, tmp_path: Path) -> None:
+    """Videos included: the web page's hash file carries vPDQ and video_md5 like the CLI's."""
+    import csv
+    import subprocess
+    import sys
+
+    from reclaim.sample import _video
+
+    clip = tmp_path / "clip.mp4"
+    if not _video(clip):
+        pytest.skip("no video encoder in this PyAV build")
+    img = tmp_path / "p.jpg"
+    img.write_bytes(jpeg_bytes(photo_like(12)))
+    web = client.post(
+        "/protect",
+        files=[
+            ("files", ("clip.mp4", clip.read_bytes(), "video/mp4")),
+            ("files", ("p.jpg", img.read_bytes(), "image/jpeg")),
+        ],
+    ).text
+    out = tmp_path / "cli.csv"
+    subprocess.run(
+        [sys.executable, "-m", "reclaim.cli", "protect", str(clip), str(img), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+
+    def rows(text: str) -> list[tuple[str, str, str, str]]:
+        return [
+            (r["signal_type"], r["signal"], r["quality"], r["media_kind"])
+            for r in csv.DictReader(text.splitlines())
+        ]
+
+    assert rows(web) == rows(out.read_text())
+    assert {r[0] for r in rows(web)} == {"vpdq", "video_md5", "pdq", "md5"}

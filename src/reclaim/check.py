@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.errors import DecodeError, InputError, MediaError, UnsupportedMedia
-from reclaim.media import Media, MediaLimits
+from reclaim.errors import DecodeError, MediaError, UnsupportedMedia
+from reclaim.media import Media, MediaLimits, read_user_file
 from reclaim.signals.provenance import (
     DECISIVE,
     WM_MIN_PIXELS,
@@ -82,24 +82,13 @@ def verdict(findings: list[Finding]) -> tuple[str, float, dict[str, str]]:
     return v, float(score), summary
 
 
-def _read(path: Path, limits: MediaLimits) -> bytes:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give image or video files")
-    size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise InputError(f"{path}: {size} bytes exceeds the {limits.max_bytes} byte cap")
-    return path.read_bytes()
-
-
 def check_file(
     path: str | Path, *, nudity: bool = True, limits: MediaLimits | None = None
 ) -> dict[str, Any]:
     """Check one file. Raises InputError / MediaError (one line) when it cannot be checked."""
     p = Path(path)
     limits = limits or MediaLimits()
-    data = _read(p, limits)
+    data = read_user_file(p, limits, "give image or video files")
     rec = check_bytes(data, nudity=nudity, limits=limits)
     return {"path": str(p), **rec}
 

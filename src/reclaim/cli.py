@@ -6,12 +6,10 @@ Every bad input ends with a non-zero exit and one line saying what went wrong, n
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,9 +27,8 @@ from rich.table import Table
 
 from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
-from reclaim.media import MediaLimits
+from reclaim.media import MediaLimits, read_user_file
 from reclaim.scan import ScanStats, analyze_bytes, scan
-from reclaim.signals import te_signal_type
 from reclaim.sources import Source, SourceLimits, open_source
 from reclaim.store import CaseStore
 
@@ -236,14 +233,9 @@ def status_cmd(
 
 
 def _hash_file(path: Path, limits: MediaLimits) -> dict[str, Any]:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; use `reclaim scan {path} --case DIR`")
-    size = path.stat().st_size
-    if size > limits.max_bytes:
-        raise InputError(f"{path}: {size} bytes exceeds the {limits.max_bytes} byte cap")
-    item = analyze_bytes(path.read_bytes(), limits)
+    item = analyze_bytes(
+        read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits
+    )
     sig = {name: (value, q) for name, value, q in item.signals}
     rec: dict[str, Any] = {
         "path": str(path),
@@ -303,9 +295,6 @@ def hash_cmd(
         raise typer.Exit(1)
 
 
-PROTECT_FIELDS = ["signal_type", "signal", "quality", "media_kind", "created_at", "tool"]
-
-
 @app.command("protect")
 def protect_cmd(
     files: Annotated[list[Path], typer.Argument(help="Private photos or videos to protect.")],
@@ -316,33 +305,19 @@ def protect_cmd(
     The images never leave this machine and the file holds no names or paths: only numbers a
     platform can match against (ThreatExchange/HMA signal types pdq, md5, video_md5, vpdq).
     """
+    from reclaim.protect import now_stamp, protect_rows, rows_to_csv
+
     limits = MediaLimits()
     rows: list[dict[str, Any]] = []
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = now_stamp()
 
     def one(f: Path) -> None:
-        rec = _hash_file(f, limits)
-        if rec.get("error"):
-            raise InputError(f"{f}: {rec['error']}")
-        kind = rec["kind"]
-        base = {"media_kind": kind, "created_at": created, "tool": f"reclaim {__version__}"}
-        if "pdq" in rec:
-            rows.append(
-                {**base, "signal_type": "pdq", "signal": rec["pdq"], "quality": rec["pdq_quality"]}
-            )
-        if "vpdq" in rec:
-            compact = [f"{fr['hash']},{fr['quality']},{fr['timestamp']:.3f}" for fr in rec["vpdq"]]
-            rows.append(
-                {**base, "signal_type": "vpdq", "signal": json.dumps(compact), "quality": ""}
-            )
-        rows.append(
-            {
-                **base,
-                "signal_type": te_signal_type("md5", kind),
-                "signal": rec["md5"],
-                "quality": "",
-            }
+        item = analyze_bytes(
+            read_user_file(f, limits, f"use `reclaim scan {f} --case DIR`"), limits
         )
+        if item.error:
+            raise InputError(f"{f}: {item.error}")
+        rows.extend(protect_rows(item, created))
 
     failures = _each_file(files, one)
     if not rows:
@@ -350,9 +325,7 @@ def protect_cmd(
     with user_errors():
         tmp = out_path.with_name(out_path.name + ".part")
         with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=PROTECT_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+            f.write(rows_to_csv(rows))
         tmp.replace(out_path)
     out.print(
         f"wrote {len(rows)} hashes of {len(files) - failures} files to {out_path}. "

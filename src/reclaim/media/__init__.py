@@ -4,18 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from reclaim.errors import MediaTooLarge
+from reclaim.errors import InputError, MediaTooLarge
 from reclaim.media.image import is_animated, iter_frames, load_rgb
 from reclaim.media.limits import MediaLimits
 from reclaim.media.sniff import MediaKind, sniff
 from reclaim.media.video import VideoFrame, VideoInfo, iter_video_frames, probe_video
 
-__all__ = ["Media", "MediaKind", "MediaLimits", "sniff"]
+__all__ = ["Media", "MediaKind", "MediaLimits", "read_user_file", "sniff"]
+
+
+def read_user_file(path: Path, limits: MediaLimits, folder_hint: str) -> bytes:
+    """The bytes of a file a person named on the command line, within the size cap.
+
+    Raises InputError (missing, a folder — ``folder_hint`` says what to do instead — or over
+    ``limits.max_bytes``); OSError from reading is left to the caller's error handling.
+    """
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; {folder_hint}")
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise InputError(f"{path}: {size} bytes exceeds the {limits.max_bytes} byte cap")
+    return path.read_bytes()
 
 
 @dataclass

@@ -7,8 +7,6 @@ rebinding), and so are cross-site form posts (Origin checked).
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import MediaLimits
+from reclaim.protect import now_stamp, protect_rows, rows_to_csv
 from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
@@ -332,7 +331,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
     async def protect_post(request: Request, files: list[UploadFile]) -> Response:
         rows: list[dict[str, Any]] = []
         problems: list[str] = []
-        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = now_stamp()
         for f in files:
             data = await f.read(MAX_PROTECT_UPLOAD + 1)
             if not data:
@@ -344,28 +343,13 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             if item.error:
                 problems.append(f"{f.filename}: {item.error}")
                 continue
-            base = {
-                "media_kind": item.kind,
-                "created_at": created,
-                "tool": f"reclaim {__version__}",
-            }
-            for name, value, q in item.signals:
-                if name == "pdq":
-                    rows.append({**base, "signal_type": "pdq", "signal": value, "quality": q})
-            md5_type = "video_md5" if item.kind == "video" else "md5"
-            rows.append({**base, "signal_type": md5_type, "signal": item.md5, "quality": ""})
+            rows.extend(protect_rows(item, created))
         if not rows:
             return page(
                 request, "protect.html.j2", status=400, problems=problems or ["no file given"]
             )
-        buf = io.StringIO()
-        w = csv.DictWriter(
-            buf, fieldnames=["signal_type", "signal", "quality", "media_kind", "created_at", "tool"]
-        )
-        w.writeheader()
-        w.writerows(rows)
         return Response(
-            buf.getvalue(),
+            rows_to_csv(rows),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="reclaim-hashes.csv"'},
         )
