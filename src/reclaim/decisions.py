@@ -17,19 +17,6 @@ from reclaim.store.case import now_iso
 Verdict = Literal["confirmed", "not_me", "unsure"]
 VERDICTS: tuple[Verdict, ...] = ("confirmed", "not_me", "unsure")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY,
-    item_sha256 TEXT NOT NULL REFERENCES items(sha256),
-    enrollment TEXT,
-    decision TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT '',
-    actor TEXT NOT NULL,
-    decided_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS decisions_item ON decisions(item_sha256, id);
-"""
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -39,10 +26,6 @@ class Decision:
     actor: str
     decided_at: str
     enrollment: str | None = None
-
-
-def _ensure(store: CaseStore) -> None:
-    store.conn.executescript(_SCHEMA)
 
 
 def decide(
@@ -62,7 +45,6 @@ def decide(
         raise InputError(f"decision must be one of {', '.join(VERDICTS)}")
     if not store.known_item(item_sha256):
         raise InputError(f"item {item_sha256[:16]}… is not in this case")
-    _ensure(store)
     d = Decision(item_sha256, decision, note.strip()[:2000], actor, now_iso(), enrollment)
     with store.transaction() as c:
         c.execute(
@@ -80,7 +62,6 @@ def decide(
 
 def current(store: CaseStore) -> dict[str, Decision]:
     """The latest decision per item."""
-    _ensure(store)
     rows = store.conn.execute(
         "SELECT item_sha256, decision, note, actor, decided_at, enrollment FROM decisions d "
         "WHERE id = (SELECT MAX(id) FROM decisions WHERE item_sha256 = d.item_sha256)"

@@ -78,6 +78,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS sightings_place
     ON sightings(locator_key, COALESCE(item_sha256, ''));
 CREATE INDEX IF NOT EXISTS sightings_item ON sightings(item_sha256);
 CREATE INDEX IF NOT EXISTS signals_value ON signals(signal, value);
+-- the person's decisions on items (append-only; the latest counts): reclaim.decisions
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    item_sha256 TEXT NOT NULL REFERENCES items(sha256),
+    enrollment TEXT,
+    decision TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_item ON decisions(item_sha256, id);
 """
 
 # Faces and face search (issue 3). New tables only: older cases gain them when opened.

@@ -63,8 +63,11 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    def lang_of(request: Request) -> str:
+        return negotiate(request.headers.get("accept-language"), request.cookies.get("lang"))
+
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-        lang = negotiate(request.headers.get("accept-language"), request.cookies.get("lang"))
+        lang = lang_of(request)
         html = env.get_template(template).render(
             _=translator(lang),
             lang=lang,
@@ -89,9 +92,6 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
     def enroll_ctx() -> dict[str, Any]:
         with store() as s:
             return {"enrollments": s.enrollments()}
-
-    def lang_of(request: Request) -> str:
-        return negotiate(request.headers.get("accept-language"), request.cookies.get("lang"))
 
     @app.get("/enroll/consent", response_class=HTMLResponse)
     def consent_fragment(request: Request, name: str = "") -> HTMLResponse:
