@@ -199,3 +199,20 @@ def test_cli_bad_files_one_line_each(tmp_path: Path) -> None:
     assert "Traceback" not in r.output
     r = runner.invoke(app, ["check", str(good), "--lang", "de"])
     assert r.exit_code == 2
+
+
+def test_check_cli_error_lines_name_the_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "cut.jpg"
+    data = jpeg_bytes(photo_like(2))
+    bad.write_bytes(data[: len(data) // 2])
+    p = subprocess.run(
+        [sys.executable, "-m", "reclaim.cli", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert f"{bad}:" in p.stderr and "truncated" in p.stderr

@@ -98,7 +98,8 @@ def check_cmd(
         try:
             rec = check_file(f, nudity=nudity)
         except ReclaimError as e:
-            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+            msg = str(e) if str(e).startswith(str(f)) else f"{f}: {e}"  # which file, always
+            err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
             failures += 1
             continue
         except OSError as e:
