@@ -315,3 +315,18 @@ def test_real_reference_photos_accepted_or_refused_with_reasons() -> None:
     tiny = good.resize((good.width * 60 // f.size, good.height * 60 // f.size))
     with pytest.raises(EnrollmentRefused, match="too small"):
         reference_face(jpeg_bytes(tiny), "tiny.jpg")
+
+
+def test_oversized_reference_photo_refused_before_reading(tmp_path: Path) -> None:
+    from reclaim.enroll import EnrollmentRefused, enroll
+    from reclaim.media import MediaLimits
+    from reclaim.store import CaseStore
+
+    big = tmp_path / "huge.jpg"
+    with open(big, "wb") as f:
+        f.truncate(MediaLimits().max_bytes + 1)  # sparse: costs no disk
+    with (
+        CaseStore.open(tmp_path / "case", create=True) as store,
+        pytest.raises(EnrollmentRefused, match="exceeds the"),
+    ):
+        enroll(store, "X", [big], consent=True)

@@ -200,6 +200,11 @@ def enroll(
         try:
             if not p.is_file():
                 raise EnrollmentRefused(f"{label}: no such file")
+            size, cap = p.stat().st_size, MediaLimits().max_bytes
+            if size > cap:  # refused before reading: a huge file is never loaded into memory
+                raise EnrollmentRefused(
+                    f"{label}: cannot be read (file of {size} bytes exceeds the {cap} byte cap)"
+                )
             faces.append((label, reference_face(p.read_bytes(), label)))
         except EnrollmentRefused as e:
             refused.append(str(e))
