@@ -175,12 +175,12 @@ runner = CliRunner()
 def test_cli_json_and_languages(tmp_path: Path, chain: Any) -> None:
     g = write(tmp_path / "g.jpg", signed_generated_jpeg(chain))
     p = write(tmp_path / "p.jpg", jpeg_bytes(photo_like(7)))
-    r = runner.invoke(app, ["check", str(g), str(p), "--json", "--no-nudity"])
+    r = runner.invoke(app, ["check", str(g), str(p), "--json", "--no-nudity", "--provenance-only"])
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["path"] for x in recs] == [str(g), str(p)]
     assert [x["verdict"] for x in recs] == [VERDICT_GENERATED, VERDICT_NONE]
-    r = runner.invoke(app, ["check", str(g), str(p), "--lang", "fr"])
+    r = runner.invoke(app, ["check", str(g), str(p), "--lang", "fr", "--provenance-only"])
     assert r.exit_code == 0, r.output
     assert "GÉNÉRÉE" in r.stdout and "aucun élément de provenance" in r.stdout
     assert "ne prouve rien" in r.stdout and "nudité" in r.stdout

@@ -197,6 +197,63 @@ def test_cnn_runs_when_hog_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     assert dets[1].right == 110 and dets[1].bottom == 90  # clipped to the 120×90 image
 
 
+def _dlib_descriptors(chips: list[np.ndarray]) -> np.ndarray:
+    enc = F._models().encoder
+    return np.array([np.asarray(v) for v in enc.compute_face_descriptor(chips, 0)])
+
+
+def test_fast_descriptor_equals_dlibs_own() -> None:
+    # dlib's network run by onnxruntime must give dlib's descriptors: the calibration and every
+    # stored template were measured with dlib's. Chips unlike the load-time check's: smooth
+    # photo-like images, a flat one, a saturated one and noise, one batch of several.
+    m = F._models()
+    assert m.descriptor_backend == "onnxruntime"
+    rng = np.random.default_rng(7)
+    chips = [np.asarray(photo_like(s, (150, 150))) for s in (1, 2, 3)]
+    chips += [np.full((150, 150, 3), 128, np.uint8), np.full((150, 150, 3), 255, np.uint8)]
+    chips.append(rng.integers(0, 256, (150, 150, 3), dtype=np.uint8))
+    ours = m.describe(chips)
+    assert ours.shape == (6, DESCRIPTOR_DIM) and ours.dtype == np.float32
+    ref = _dlib_descriptors(chips)
+    assert np.abs(ours - ref).max() < 1e-5
+    # Different inputs give different descriptors (not a constant output that happens to match).
+    assert np.linalg.norm(ours[0] - ours[5]) > 0.05
+    assert m.describe([]).shape == (0, DESCRIPTOR_DIM)
+
+
+def test_descriptor_reader_refuses_files_it_does_not_know() -> None:
+    d = models_dir()
+    with pytest.raises(F._NetFormatError):
+        F._read_resnet((d / MODEL_FILES["cnn"]).read_bytes())  # another dlib network
+    with pytest.raises(F._NetFormatError):
+        F._read_resnet(b"not a model")
+    data = (d / MODEL_FILES["descriptor"]).read_bytes()
+    with pytest.raises(F._NetFormatError):
+        F._read_resnet(data[: len(data) // 2])  # cut short inside a weight tensor
+
+
+def test_dlib_computes_descriptors_when_the_fast_path_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(data: bytes) -> None:
+        raise F._NetFormatError("stand-in failure")
+
+    monkeypatch.setattr(F, "_OrtDescriptor", broken)
+    m = F._Models()
+    assert m.fast_encoder is None
+    assert m.descriptor_backend == "dlib: _NetFormatError: stand-in failure"
+    chips = [np.asarray(photo_like(4, (150, 150)))]
+    assert np.abs(m.describe(chips) - _dlib_descriptors(chips)).max() == 0
+
+
+def test_fast_descriptor_not_used_when_it_disagrees_with_dlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(F._OrtDescriptor, "check_against", lambda self, enc: 0.01)
+    m = F._Models()
+    assert m.fast_encoder is None and m.descriptor_backend.startswith("dlib: onnxruntime output")
+
+
 # -- with real faces (../shared/data) ----------------------------------------------------------
 
 

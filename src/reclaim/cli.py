@@ -103,6 +103,7 @@ def _run_scan(
     limits: MediaLimits,
     command: str,
     faces: bool | None = None,
+    check: str = "auto",
 ) -> ScanStats:
     with CaseStore.open(case, create=True) as store, _progress() as progress:
         task = progress.add_task("scanning", total=None, rate="0", errors=0, current="")
@@ -127,6 +128,7 @@ def _run_scan(
             command=command,
             on_progress=on_progress,
             faces=faces,
+            check=check,
         )
     return stats
 
@@ -165,6 +167,16 @@ def scan_cmd(
             show_default=False,
         ),
     ] = None,
+    check: Annotated[
+        str,
+        typer.Option(
+            "--check",
+            help="Is it manipulated or generated: 'metadata' (provenance, every item), "
+            "'faces' (plus pixel detectors on items with a face found by face search), 'full' "
+            "(everything reclaim check runs, on every item: slow), 'off'. "
+            "Default 'auto': 'faces' when faces are searched, else 'metadata'.",
+        ),
+    ] = "auto",
 ) -> None:
     """Scan sources into a case: hashes of every image and video, and where each was seen.
 
@@ -173,7 +185,7 @@ def scan_cmd(
     with user_errors():
         opened = [open_source(s) for s in sources]
         limits = MediaLimits(video_max_seconds=max_video_seconds)
-        stats = _run_scan(case, opened, workers, limits, "scan", faces)
+        stats = _run_scan(case, opened, workers, limits, "scan", faces, check)
     _print_stats(stats, case)
 
 
@@ -522,12 +534,13 @@ def findings_cmd(
         return
     from rich.markup import escape
 
-    t = Table("score", "person", "where", "face box", "frame")
+    t = Table("score", "person", "where", "face box", "frame", "manipulation check")
     for f in found:
         where = f.locator.display() if f.locator else f.item_sha256
+        chk = f"{f.check['verdict']} ({f.check['score']:.2f})" if f.check else "not checked"
         t.add_row(
             f"{f.score:.3f}", escape(f.enrollment), escape(where), ",".join(map(str, f.box)),
-            "" if f.frame is None else f"{f.frame} ({f.timestamp_s or 0:.1f} s)",
+            "" if f.frame is None else f"{f.frame} ({f.timestamp_s or 0:.1f} s)", escape(chk),
         )  # fmt: skip
     out.print(t)
 

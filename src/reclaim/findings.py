@@ -127,6 +127,7 @@ class Finding:
     timestamp_s: float | None = None
     face_size: int | None = None
     detector: str | None = None
+    check: dict[str, Any] | None = None  # the item's manipulation check: verdict, score, level
 
     @classmethod
     def from_row(cls, r: dict[str, Any]) -> Finding:
@@ -148,6 +149,7 @@ class Finding:
             timestamp_s=r.get("timestamp_s"),
             face_size=r.get("face_size"),
             detector=r.get("detector"),
+            check=r.get("check"),
         )
 
     def as_record(self) -> dict[str, Any]:
@@ -175,9 +177,14 @@ class Finding:
         if self.frame is not None:
             rec["frame"] = self.frame
             rec["timestamp_s"] = self.timestamp_s
+        rec["check"] = self.check
         return rec
 
 
 def list_findings(store: CaseStore, name: str | None = None) -> list[Finding]:
-    """Findings of a case (``CaseStore``), best first."""
-    return [Finding.from_row(r) for r in store.findings(name)]
+    """Findings of a case (``CaseStore``), best first, each with its item's manipulation check
+    (verdict, score, level; None when the item was not checked)."""
+    checks = store.checks_summary()
+    return [
+        Finding.from_row({**r, "check": checks.get(r["item_sha256"])}) for r in store.findings(name)
+    ]

@@ -38,6 +38,7 @@ from reclaim.report.notices import Notifier, dsa_notice, pharos_summary
 from reclaim.sources.resolve import read_verified
 from reclaim.store import CaseStore
 from reclaim.store.case import now_iso
+from reclaim.verdicts import verdict_label
 
 _EXT = {
     "jpeg": "jpg",
@@ -84,7 +85,9 @@ def item_record(store: CaseStore, sha256: str) -> dict[str, Any]:
         raise InputError(f"item {sha256} is not in this case")
     sig = store.item_signals(sha256)
     places = store.sightings_of(sha256)
+    check = store.item_check(sha256)
     return {
+        "check": check,
         "sha256": row[0],
         "md5": row[1],
         "size": row[2],
@@ -185,6 +188,7 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
                 "unreadable": r.get("unreadable"),
                 "seen_at": r["seen_at"],
                 "findings": r.get("findings", []),
+                "manipulation_check": _check_for_manifest(r.get("check")),
                 "decision": r.get("decision"),
             }
             for r in records
@@ -242,8 +246,17 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
     return PackResult(out, len(records) - len(unreadable), notices, unreadable)
 
 
+def _check_for_manifest(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The item's manipulation check as evidence: verdict, score, what ran, every signal with
+    its sentences (fr/en). Explanation images are not in the pack: ``reclaim check --maps``."""
+    if not check:
+        return None
+    return {k: check.get(k) for k in ("verdict", "score", "level", "summary", "signals", "checks")}
+
+
 _TEXT = {
     "fr": {
+        "check": "Manipulation ou génération",
         "title": "Dossier de preuves",
         "items": "éléments",
         "seen": "Vu à",
@@ -256,6 +269,7 @@ _TEXT = {
         "verify": "Vérifier ce dossier : reclaim verify-pack",
     },
     "en": {
+        "check": "Manipulation or generation",
         "title": "Evidence pack",
         "items": "items",
         "seen": "Seen at",
@@ -280,6 +294,7 @@ def render_report(
     return env.get_template("report.html.j2").render(
         t=_TEXT.get(options.lang, _TEXT["en"]),
         lang=options.lang,
+        verdict_label=verdict_label,
         items=records,
         manifest=manifest,
         reveal=options.reveal,

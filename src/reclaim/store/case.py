@@ -149,6 +149,15 @@ CREATE TABLE IF NOT EXISTS findings (    -- best matching face per (enrollment, 
     found_at TEXT NOT NULL,
     UNIQUE (enrollment_id, item_sha256)
 );
+CREATE TABLE IF NOT EXISTS checks (      -- is it manipulated or generated, and why (issue 6)
+    item_sha256 TEXT PRIMARY KEY REFERENCES items(sha256),
+    verdict TEXT NOT NULL,
+    score REAL NOT NULL,            -- fused, calibrated: higher = more likely manipulated
+    level TEXT NOT NULL,            -- which signals ran: "metadata" | "faces" | "full"
+    record TEXT NOT NULL,           -- the check as JSON (signals with fr/en evidence)
+    analyzer TEXT NOT NULL,
+    checked_at TEXT NOT NULL
+);
 """
 
 
@@ -175,6 +184,7 @@ class ItemRecord:
     faces: list[FaceRecord] | None = None  # None: faces were not looked for
     face_frames: int = 0
     face_error: str | None = None
+    check: dict[str, Any] | None = None  # None: not checked (see reclaim.check.check_media)
 
 
 @dataclass
@@ -359,6 +369,8 @@ class CaseStore:
                     )
                     if item.faces is not None or item.face_error is not None:
                         self._insert_faces(c, item.sha256, item, ts)
+                    if item.check is not None:
+                        self._insert_check(c, item.sha256, item.check, ts, replace=False)
                 c.execute(
                     "INSERT INTO sightings(locator_key, kind, locator, item_sha256, fingerprint, "
                     "error, run_id, first_seen_at, last_seen_at) VALUES (?,?,?,?,?,?,?,?,?) "
@@ -485,6 +497,57 @@ class CaseStore:
             ],
         )  # fmt: skip
         return len(faces)
+
+    @staticmethod
+    def _insert_check(
+        c: sqlite3.Connection, sha256: str, check: dict[str, Any], ts: str, *, replace: bool
+    ) -> None:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        c.execute(
+            f"{verb} INTO checks(item_sha256, verdict, score, level, record, analyzer, "
+            "checked_at) VALUES (?,?,?,?,?,?,?)",
+            (
+                sha256,
+                check["verdict"],
+                float(check["score"]),
+                check.get("level", "metadata"),
+                json.dumps(check, ensure_ascii=False, default=str),
+                f"reclaim {__version__}",
+                ts,
+            ),
+        )
+
+    def record_checks(self, checks: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Store (or replace) checks of items already in the case; returns how many."""
+        ts = now_iso()
+        n = 0
+        with self.transaction() as c:
+            for sha, rec in checks:
+                self._insert_check(c, sha, rec, ts, replace=True)
+                n += 1
+        return n
+
+    def item_check(self, sha256: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            "SELECT record FROM checks WHERE item_sha256=?", (sha256,)
+        ).fetchone()
+        return dict(json.loads(row[0])) if row else None
+
+    def checks_summary(self) -> dict[str, dict[str, Any]]:
+        """Verdict, score and level of every checked item, by SHA-256."""
+        rows = self.conn.execute("SELECT item_sha256, verdict, score, level FROM checks")
+        return {r[0]: {"verdict": r[1], "score": r[2], "level": r[3]} for r in rows}
+
+    def items_to_check(self, level: str) -> list[str]:
+        """Decoded photos and videos not yet checked at ``level`` (or a fuller one)."""
+        order = {"metadata": 0, "faces": 1, "full": 2}
+        rows = self.conn.execute(
+            "SELECT i.sha256, c.level FROM items i LEFT JOIN checks c ON c.item_sha256 = i.sha256 "
+            "WHERE i.kind IN ('photo', 'video') AND i.error IS NULL "
+            "ORDER BY i.first_seen_at, i.sha256"
+        ).fetchall()
+        want = order[level]
+        return [r[0] for r in rows if r[1] is None or order.get(r[1], -1) < want]
 
     def record_faces(self, items: Iterable[ItemRecord]) -> int:
         """Store faces found for items already in the case (backfill); returns faces added."""

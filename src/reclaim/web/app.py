@@ -7,6 +7,7 @@ rebinding), and so are cross-site form posts (Origin checked).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from PIL import Image
 
 from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
@@ -27,6 +29,7 @@ from reclaim.report.pack import PackOptions, build_pack
 from reclaim.report.verify import verify_pack
 from reclaim.scan import analyze_bytes
 from reclaim.store import CaseStore
+from reclaim.verdicts import FLAGGED, verdict_label
 from reclaim.web.i18n import LANGS, negotiate, translator
 from reclaim.web.jobs import JobRunner
 
@@ -75,6 +78,8 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             path=request.url.path,
             reveal_all=request.cookies.get("reveal_all") == "1",
             version=__version__,
+            verdict_label=verdict_label,
+            flagged=FLAGGED,
             **ctx,
         )
         return HTMLResponse(html, status_code=status)
@@ -243,6 +248,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
                 found = [f for f in s.findings() if f["item_sha256"] == sha]
                 decision = current(s).get(sha)
                 near = near_duplicates(s, sha)
+                check = s.item_check(sha)
         except ReclaimError as e:
             return page(request, "item.html.j2", status=404, problem=str(e), rec=None)
         readable = None
@@ -258,8 +264,43 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             found=found,
             decision=decision,
             near=near,
+            check=check,
             unreadable=readable,
         )
+
+    @app.get("/item/{sha}/maps", response_class=HTMLResponse)
+    def item_maps(request: Request, sha: str) -> HTMLResponse:
+        """htmx fragment: explanation images, computed now from the original (never stored),
+        shown only when the person asks for them: they reveal the picture's content."""
+        import base64
+        import io
+
+        from reclaim.check import IMAGE_MAPS, map_images
+        from reclaim.report.pack import item_record
+        from reclaim.sources.resolve import read_verified
+
+        _ = translator(lang_of(request))
+        try:
+            with store() as s:
+                rec = item_record(s, sha)
+            data, _kind = read_verified(sha, rec["locators"], case, rec["blob"])
+            images = map_images(data)
+        except ReclaimError as e:
+            return HTMLResponse(
+                f'<p class="problem" role="alert">{html.escape(str(e))}</p>', status_code=200
+            )
+        parts = []
+        for name, img in images.items():
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            b64 = base64.b64encode(buf.getvalue()).decode()
+            base = name.split("-")[0] if name not in IMAGE_MAPS else name
+            title = html.escape(_(MAP_TITLES.get(base, base)))
+            parts.append(
+                f'<figure class="map"><img alt="{title}" src="data:image/png;base64,{b64}" '
+                f'width="320"><figcaption>{title}</figcaption></figure>'
+            )
+        return HTMLResponse('<div class="maps">' + "".join(parts) + "</div>")
 
     @app.post("/item/{sha}/decision", response_class=HTMLResponse)
     def decision_post(
@@ -404,6 +445,18 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
         return FileResponse(p, filename=name, media_type="application/zip")
 
     return app
+
+
+#: Captions of the explanation images (English msgids; French in the catalog).
+MAP_TITLES = {
+    "ela": "Error levels (ELA): bright areas recompress differently from the rest",
+    "noise": "Noise level: a region pasted from another photo often has other noise",
+    "jpeg_ghost": "JPEG ghost: a region saved before at another JPEG quality shows up dark",
+    "block_grid": "JPEG 8×8 grid: a region whose grid does not line up stands out",
+    "face_consistency": "Face against its surroundings: where the face differs",
+    "face_blend": "Face-blend model: where it sees a blending boundary",
+    "synthetic_image": "AI-image model: score per tile",
+}
 
 
 def selected_for_export(store: CaseStore) -> list[str]:

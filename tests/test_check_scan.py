@@ -1,0 +1,83 @@
+"""The manipulation check inside ``reclaim scan``: stored per item, carried by findings, shown
+in the evidence pack; levels ``off`` / ``metadata`` (default without face search)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reclaim.errors import InputError
+from reclaim.scan import scan
+from reclaim.sources import open_source
+from reclaim.store import CaseStore
+
+from .conftest import jpeg_bytes, photo_like
+from .test_provenance import exif_jpeg
+
+
+@pytest.fixture
+def tagged_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "faceapp.jpg").write_bytes(exif_jpeg({0x0131: "FaceApp"}))
+    (d / "plain.jpg").write_bytes(jpeg_bytes(photo_like(3)))
+    (d / "notes.txt").write_bytes(b"not an image")
+    return d
+
+
+def _sha(store: CaseStore, name: str) -> str:
+    for sha, loc in store.conn.execute("SELECT item_sha256, locator FROM sightings"):
+        if json.loads(loc)["path"].endswith(name):
+            return str(sha)
+    raise AssertionError(name)
+
+
+def test_scan_checks_metadata_of_every_item_by_default(tmp_path: Path, tagged_dir: Path) -> None:
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0)
+        edited = store.item_check(_sha(store, "faceapp.jpg"))
+        plain = store.item_check(_sha(store, "plain.jpg"))
+        assert edited is not None and plain is not None
+        assert edited["verdict"] == "edited" and edited["level"] == "metadata"
+        assert edited["signals"][0]["evidence"]["fr"]  # sentences in both languages
+        assert plain["verdict"] == "no provenance evidence" and plain["score"] == 0.0
+        assert store.item_check(_sha(store, "notes.txt")) is None  # not a photo: not checked
+        summary = store.checks_summary()
+        assert len(summary) == 2
+        assert summary[_sha(store, "faceapp.jpg")]["verdict"] == "edited"
+        # the metadata level is met; a fuller level is still to do
+        assert store.items_to_check("metadata") == []
+        assert len(store.items_to_check("full")) == 2
+
+
+def test_scan_check_off_and_bad_level(tmp_path: Path, tagged_dir: Path) -> None:
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0, check="off")
+        assert store.checks_summary() == {}
+        with pytest.raises(InputError, match="unknown check level"):
+            scan(store, [open_source(str(tagged_dir))], workers=0, check="maybe")
+
+
+def test_check_survives_in_the_pack_manifest(tmp_path: Path, tagged_dir: Path) -> None:
+    import zipfile
+
+    from reclaim.report.notices import Notifier
+    from reclaim.report.pack import PackOptions, build_pack
+
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0)
+        sha = _sha(store, "faceapp.jpg")
+        res = build_pack(
+            store,
+            [sha],
+            tmp_path / "pack.zip",
+            PackOptions(Notifier("Test Person", "t@example.org"), lang="fr", pdf=False),
+        )
+    with zipfile.ZipFile(res.path) as z:
+        man = json.loads(z.read("manifest.json"))
+        report = z.read("report.html").decode()
+    chk = man["items"][0]["manipulation_check"]
+    assert chk["verdict"] == "edited" and chk["signals"][0]["name"]
+    assert "RETOUCHÉE" in report and "FaceApp" in report

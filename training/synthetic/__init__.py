@@ -1,0 +1,1 @@
+"""Training and evaluation of reclaim's learned AI-image detector (``synthetic_image``)."""
