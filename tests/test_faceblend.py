@@ -200,6 +200,16 @@ def test_face_blend_on_original_and_blended_face() -> None:
         assert not sigs[0].maps
 
 
+def test_blend_scores_above_its_original_on_the_fixture() -> None:
+    """The fixture's blend (a softer, colour-shifted face pasted over itself) is the kind of
+    trace the model learned: it must score above the untouched image, for every seed."""
+    for seed in range(4):
+        rgb, region = face_image(seed=seed)
+        orig = faceblend.face_blend(rgb, [region])[0]
+        blend = faceblend.face_blend(self_blended(rgb, region), [region])[0]
+        assert blend.raw > orig.raw and blend.score > orig.score
+
+
 def test_one_signal_per_face_and_maps() -> None:
     rgb, region = face_image(size=256)
     canvas = np.zeros((256, 600, 3), np.uint8)

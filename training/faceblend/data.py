@@ -9,8 +9,10 @@ landmark mask. Nothing here generates faces: every pixel comes from the real pho
   ``$FACEBLEND_CACHE`` (default ``/tmp/faceblend_cache``) as npz.
 * ``self_blend(img, points, rng)``: one pseudo-fake and its soft blend mask.
 * ``make_pair(img, points, rng)``: (real crop, self-blended crop, boundary map), both crops
-  through the same generic augmentations (flip, rescale, JPEG 60–95, crop jitter) and the
-  same crop function inference uses (``reclaim.signals.faceblend.crop_face``).
+  through the same generic augmentations (``augment_views``: flip, tight crop, rescale,
+  global colour, JPEG 60–95, crop jitter) and the same input function inference uses
+  (``reclaim.signals.faceblend.face_crop``: RGB crop + landmark-hull channel).
+* ``make_single(img, points, rng)``: one labelled photo through the same augmentations.
 
 Run ``python -m training.faceblend.data`` to fill the landmark cache (≈3 min on one core).
 """

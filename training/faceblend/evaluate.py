@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+import cv2
 import numpy as np
 
 from reclaim.signals import faceblend
@@ -166,8 +167,65 @@ def evaluate_sbi(split: str = "test", seed: int = 7_000) -> dict[str, Any]:
     }
 
 
+def _pasted(img: np.ndarray, points: np.ndarray, factor: float, shift: float) -> np.ndarray:
+    """The face (landmark hull, feathered) replaced by itself at ``factor`` × resolution and
+    brightened by ``shift`` grey levels: the typical trace of a pasted low-resolution face."""
+    from reclaim.signals.landmarks import hull_mask
+
+    h, w = img.shape[:2]
+    fw = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1]), 8.0))
+    m = cv2.GaussianBlur(hull_mask(points, h, w).astype(np.float32), (0, 0), 0.03 * fw)[..., None]
+    src = img
+    if factor < 1:
+        small = cv2.resize(
+            img,
+            (max(4, round(w * factor)), max(4, round(h * factor))),
+            interpolation=cv2.INTER_AREA,
+        )
+        src = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    out = (src.astype(np.float32) + shift) * m + img.astype(np.float32) * (1 - m)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def evaluate_pastes(split: str = "test") -> dict[str, Any]:
+    """Shipped model on the real faces of a real-color split, untouched and with simple,
+    fixed pastes (no training-time randomness), all re-saved as JPEG q90: what it catches."""
+    from training.faceblend.data import jpeg
+
+    fs = face_set("real-color", verbose=False)
+    idx = np.nonzero(fs.split_mask(split) & fs.found)[0]
+    variants = {"half-resolution face": (0.5, 0.0), "third-resolution face": (0.33, 0.0),
+                "brighter face (+10)": (1.0, 10.0)}  # fmt: skip
+    raws: dict[str, list[float]] = {k: [] for k in ["original", *variants]}
+    for i in idx:
+        img = load_rgb(fs.paths[int(i)])
+        box = tuple(int(v) for v in fs.boxes[int(i)])
+        region = [FaceRegion(box, "cache", fs.points[int(i)])]  # type: ignore[arg-type]
+        raws["original"].append(faceblend.face_blend(jpeg(img, 90), region)[0].raw)
+        for k, (f, sh) in variants.items():
+            fake = jpeg(_pasted(img, fs.points[int(i)], f, sh), 90)
+            raws[k].append(faceblend.face_blend(fake, region)[0].raw)
+    thr = float(faceblend._model().meta.get("threshold", {}).get("raw", np.inf))
+    real = np.array(raws["original"])
+    out: dict[str, Any] = {
+        "split": split,
+        "faces": len(idx),
+        "fpr_at_threshold": float((real >= thr).mean()),
+    }
+    for k in variants:
+        fake = np.array(raws[k])
+        y = np.r_[np.zeros(len(real)), np.ones(len(fake))]
+        out[k] = {**metrics(y, np.r_[real, fake]), "tpr_at_threshold": float((fake >= thr).mean())}
+    return out
+
+
 if __name__ == "__main__":
-    sets = sys.argv[1:] or ["sbi", "yonsei-splice", "stylegan2-ffhq"]
+    sets = sys.argv[1:] or ["sbi", "pastes", "yonsei-splice", "stylegan2-ffhq"]
     for s in sets:
-        r = evaluate_sbi() if s == "sbi" else evaluate_detect_set(s)
+        if s == "sbi":
+            r = evaluate_sbi()
+        elif s == "pastes":
+            r = evaluate_pastes()
+        else:
+            r = evaluate_detect_set(s)
         print(json.dumps(r, indent=1))

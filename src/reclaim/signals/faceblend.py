@@ -12,7 +12,14 @@ Model: ``reclaim/models/face_blend.onnx`` (card: ``face_blend.md``; training cod
 ``training/faceblend/``), run with onnxruntime on one CPU thread, loaded once per process on
 first use. Input: the face crop (:func:`crop_params` / :func:`crop_face`: a square around the
 68 landmarks, 1.35× their extent, shifted up to include the forehead; black outside the photo),
-resized to 128×128 RGB in [0, 1]. Outputs: a logit (``raw``) and the boundary map.
+resized to 128×128 RGB in [0, 1], plus the landmarks' convex hull as a fourth channel
+(:func:`hull_channel`: where a pasted face would end). Outputs: a logit (``raw``) and the
+boundary map.
+
+What it measurably catches (``face_blend.md``): a face that is softer or lower-resolution than
+its surroundings (a face pasted at a third of the resolution: AUC 0.84 on real-color test
+faces). What it does not: colour-only changes, Photoshop face-part splices (yonsei-splice,
+AUC 0.54 zero-shot), fully generated faces (StyleGAN2, 0.39). A weak signal.
 
 ``score`` is the logit through a logistic calibration fitted on the calib split (real faces
 and self-blended pseudo-fakes made from them, 1:1; calib has no real fakes). The calibration,
@@ -176,7 +183,7 @@ def _model() -> _Model:
 
 
 def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run the model on a (N, 3, 128, 128) batch: logits (N,) and boundary maps (N, 32, 32)."""
+    """Run the model on a (N, 4, 128, 128) batch: logits (N,) and boundary maps (N, 32, 32)."""
     m = _model()
     if batch.shape[0] == 0:
         return np.zeros(0, np.float32), np.zeros((0, MAP_SIZE, MAP_SIZE), np.float32)
