@@ -66,6 +66,7 @@ from reclaim.signals.forensic import ForensicSignal
 from reclaim.signals.landmarks import FaceRegion, hull_mask
 from reclaim.signals.maps import (
     PHOTO_GRID_MIN,
+    _as_rgb,
     _boundary_excess,
     blend_overlay,
     draw_outline,
@@ -221,19 +222,6 @@ class FaceMeasurement:
 # -- measurement helpers --------------------------------------------------------------------
 
 
-def _as_rgb(rgb: np.ndarray) -> np.ndarray:
-    a = np.asarray(rgb)
-    if a.dtype != np.uint8:
-        a = np.clip(np.nan_to_num(a.astype(np.float32)), 0, 255).astype(np.uint8)
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] == 1:
-        a = np.repeat(a, 3, axis=2)
-    elif a.ndim == 3 and a.shape[2] >= 4:
-        a = a[:, :, :3]
-    return np.ascontiguousarray(a)
-
-
 def _sd(hull: np.ndarray) -> np.ndarray:
     """Signed distance to the hull outline in pixels: positive inside, negative outside."""
     u = hull.astype(np.uint8)
@@ -352,8 +340,11 @@ def measure_face(
     rgb: np.ndarray, region: FaceRegion, *, maps: bool = False
 ) -> FaceMeasurement | None:
     """Measure one face against its surroundings; None when the face is too small or invalid."""
-    img = _as_rgb(rgb)
-    if img.ndim != 3 or img.shape[0] < 8 or img.shape[1] < 8:
+    try:
+        img = _as_rgb(rgb)
+    except TypeError:  # not an RGB or grey image array
+        return None
+    if img.shape[0] < 8 or img.shape[1] < 8:
         return None
     pts = np.asarray(region.points, dtype=np.float64)
     if pts.shape != (68, 2) or not np.isfinite(pts).all():
