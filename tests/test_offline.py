@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from reclaim.check import check_file
+from reclaim.forensics import DetectorOptions
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
 from reclaim.sample import make_sample
@@ -36,8 +37,12 @@ def test_scan_check_and_pack_make_no_connection(
     with CaseStore.open(tmp_path / "case", create=True) as store:
         # faces=True loads dlib's models from the installed package; workers=0 keeps the
         # analysis in this process, where the sockets are patched.
-        st = scan(store, [open_source(str(p)) for p in sources], workers=0, faces=True)
+        # check="full": every pixel detector (face blend, AI image, consistency) runs too.
+        st = scan(
+            store, [open_source(str(p)) for p in sources], workers=0, faces=True, check="full"
+        )
         assert st.analysed > 20
+        assert any(c["level"] == "full" for c in store.checks_summary().values())
         shas = [r[0] for r in store.conn.execute("SELECT sha256 FROM items WHERE error IS NULL")]
         build_pack(
             store,
@@ -45,6 +50,12 @@ def test_scan_check_and_pack_make_no_connection(
             tmp_path / "pack.zip",
             PackOptions(notifier=Notifier("L", "l@example.org"), pdf=True),
         )
-    rec = check_file(sources[0] / "IMG_1001.jpg", nudity=True)
-    assert rec["verdict"] and "nudity" in rec
+    rec = check_file(
+        sources[0] / "IMG_1001.jpg",
+        nudity=True,
+        detectors=DetectorOptions(),
+        maps_dir=tmp_path / "maps",
+    )
+    assert rec["verdict"] and "nudity" in rec and rec["checks"]["synthetic"] == "checked"
+    assert rec["maps"]
     assert attempts == []
