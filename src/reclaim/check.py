@@ -349,15 +349,8 @@ def write_maps(media: Media, pixel: list[ForensicSignal], folder: Path, stem: st
 def _video_nudity(media: Media, limits: MediaLimits) -> dict[str, Any]:
     from reclaim.signals.nudity import combine, detect_nudity
 
-    info = media.video_info()
-    duration = max(info.duration_s or 0.0, 1e-3)
-    fps = min(limits.video_fps, NUDITY_MAX_FRAMES / duration)
-    sampler = Media(media.data, replace(limits, video_fps=fps))
-    results = []
-    for fr in sampler.frames():
-        results.append((fr.timestamp_s, detect_nudity(fr.rgb)))
-        if len(results) >= NUDITY_MAX_FRAMES:
-            break
+    _, frames = media.spread_frames(limits.video_fps, NUDITY_MAX_FRAMES)
+    results = [(fr.timestamp_s, detect_nudity(fr.rgb)) for fr in frames]
     if not results:
         raise DecodeError("no video frame could be decoded")
     return combine(results)

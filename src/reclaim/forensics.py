@@ -124,19 +124,14 @@ def video_signals(
 ) -> tuple[list[ForensicSignal], dict[str, str]]:
     """Frames sampled about once a second, checked, aggregated per clip."""
     o = options or DetectorOptions()
-    info = media.video_info()
-    duration = max(info.duration_s or 0.0, 1e-3)
-    fps = min(o.video_fps, o.video_max_frames / duration)
-    sampler = Media(media.data, dataclasses.replace(media.limits, video_fps=fps))
+    fps, sampled = media.spread_frames(o.video_fps, o.video_max_frames)
     per_frame: list[tuple[float, list[ForensicSignal]]] = []
     frames = 0
     try:
-        for fr in sampler.frames():
+        for fr in sampled:
             frames += 1
             sig, _ = image_signals(fr.rgb, dataclasses.replace(o, maps=False))
             per_frame.append((fr.timestamp_s, sig))
-            if frames >= o.video_max_frames:
-                break
     except DecodeError:
         if frames == 0:
             raise

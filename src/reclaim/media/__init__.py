@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,14 @@ class Media:
             self._views[key] = vi
         info: VideoInfo = self._views[key]
         return info
+
+    def spread_frames(self, fps: float, max_frames: int) -> tuple[float, Iterator[VideoFrame]]:
+        """A video's frames at about ``fps`` per second, at most ``max_frames``, slowed down to
+        spread over its whole length when it is long; returns (the rate used, the frames)."""
+        duration = max(self.video_info().duration_s or 0.0, 1e-3)
+        rate = min(fps, max_frames / duration)
+        sampler = Media(self.data, replace(self.limits, video_fps=rate))
+        return rate, islice(sampler.frames(), max_frames)
 
     def frames(self, every_frame: bool = False, rotate: bool = True) -> Iterator[VideoFrame]:
         """Sampled frames (``limits.video_fps`` per second) of a video or animated image.
