@@ -14,12 +14,18 @@ Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.
   detector input), so the detector input is capped at ``max_detect_pixels``: small images are
   upsampled ×2 as ``face_recognition`` does, large ones are scaled to the cap (a 1280×960 image is
   searched at ~1.6 MP instead of 4.9 MP; faces under ~50–60 px in such an image may be missed).
-* **CNN (MMOD) as fallback only.** On CPU the CNN costs ~5.5 s per megapixel: far too slow for
-  every item on 2 cores. It runs when HOG finds nothing, or finds small faces in a small image
-  (where HOG also misses others), on the image at its own size (tiny images upscaled to
-  ``cnn_min_side``, large ones shrunk to ``cnn_max_pixels``). It finds occluded, turned and
-  tightly cropped faces HOG misses (HOG missed 210 of 300 tight face photos of the real-color
-  set; the CNN found them). ``cnn="off"`` disables it, ``"always"`` runs it on every image.
+* **CNN (MMOD) as fallback only.** dlib's own CPU code costs ~5.5 s per megapixel; the same
+  network with the same weights, built from the same model file and run by onnxruntime
+  (``mmod.py``: dlib's image pyramid, score map, box mapping and non-max suppression reproduced
+  around it) costs ~0.6 s per megapixel on one core and finds the same boxes with the same
+  scores (200 of 200 real face photos identical, scores within 2e-5). It is used only when, at
+  load, its detections on a drawn check image equal dlib's; otherwise dlib runs
+  (``_Models.detector_backend`` says which). The CNN runs when HOG finds nothing, or finds small
+  faces in a small image (where HOG also misses others), on the image at its own size (tiny
+  images upscaled to ``cnn_min_side``, large ones shrunk to ``cnn_max_pixels``). It finds
+  occluded, turned and tightly cropped faces HOG misses (HOG missed 210 of 300 tight face
+  photos of the real-color set; the CNN found them). ``cnn="off"`` disables it, ``"always"``
+  runs it on every image.
 * **Alignment and descriptor.** Each face box → 5 landmarks → ``get_face_chip`` (150 px,
   padding 0.25: dlib's canonical alignment) → ResNet descriptor. dlib's own CPU code takes
   ~75 ms per face (dlib-bin has no BLAS) and dominated a scan; the same network with the same
@@ -55,6 +61,16 @@ from reclaim.media import Media, MediaKind
 from reclaim.media.image import iter_frames
 from reclaim.media.video import iter_video_frames
 from reclaim.signals.base import Comparison, SignalType, SignalValue
+from reclaim.signals.dlibnet import (
+    ONNX_FLOAT,
+    ONNX_UINT8,
+    DatReader,
+    NetFormatError,
+    OnnxGraph,
+    find_marks,
+    ort_session,
+)
+from reclaim.signals.mmod import OrtMmod
 
 __all__ = [
     "DESCRIPTOR_DIM",
@@ -119,6 +135,12 @@ class _Models:
         self.encoder: Any = dlib.face_recognition_model_v1(str(d / MODEL_FILES["descriptor"]))
         self._cnn: Any = None
         self._cnn_path = str(d / MODEL_FILES["cnn"])
+        self._cnn_lock = threading.Lock()
+        self.fast_detector: OrtMmod | None = None
+        #: Like ``descriptor_backend``, for the CNN detector: "onnxruntime" (dlib's MMOD network
+        #: and detection steps, checked equal to dlib's detections when loaded) or "dlib: <why
+        #: the faster path is not used>"; "not loaded" until the CNN first runs.
+        self.detector_backend = "not loaded"
         self.fast_encoder: _OrtDescriptor | None = None
         #: "onnxruntime" (dlib's network, its own weights, run by onnxruntime: checked equal to
         #: dlib's output when loaded) or "dlib: <why the faster path is not used>".
@@ -136,9 +158,38 @@ class _Models:
 
     @property
     def cnn(self) -> Any:
+        """dlib's own CNN (MMOD) detector, loaded on first use."""
         if self._cnn is None:
             self._cnn = self.dlib.cnn_face_detection_model_v1(self._cnn_path)
         return self._cnn
+
+    def _load_detector(self) -> None:
+        with self._cnn_lock:
+            if self.detector_backend != "not loaded":
+                return
+            try:
+                fast = OrtMmod(Path(self._cnn_path).read_bytes())
+                why = fast.check_against(self.cnn)
+            except (NetFormatError, ImportError, OSError, RuntimeError) as e:
+                self.detector_backend = f"dlib: {type(e).__name__}: {e}"
+            else:
+                if why is None:
+                    self.fast_detector, self.detector_backend = fast, "onnxruntime"
+                else:
+                    self.detector_backend = f"dlib: onnxruntime detections differ: {why}"
+
+    def cnn_detect(self, rgb: np.ndarray) -> list[tuple[int, int, int, int, float]]:
+        """dlib's ``cnn_face_detection_model_v1(rgb, 0)``: (left, top, right, bottom, confidence)
+        per face, right and bottom inclusive as dlib's rectangles."""
+        if self.detector_backend == "not loaded":
+            self._load_detector()
+        if self.fast_detector is not None:
+            dets = self.fast_detector(rgb)
+            return [(d.left, d.top, d.right, d.bottom, d.confidence) for d in dets]
+        return [
+            (d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), float(d.confidence))
+            for d in self.cnn(rgb, 0)
+        ]
 
     def describe(self, chips: list[np.ndarray]) -> np.ndarray:
         """128-d descriptors (n × 128 float32) of aligned 150 px face chips (RGB uint8)."""
@@ -254,48 +305,8 @@ _MAX_DESCRIPTOR_DIFF = 1e-4  # vs dlib on the check chip; calibration resolves 1
 _MEAN_RGB_DEFAULT = (122.782, 117.001, 104.298)  # dlib's input_rgb_image averages
 
 
-class _NetFormatError(Exception):
+class _NetFormatError(NetFormatError):
     """The descriptor model file is not the dlib ResNet this reader knows."""
-
-
-class _DatReader:
-    """The parts of dlib's serialization format that the face ResNet's file uses."""
-
-    def __init__(self, data: bytes) -> None:
-        self.b = data
-
-    def int_at(self, pos: int) -> tuple[int, int]:
-        """dlib's compact integer: a control byte (bit 7: negative, low 4 bits: byte count),
-        then that many little-endian bytes."""
-        if pos >= len(self.b):
-            raise _NetFormatError("model file ends inside a number")
-        c = self.b[pos]
-        n = c & 0x0F
-        if n > 8 or pos + 1 + n > len(self.b):
-            raise _NetFormatError(f"bad integer at byte {pos}")
-        v = int.from_bytes(self.b[pos + 1 : pos + 1 + n], "little")
-        return (-v if c & 0x80 else v), pos + 1 + n
-
-    def ints_at(self, pos: int, count: int) -> tuple[list[int], int]:
-        out = []
-        for _ in range(count):
-            v, pos = self.int_at(pos)
-            out.append(v)
-        return out, pos
-
-    def tensor_at(self, pos: int) -> tuple[np.ndarray, int]:
-        """A dlib tensor (version 2): 4 dimensions, then little-endian float32 values."""
-        (version, n, k, nr, nc), pos = self.ints_at(pos, 5)
-        size = n * k * nr * nc
-        if version != 2 or min(n, k, nr, nc) < 1 or pos + 4 * size > len(self.b):
-            raise _NetFormatError(f"unexpected tensor at byte {pos}")
-        return np.frombuffer(self.b, dtype="<f4", count=size, offset=pos), pos + 4 * size
-
-    def float_at(self, pos: int) -> tuple[float, int]:
-        """dlib's portable float: mantissa and power-of-two exponent, both compact integers."""
-        mant, pos = self.int_at(pos)
-        exp, pos = self.int_at(pos)
-        return math.ldexp(float(mant), exp), pos
 
 
 _LAYER_NAMES = (
@@ -319,23 +330,13 @@ def _read_resnet(data: bytes) -> tuple[tuple[float, float, float], list[tuple[An
     ("affine", gamma, beta), ("relu",), ("max_pool" | "avg_pool", size, stride) with size 0 for
     the global average, ("add",), ("fc", weights (inputs, outputs)). Tags and skips (the
     residual connections) have no fields and are implied by the block structure."""
-    r = _DatReader(data)
-    marks = []
-    for name in _LAYER_NAMES:
-        key = bytes([1, len(name)]) + name.encode()
-        start = data.find(key)
-        while start >= 0:
-            marks.append((start + len(key), name))
-            start = data.find(key, start + 1)
-    marks.sort()
+    r = DatReader(data, _NetFormatError)
+    marks = find_marks(data, _LAYER_NAMES)
     mean = _MEAN_RGB_DEFAULT
     layers: list[tuple[Any, ...]] = []
     for pos, name in marks:
         if name == "input_rgb_image_sized":
-            vals = []
-            for _ in range(3):
-                v, pos = r.float_at(pos)
-                vals.append(v)
+            vals, pos = r.floats_at(pos, 3)
             (nr, nc), _ = r.ints_at(pos, 2)
             if (nr, nc) != (CHIP_SIZE, CHIP_SIZE):
                 raise _NetFormatError(f"network input is {nr}×{nc}, not {CHIP_SIZE}")
@@ -375,85 +376,14 @@ def _read_resnet(data: bytes) -> tuple[tuple[float, float, float], list[tuple[An
     return mean, layers
 
 
-# Minimal protobuf writer for the ONNX ModelProto fields used here (the onnx package is not a
-# dependency; onnxruntime reads the bytes).
-
-
-def _pb_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _pb_int(field: int, v: int) -> bytes:
-    return _pb_varint(field << 3) + _pb_varint(v)
-
-
-def _pb_len(field: int, payload: bytes) -> bytes:
-    return _pb_varint(field << 3 | 2) + _pb_varint(len(payload)) + payload
-
-
-def _pb_str(field: int, text: str) -> bytes:
-    return _pb_len(field, text.encode())
-
-
-_ONNX_FLOAT, _ONNX_UINT8, _ONNX_INT64 = 1, 2, 7
-
-
-def _pb_tensor(name: str, a: np.ndarray) -> bytes:
-    kinds = {np.dtype(np.float32): ("<f4", _ONNX_FLOAT), np.dtype(np.int64): ("<i8", _ONNX_INT64)}
-    dt, code = kinds[a.dtype]
-    dims = b"".join(_pb_int(1, d) for d in a.shape)
-    raw = np.ascontiguousarray(a, dtype=dt).tobytes()
-    return dims + _pb_int(2, code) + _pb_str(8, name) + _pb_len(9, raw)
-
-
-def _pb_node(op: str, inputs: list[str], output: str, **attrs: int | list[int]) -> bytes:
-    out = b"".join(_pb_str(1, i) for i in inputs) + _pb_str(2, output)
-    out += _pb_str(3, output) + _pb_str(4, op)
-    for key, v in attrs.items():
-        if isinstance(v, list):
-            body = _pb_str(1, key) + b"".join(_pb_int(8, x) for x in v) + _pb_int(20, 7)
-        else:
-            body = _pb_str(1, key) + _pb_int(3, v) + _pb_int(20, 2)
-        out += _pb_len(5, body)
-    return out
-
-
-def _pb_value_info(name: str, elem: int, dims: list[int | str]) -> bytes:
-    shape = b"".join(
-        _pb_len(1, _pb_str(2, d) if isinstance(d, str) else _pb_int(1, d)) for d in dims
-    )
-    tensor_type = _pb_int(1, elem) + _pb_len(2, shape)
-    return _pb_str(1, name) + _pb_len(2, _pb_len(1, tensor_type))
-
-
 def _onnx_model(mean: tuple[float, float, float], layers: list[tuple[Any, ...]]) -> bytes:
     """ONNX model bytes: uint8 chips (n, 150, 150, 3) RGB → descriptors (n, 128) float32.
 
     dlib's residual sum of two tensors of different shapes adds them with zeros where one is
     missing (channels, and rows and columns at the bottom and right): Pad does the same."""
-    nodes: list[bytes] = []
-    inits: list[bytes] = []
-    counter = [0]
-
-    def const(a: np.ndarray) -> str:
-        counter[0] += 1
-        name = f"w{counter[0]}"
-        inits.append(_pb_tensor(name, a))
-        return name
-
-    def node(op: str, inputs: list[str], **attrs: int | list[int]) -> str:
-        counter[0] += 1
-        out = f"t{counter[0]}"
-        nodes.append(_pb_node(op, inputs, out, **attrs))
-        return out
-
-    x = node("Cast", ["chips"], to=_ONNX_FLOAT)
+    g = OnnxGraph("dlib_face_resnet")
+    const, node = g.const, g.node
+    x = node("Cast", ["chips"], to=ONNX_FLOAT)
     x = node("Sub", [x, const(np.array(mean, dtype=np.float32))])
     x = node("Mul", [x, const(np.array(1 / 256, dtype=np.float32))])  # dlib: (p - mean) / 256
     x = node("Transpose", [x], perm=[0, 3, 1, 2])
@@ -507,32 +437,19 @@ def _onnx_model(mean: tuple[float, float, float], layers: list[tuple[Any, ...]])
             x, side, block_in = node("Add", [x, b]), full, None
         elif kind == "fc":
             x = node("Flatten", [x])
-            nodes.append(_pb_node("MatMul", [x, const(layer[1])], "descriptors"))
-    graph = b"".join(_pb_len(1, n) for n in nodes) + _pb_str(2, "dlib_face_resnet")
-    graph += b"".join(_pb_len(5, t) for t in inits)
-    graph += _pb_len(11, _pb_value_info("chips", _ONNX_UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3]))
-    graph += _pb_len(12, _pb_value_info("descriptors", _ONNX_FLOAT, ["n", DESCRIPTOR_DIM]))
-    opset = _pb_str(1, "") + _pb_int(2, 17)
-    return _pb_int(1, 8) + _pb_str(2, "reclaim") + _pb_len(7, graph) + _pb_len(8, opset)
+            node("MatMul", [x, const(layer[1])], output="descriptors")
+    return g.model(
+        [("chips", ONNX_UINT8, ["n", CHIP_SIZE, CHIP_SIZE, 3])],
+        [("descriptors", ONNX_FLOAT, ["n", DESCRIPTOR_DIM])],
+    )
 
 
 class _OrtDescriptor:
     """dlib's face ResNet run by onnxruntime on one thread (scans run a process per core)."""
 
     def __init__(self, model_file: bytes) -> None:
-        import onnxruntime as ort  # type: ignore[import-untyped]
-
         mean, layers = _read_resnet(model_file)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self.session: Any = ort.InferenceSession(
-                _onnx_model(mean, layers), so, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise _NetFormatError(f"onnxruntime refused the network: {e}") from e
+        self.session: Any = ort_session(_onnx_model(mean, layers), _NetFormatError)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {"chips": np.ascontiguousarray(chips, dtype=np.uint8)})[0]
@@ -635,26 +552,16 @@ def _cnn(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
     h, w = rgb.shape[:2]
     # The CNN finds faces from ~40 px at their own size: upscaling (4x the cost per 2x) only
     # pays for tiny images. Measured on 60 tight face photos HOG missed: found 60/60 at 1x
-    # (0.12 s each), 59/60 at 2x (0.51 s each).
+    # (0.12 s each with dlib's own code), 59/60 at 2x (0.51 s each).
     up = max(1.0, min(o.cnn_max_upscale, o.cnn_min_side / max(1, min(w, h))))
     img, sx, sy = _scaled(rgb, _scale_for(w, h, up, o.cnn_max_pixels))
     if min(img.shape[:2]) < _CNN_MIN_INPUT:
         return []  # smaller than the network's receptive field: dlib would raise
     out = []
-    for d in m.cnn(img, 0):
-        if d.confidence < o.cnn_min_confidence:
+    for left, top, right, bottom, conf in m.cnn_detect(img):
+        if conf < o.cnn_min_confidence:
             continue
-        r = d.rect
-        out.append(
-            _Det(
-                r.left() / sx,
-                r.top() / sy,
-                (r.right() + 1) / sx,
-                (r.bottom() + 1) / sy,
-                float(d.confidence),
-                "cnn",
-            )
-        )
+        out.append(_Det(left / sx, top / sy, (right + 1) / sx, (bottom + 1) / sy, conf, "cnn"))
     return out
 
 
