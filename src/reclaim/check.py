@@ -135,6 +135,25 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
     if model is None:
         return None
     fused = fuse(pixel)
+    if fused is None and pixel:
+        # pixel signals ran, but none of those the verdict relies on (the CLIP probes when the
+        # encoder is not installed): say so instead of quoting a score of nothing
+        from reclaim.signals.clip_probe import encoder_status
+
+        why = encoder_status()
+        used = ", ".join(model.calibration)
+        return (
+            VERDICT_NO_EVIDENCE,
+            0.0,
+            {
+                "en": f"No provenance evidence, and the signals the verdict relies on ({used}) "
+                f"did not run: {why}. The other signals are listed below; this does not mean "
+                "the image is real.",
+                "fr": f"Aucun élément de provenance, et les signaux sur lesquels repose le verdict "
+                f"({used}) n'ont pas tourné : {why}. Les autres signaux sont listés ci-dessous ; "
+                "cela ne veut pas dire que l'image est vraie.",
+            },
+        )
     fscore, flagged, decider = fused if fused is not None else (0.0, False, "")
     thr = model.threshold
     if not flagged:

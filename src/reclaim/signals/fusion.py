@@ -10,12 +10,15 @@ Why a maximum and not a weighted sum. The signals look for different fakes (a ge
 a pasted face, an edited face part): a face-swap detector has nothing to say about a GAN face,
 and in a sum its silence dilutes the one signal that sees it. Measured on the calib→test splits
 (``bench/detect.py``), a logistic sum lost to the best single signal (AUC 0.81 vs 0.91 on
-StyleGAN2); the maximum keeps it (0.90). The price is that every signal's false alarms add up,
+StyleGAN2); the maximum keeps it. The price is that every signal's false alarms add up,
 which the threshold pays for.
 
 Fitting (``bench/detect.py --fit`` writes ``models/fusion.json``): each signal's calibration is
 a weighted logistic fit on the ``calib`` split of every labelled set, each set's real and fake
-halves weighted equally, so a calibrated value reads as a probability under even odds. The
+halves weighted equally, so a calibrated value reads as a probability under even odds. Which
+signals take part is chosen on calib too: the subset with the best mean AUC over the labelled
+sets (a weak signal in a maximum only adds false alarms). Signals left out still appear in
+``check``'s output with their own evidence and maps; they just do not move the verdict. The
 threshold is the lowest fused score that at most 2 % of the real photos of *each* calibration
 set reach (FFHQ portraits, Yonsei real faces, the real-color photos), so it holds on the worst
 of them, not on their mix.
