@@ -148,6 +148,13 @@ def test_a_real_face_photo_gets_every_face_signal_with_sentences(tmp_path: Path)
     assert {"face_consistency", "face_blend", "synthetic_image"} <= names
     for s in rec["signals"]:
         assert s["evidence"]["en"] and s["evidence"]["fr"] and 0.0 <= s["score"] <= 1.0
+    # each pixel signal says whether the fused verdict reads it: exactly the fitted ones
+    m = load_model()
+    assert m is not None
+    pixel = [s for s in rec["signals"] if "in_verdict" in s]
+    assert {"face_consistency", "face_blend", "synthetic_image"} <= {s["name"] for s in pixel}
+    for s in pixel:
+        assert s["in_verdict"] == (s["name"] in m.calibration), s["name"]
     kinds = {Path(m).stem.split("-", 1)[1] for m in rec["maps"]}
     assert any(k.startswith("face_blend-") for k in kinds), kinds
 

@@ -81,3 +81,30 @@ def test_check_survives_in_the_pack_manifest(tmp_path: Path, tagged_dir: Path) -
     chk = man["items"][0]["manipulation_check"]
     assert chk["verdict"] == "edited" and chk["signals"][0]["name"]
     assert "RETOUCHÉE" in report and "FaceApp" in report
+
+
+def test_item_page_says_which_signals_the_verdict_does_not_read(
+    tmp_path: Path, tagged_dir: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from reclaim.signals.fusion import load_model
+    from reclaim.web.app import create_app
+
+    m = load_model()
+    if m is None or "synthetic_image" in m.calibration:
+        pytest.skip("the fitted fusion reads synthetic_image: nothing to mark on this photo")
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0, check="full")
+        sha = _sha(store, "plain.jpg")
+        rec = store.item_check(sha)
+    assert rec is not None
+    syn = [s for s in rec["signals"] if s["name"] == "synthetic_image"]
+    assert syn and syn[0]["in_verdict"] is False
+    client = TestClient(create_app(tmp_path / "case", workers=0), base_url="http://127.0.0.1:8765")
+    client.cookies.set("lang", "en")
+    en = client.get(f"/item/{sha}").text
+    assert "synthetic_image" in en and "not used in the verdict: too weak in our tests" in en
+    client.cookies.set("lang", "fr")
+    fr = client.get(f"/item/{sha}").text
+    assert "non utilisé pour le verdict : trop faible dans nos tests" in fr

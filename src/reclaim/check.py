@@ -177,6 +177,15 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
     )
 
 
+def _pixel_dict(s: ForensicSignal) -> dict[str, Any]:
+    """A pixel signal as output, saying whether the fused verdict reads it (the fit keeps only
+    the signals that help on calib; the others are shown as evidence but move nothing)."""
+    from reclaim.signals.fusion import load_model
+
+    m = load_model()
+    return {**s.as_dict(), "in_verdict": m is not None and s.name in m.calibration}
+
+
 def check_file(
     path: str | Path,
     *,
@@ -288,7 +297,7 @@ def check_media(
         raise UnsupportedMedia("not an image or video format reclaim can read")
 
     v, score, summary = verdict(findings, pixel)
-    signals = [f.as_dict() for f in findings] + [s.as_dict() for s in pixel or []]
+    signals = [f.as_dict() for f in findings] + [_pixel_dict(s) for s in pixel or []]
     signals.sort(key=lambda f: -f["score"])
     rec: dict[str, Any] = {
         "sha256": sha,
