@@ -108,3 +108,15 @@ def test_item_page_says_which_signals_the_verdict_does_not_read(
     client.cookies.set("lang", "fr")
     fr = client.get(f"/item/{sha}").text
     assert "non utilisé pour le verdict : trop faible dans nos tests" in fr
+
+
+def test_face_backfill_refuses_an_unknown_check_level(tmp_path: Path, tagged_dir: Path) -> None:
+    from reclaim.scan import find_faces_in_case
+
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0)
+        with pytest.raises(InputError, match="use faces or off"):
+            find_faces_in_case(store, workers=0, check="full")
+        # nothing was started: no run recorded for the refused backfill
+        runs = [r[0] for r in store.conn.execute("SELECT command FROM runs")]
+        assert "faces" not in runs

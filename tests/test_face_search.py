@@ -353,12 +353,15 @@ def test_find_her_end_to_end_through_the_cli(tmp_path: Path) -> None:
     )
     assert code == 0, err
     assert "3 reference photo(s)" in out and "reclaim faces" in out
-    # 3. Backfill: faces of everything scanned, then the search.
+    # 3. Backfill: faces of everything scanned, then the search; the items with faces get
+    #    the pixel manipulation check, as a scan with someone enrolled gives them.
     code, out, err = cli("faces", "--case", str(case), "--workers", "2")
     assert code == 0, err
+    assert "items checked for manipulation" in out
     code, out, err = cli("findings", "--case", str(case), "--json")
     assert code == 0, err
     recs = [json.loads(line) for line in out.splitlines()]
+    assert recs and all(r["check"]["level"] == "faces" for r in recs), [r["check"] for r in recs]
     found = {Path(r["locator"]["path"]).name for r in recs}
     hers = {n for n, who in truth.items() if who == "her" and (first / n).exists()}
     assert not found - hers, f"other people's photos flagged: {found - hers}"

@@ -475,6 +475,14 @@ def faces_cmd(
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: cores).")
     ] = None,
+    check: Annotated[
+        str,
+        typer.Option(
+            "--check",
+            help="'faces' (default): also run the pixel manipulation detectors on the items "
+            "where faces are found now; 'off': faces only.",
+        ),
+    ] = "faces",
 ) -> None:
     """Look for faces in items scanned before face search was on, then match enrolled people."""
     from reclaim.scan import FaceBackfillStats, find_faces_in_case
@@ -495,11 +503,12 @@ def faces_cmd(
                 current=s.current[-60:],
             )
 
-        stats = find_faces_in_case(store, workers=workers, on_progress=on_progress)
+        stats = find_faces_in_case(store, workers=workers, on_progress=on_progress, check=check)
     d = stats.as_dict()
     out.print(
         f"searched {d['done']} of {d['pending']} items for faces in {d['seconds']:.1f} s: "
-        f"{d['faces']} faces, {d['errors']} items with errors, {d['findings']} new findings"
+        f"{d['faces']} faces, {d['errors']} items with errors, {d['findings']} new findings, "
+        f"{d['checked']} items checked for manipulation"
         + (
             f"; {d['unavailable']} items are no longer where they were scanned"
             if d["unavailable"]

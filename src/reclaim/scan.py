@@ -532,6 +532,7 @@ class FaceBackfillStats:
     errors: int = 0  # items whose faces could not be looked for (recorded with the reason)
     unavailable: int = 0  # items whose bytes are no longer at any recorded place (still pending)
     findings: int = 0
+    checked: int = 0  # items whose manipulation check was raised to the ``faces`` level
     started: float = field(default_factory=time.monotonic)
     current: str = ""
 
@@ -543,6 +544,7 @@ class FaceBackfillStats:
             "errors": self.errors,
             "unavailable": self.unavailable,
             "findings": self.findings,
+            "checked": self.checked,
             "seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -599,15 +601,21 @@ def find_faces_in_case(
     limits: MediaLimits | None = None,
     face_options: FaceOptions | None = None,
     on_progress: Callable[[FaceBackfillStats], None] | None = None,
+    check: str = "faces",
 ) -> FaceBackfillStats:
     """Look for faces in every scanned item not yet searched, then match the enrolled people.
 
     Bytes are read again from where the scan saw them (files, Telegram exports, archives,
     reclaim's own downloads); items no longer there stay pending and are counted.
+    ``check="faces"`` (the default, as in a scan with someone enrolled) also runs the pixel
+    detectors on the items where faces are found now, unless they were checked at that level
+    or a fuller one already; ``"off"`` leaves the checks as they are.
     """
     from reclaim.match.faces import search_new_faces
     from reclaim.signals.faces import FaceOptions, models_dir
 
+    if check not in ("faces", "off"):
+        raise InputError(f"unknown check level {check!r} for the backfill: use faces or off")
     models_dir()
     opts = face_options or FaceOptions()
     limits = limits or MediaLimits()
@@ -620,11 +628,20 @@ def find_faces_in_case(
         pending = store.items_without_faces()
         stats.pending = len(pending)
         wanted = set(pending)
+        to_check = set(store.items_to_check("faces")) if check == "faces" else set()
         batch: list[ItemRecord] = []
 
         def flush() -> None:
             if batch:
                 store.record_faces(batch)
+                upgraded = [
+                    (it.sha256, it.check)
+                    for it in batch
+                    if it.sha256 in to_check
+                    and it.check is not None
+                    and it.check.get("level") == "faces"
+                ]
+                stats.checked += store.record_checks(upgraded)
                 batch.clear()
 
         def take(o: Outcome) -> None:
@@ -649,9 +666,9 @@ def find_faces_in_case(
         entries = _backfill_entries(store, pending)
         if workers == 0:
             for e in entries:
-                take(analyze_entry(e, limits, opts))
+                take(analyze_entry(e, limits, opts, check))
         else:
-            _run_pool(entries, limits, workers, take, faces=opts)
+            _run_pool(entries, limits, workers, take, faces=opts, check=check)
         flush()
         stats.unavailable = len(wanted)
         stats.findings = search_new_faces(store)
