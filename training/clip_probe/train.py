@@ -24,12 +24,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,6 +42,7 @@ from reclaim.signals.clip_probe import (  # noqa: E402
 )
 from reclaim.signals.fusion import fit_logistic  # noqa: E402
 from training.clip_probe.data import FeatureSet, feature_set  # noqa: E402
+from training.synthetic import data as SD  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402
 
 MAX_FP = 0.02
@@ -64,24 +63,6 @@ PROBES = {
         "Photoshop face-part splices (Yonsei) vs real photos",
     ),
 }
-
-
-def jpeg75(rgb: np.ndarray) -> np.ndarray:
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 75]
-    )
-    assert ok
-    return np.ascontiguousarray(
-        cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    )
-
-
-def half(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    return cv2.resize(rgb, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-
-
-CONDITIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"jpeg_q75": jpeg75, "resize_0.5": half}
 
 
 def cols(blocks: tuple[str, ...]) -> np.ndarray:
@@ -218,7 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "tpr_at_threshold": round(float((o_pos >= thr).mean()), 4),
         }
         rep["robustness"] = {}
-        for cond, tf in CONDITIONS.items():
+        for cond, tf in SD.CONDITIONS.items():
+            if cond == "plain":
+                continue
             fp = raw_of(feature_set(fake_set, transform=tf, tag=cond, split="test").feats)
             fn = raw_of(feature_set(own_real, transform=tf, tag=cond, split="test").feats)
             lab_c = np.r_[np.ones(len(fp)), np.zeros(len(fn))]

@@ -71,6 +71,21 @@ class DatReader:
             raise self.error(f"unexpected tensor at byte {pos}")
         return np.frombuffer(self.b, dtype="<f4", count=size, offset=pos), pos + 4 * size
 
+    def con_at(self, pos: int) -> tuple[str, np.ndarray, np.ndarray, int, int]:
+        """A ``con_`` layer's fields: ("con", weights (nf, c, k, k), biases, stride, padding).
+
+        Only square kernels with the same stride and padding on both axes (all dlib's face
+        models use)."""
+        params, pos = self.tensor_at(pos)
+        (nf, kh, kw, sy, sx, py, px), _ = self.ints_at(pos, 7)
+        if nf < 1 or kh != kw or sy != sx or py != px or kh < 1 or sy < 1 or py < 0:
+            raise self.error(f"unsupported convolution {nf, kh, kw, sy, sx, py, px}")
+        c, rest = divmod(params.size - nf, nf * kh * kw)
+        if rest or c < 1:
+            raise self.error("convolution weights do not match their shape")
+        w = params[: nf * c * kh * kw].reshape(nf, c, kh, kw)
+        return "con", w, params[nf * c * kh * kw :], sy, py
+
     def float_at(self, pos: int) -> tuple[float, int]:
         """dlib's portable float: mantissa and power-of-two exponent, both compact integers."""
         mant, pos = self.int_at(pos)

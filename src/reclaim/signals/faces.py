@@ -342,15 +342,7 @@ def _read_resnet(data: bytes) -> tuple[tuple[float, float, float], list[tuple[An
                 raise _NetFormatError(f"network input is {nr}×{nc}, not {CHIP_SIZE}")
             mean = (vals[0], vals[1], vals[2])
         elif name in ("con_4", "con_5"):
-            params, pos = r.tensor_at(pos)
-            (nf, kh, kw, sy, sx, py, px), _ = r.ints_at(pos, 7)
-            if nf < 1 or kh < 1 or kw < 1 or sy != sx or py != px:
-                raise _NetFormatError(f"unsupported convolution {nf, kh, kw, sy, sx, py, px}")
-            c, rest = divmod(params.size - nf, nf * kh * kw)
-            if rest or c < 1:
-                raise _NetFormatError("convolution weights do not match their shape")
-            w = params[: nf * c * kh * kw].reshape(nf, c, kh, kw)
-            layers.append(("con", w, params[nf * c * kh * kw :], sy, py))
+            layers.append(r.con_at(pos))
         elif name == "affine_":
             params, _ = r.tensor_at(pos)
             k = params.size // 2

@@ -145,15 +145,7 @@ def read_mmod(data: bytes) -> MmodNet:
             if name.endswith("2"):
                 (padding, outer), _ = r.ints_at(p, 2)
         elif name in ("con_4", "con_5"):
-            params, p = r.tensor_at(pos)
-            (nf, kh, kw, sy, sx, py, px), _ = r.ints_at(p, 7)
-            if nf < 1 or kh != kw or sy != sx or py != px or kh < 1 or sy < 1 or py < 0:
-                raise MmodFormatError(f"unsupported convolution {nf, kh, kw, sy, sx, py, px}")
-            c, rest = divmod(params.size - nf, nf * kh * kw)
-            if rest or c < 1:
-                raise MmodFormatError("convolution weights do not match their shape")
-            w = params[: nf * c * kh * kw].reshape(nf, c, kh, kw)
-            layers.append(("con", w, params[nf * c * kh * kw :], sy, py))
+            layers.append(r.con_at(pos))
         elif name in ("bn_con2", "affine_"):
             params, p = r.tensor_at(pos)
             k = params.size // 2
