@@ -120,3 +120,15 @@ def test_face_backfill_refuses_an_unknown_check_level(tmp_path: Path, tagged_dir
         # nothing was started: no run recorded for the refused backfill
         runs = [r[0] for r in store.conn.execute("SELECT command FROM runs")]
         assert "faces" not in runs
+
+
+def test_face_backfill_keeps_fuller_checks(tmp_path: Path, tagged_dir: Path) -> None:
+    from reclaim.scan import find_faces_in_case
+
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(tagged_dir))], workers=0, check="full")
+        before = store.checks_summary()
+        assert {c["level"] for c in before.values()} == {"full"}
+        stats = find_faces_in_case(store, workers=0)
+        assert stats.checked == 0
+        assert store.checks_summary() == before  # nothing redone or downgraded

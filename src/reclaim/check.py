@@ -141,6 +141,8 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
         from reclaim.signals.clip_probe import encoder_status
 
         why = encoder_status()
+        if why == "ok":  # the encoder loaded: the probes file is what is missing
+            why = "the CLIP probes (models/clip_probe.json) are missing"
         used = ", ".join(model.calibration)
         return (
             VERDICT_NO_EVIDENCE,

@@ -105,15 +105,10 @@ def image_signals(
         from reclaim.signals.clip_probe import clip_signals, encoder_status
 
         with clock("clip"):
-            clip = clip_signals(rgb, [_box_of(r) for r in regions])
+            clip = clip_signals(rgb, [r.box for r in regions])
         out += clip
         notes["clip"] = "checked" if clip else f"not checked: {encoder_status()}"
     return out, notes
-
-
-def _box_of(region: Any) -> tuple[int, int, int, int]:
-    left, top, right, bottom = region.box
-    return int(left), int(top), int(right), int(bottom)
 
 
 class _Clock:

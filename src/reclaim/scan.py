@@ -664,11 +664,13 @@ def find_faces_in_case(
                 on_progress(stats)
 
         entries = _backfill_entries(store, pending)
+        # items all checked at this level already (a scan with --check full): no check work
+        level = check if wanted & to_check else "off"
         if workers == 0:
             for e in entries:
-                take(analyze_entry(e, limits, opts, check))
+                take(analyze_entry(e, limits, opts, level))
         else:
-            _run_pool(entries, limits, workers, take, faces=opts, check=check)
+            _run_pool(entries, limits, workers, take, faces=opts, check=level)
         flush()
         stats.unavailable = len(wanted)
         stats.findings = search_new_faces(store)
