@@ -119,9 +119,9 @@ def _largest_face(path: str) -> tuple[str, list[float] | None, str]:
 
 def descriptors(paths: list[Path], work: Path, tag: str) -> dict[str, np.ndarray]:
     """Largest-face descriptor of each photo (cached in ``work``)."""
-    from reclaim.signals.faces import FaceOptions
+    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions
 
-    text = "\n".join(map(str, paths)) + repr(FaceOptions())
+    text = "\n".join(map(str, paths)) + repr(FaceOptions()) + DESCRIPTOR_KIND
     key = hashlib.sha1(text.encode()).hexdigest()[:12]
     cache = work / f"desc_{tag}_{key}.json"
     if cache.exists():
@@ -240,7 +240,7 @@ def calibrate(work: Path) -> dict[str, Any]:
     threshold = lfw_stats["threshold_at_fpr_0.1pct"]
     slope, mid = fit_logistic(np.concatenate([mpos, lpos]), np.concatenate([mneg, lneg]))
     from reclaim import __version__
-    from reclaim.signals.faces import FaceOptions
+    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions
 
     return {
         "about": (
@@ -253,6 +253,7 @@ def calibrate(work: Path) -> dict[str, Any]:
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "reclaim_version": __version__,
         "model": "dlib_face_recognition_resnet_model_v1 (face-recognition-models), dlib-bin",
+        "descriptor": DESCRIPTOR_KIND,
         "face_options": {k: v for k, v in FaceOptions().__dict__.items()},
         "rule": "(nearest + mean) / 2",
         "target_fpr": TARGET_FPR,
@@ -740,7 +741,7 @@ def main() -> None:
     results["calibration"] = cal
     results["shipped_threshold"] = shipped["threshold"]
     m, lf = cal["master_csv"], cal["lfw_calibration_half"]
-    print("\n(1) verification ROC (reclaim pipeline: HOG+CNN fallback, 5-point, dlib ResNet)")
+    print("\n(1) verification ROC (reclaim pipeline: HOG+CNN fallback, 5-point, descriptor v2)")
     print(f"{'set':<34}{'pairs +/-':>14}{'AUC':>8}{'EER':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}")
     for label, s in (("deepface master.csv", m), ("LFW calibration half, 3 templates", lf)):
         print(

@@ -144,10 +144,13 @@ def test_zero_face_reference_refused_by_the_real_detector(tmp_path: Path) -> Non
     ("faces", "reason"),
     [
         ([], "no face found"),
-        ([_face(np.zeros(128), 200), _face(np.ones(128), 120)], "2 faces found"),
-        ([_face(np.zeros(128), 60)], "too small (60 px"),
-        ([_face(np.zeros(128), blur=4.0)], "too blurred (sharpness 4.0"),
-        ([_face(np.zeros(128), pose=0.45)], "turned away (pose 0.45"),
+        (
+            [_face(np.zeros(DESCRIPTOR_DIM), 200), _face(np.ones(DESCRIPTOR_DIM), 120)],
+            "2 faces found",
+        ),
+        ([_face(np.zeros(DESCRIPTOR_DIM), 60)], "too small (60 px"),
+        ([_face(np.zeros(DESCRIPTOR_DIM), blur=4.0)], "too blurred (sharpness 4.0"),
+        ([_face(np.zeros(DESCRIPTOR_DIM), pose=0.45)], "turned away (pose 0.45"),
     ],
 )
 def test_reference_refusals_say_why(
@@ -162,8 +165,8 @@ def test_reference_refusals_say_why(
 def test_a_tiny_background_face_does_not_make_a_photo_ambiguous(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    me = _face(np.zeros(128), 200)
-    fake_detector(monkeypatch, [[me, _face(np.ones(128), 30)]])
+    me = _face(np.zeros(DESCRIPTOR_DIM), 200)
+    fake_detector(monkeypatch, [[me, _face(np.ones(DESCRIPTOR_DIM), 30)]])
     assert reference_face(jpeg_bytes(photo_like(1, (160, 120))), "me.jpg") is me
 
 
@@ -250,7 +253,7 @@ def test_unenroll_deletes_templates_consent_and_findings_for_good(
         store.conn.execute(
             "INSERT INTO faces(item_sha256, left, top, right, bottom, size, detector, "
             "confidence, blur, pose, quality, descriptor) "
-            "VALUES ('ab', 0, 0, 9, 9, 9, 'hog', 1, 1, 0, 1, zeroblob(512))"
+            "VALUES ('ab', 0, 0, 9, 9, 9, 'hog', 1, 1, 0, 1, zeroblob(1024))"
         )
         store.upsert_findings([(eid, "ab", 1, 0.2, 0.2, 0.2, 0.9, 1)])
         ana_bytes = [descriptor_to_bytes(d) for d in ana]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reclaim.errors import ReclaimError
 from reclaim.findings import Calibration, calibration, combine_distances, list_findings
 from reclaim.match.faces import (
     INDEX_FILE,
@@ -30,7 +31,7 @@ from reclaim.match.faces import (
     search_enrollment,
     search_new_faces,
 )
-from reclaim.signals.faces import DESCRIPTOR_DIM, descriptor_to_bytes
+from reclaim.signals.faces import DESCRIPTOR_DIM, DESCRIPTOR_KIND, descriptor_to_bytes
 from reclaim.sources.base import Locator
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
 from reclaim.store.case import FaceRecord
@@ -129,6 +130,10 @@ def test_calibration_score_and_shipped_file() -> None:
     assert 0.5 < shipped.score(shipped.threshold) < 1.0
     with pytest.raises(Exception, match="malformed"):
         Calibration.from_dict({"threshold": 0.5})
+    # A calibration measured on other descriptors is refused, not applied to today's distances.
+    assert src["descriptor"] == DESCRIPTOR_KIND
+    with pytest.raises(ReclaimError, match="other face descriptors"):
+        Calibration.from_dict(src | {"descriptor": "v1: dlib ResNet, 128 values"})
 
 
 # -- search over a case ---------------------------------------------------------------------------
@@ -437,3 +442,29 @@ def test_a_face_failure_keeps_the_items_hashes(
         ] * 6
         sha = store.conn.execute("SELECT sha256 FROM items LIMIT 1").fetchone()[0]
         assert {"sha256", "md5", "pdq"} <= set(store.item_signals(sha))
+
+
+def test_a_case_with_older_descriptors_says_what_to_do(tmp_path: Path) -> None:
+    # A case written before descriptor v2 holds 512-byte (128-value) descriptors: face work on
+    # it stops with a clear one-line reason instead of comparing incomparable vectors; listing
+    # its stored findings still works.
+    case = tmp_path / "case"
+    old = np.random.default_rng(9).normal(0, 0.06, 128).astype("<f4").tobytes()
+    with CaseStore.open(case, create=True) as store:
+        sha = add_item(store, "a.jpg", [np.zeros(DESCRIPTOR_DIM)])
+        store.conn.execute("UPDATE faces SET descriptor=? WHERE item_sha256=?", (old, sha))
+        store.conn.execute(
+            "INSERT INTO enrollments(name, created_at) VALUES ('Ana', '2026-01-01T00:00:00Z')"
+        )
+        eid = store.conn.execute("SELECT id FROM enrollments").fetchone()[0]
+        store.conn.execute(
+            "INSERT INTO templates(enrollment_id, descriptor, size, blur, pose) VALUES (?,?,?,?,?)",
+            (eid, old, 100, 100.0, 0.0),
+        )
+    rc, out, err = cli("faces", "--case", str(case))
+    assert rc == 2, (out, err)  # the CLI's exit code for a user-facing error
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "older reclaim" in lines[0] and "new case folder" in lines[0]
+    assert "Traceback" not in err
+    rc, out, err = cli("findings", "--case", str(case), "--json")
+    assert rc == 0, err

@@ -6,6 +6,7 @@ Tests that need real faces use ../shared/data/faces and skip when it is absent; 
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import subprocess
@@ -123,12 +124,51 @@ def test_pose_proxy_from_landmarks() -> None:
 def test_descriptor_bytes_roundtrip_and_errors() -> None:
     d = np.random.default_rng(1).normal(size=DESCRIPTOR_DIM).astype(np.float32)
     b = descriptor_to_bytes(d)
-    assert len(b) == 512
+    assert len(b) == 1024
     assert np.array_equal(descriptor_from_bytes(b), d)
-    with pytest.raises(ValueError, match="128"):
-        descriptor_to_bytes(np.zeros(127))
-    with pytest.raises(ValueError, match="512"):
+    with pytest.raises(ValueError, match="256"):
+        descriptor_to_bytes(np.zeros(255))
+    with pytest.raises(ValueError, match="1024"):
         descriptor_from_bytes(b[:-4])
+    # A descriptor of the older single-view kind (128 values) is named as such, not misread.
+    with pytest.raises(F.StaleDescriptors, match=r"older reclaim.*new case folder"):
+        descriptor_from_bytes(b[:512])
+
+
+def test_chip_views_mirror_and_inner_face() -> None:
+    chip = np.asarray(photo_like(5, (150, 150)))
+    whole, mirror, inner = F.chip_views(chip)
+    assert np.array_equal(whole, chip)
+    assert np.array_equal(mirror, chip[:, ::-1])
+    # The inner view keeps the face's centre as it is and greys out the corners and borders.
+    assert np.array_equal(inner[79, 75], chip[79, 75])
+    for y, x in ((0, 0), (0, 149), (149, 0), (149, 149), (75, 2), (75, 147), (2, 75)):
+        grey = np.abs(inner[y, x].astype(int) - F.INNER_FILL).max()
+        assert grey <= 2 < np.abs(chip[y, x].astype(int) - F.INNER_FILL).max(), (y, x)
+
+
+def test_descriptor_v2_combines_the_views() -> None:
+    # Stand-in network outputs: 2 chips × 3 views, stacked view by view.
+    rng = np.random.default_rng(3)
+    net = rng.normal(size=(6, F.NET_DIM)).astype(np.float32)
+    d = F.combine_views(net)
+    assert d.shape == (2, DESCRIPTOR_DIM)
+    s = np.float32(np.sqrt(2.0))
+    assert np.allclose(d[1, :128] * s, (net[1] + net[3]) / 2, atol=1e-6)  # chip 1 + its mirror
+    assert np.allclose(d[1, 128:] * s, net[5], atol=1e-6)  # chip 1's inner face
+    # The distance is the root mean square of the whole-face and inner-face distances.
+    whole = np.linalg.norm((net[0] + net[2]) / 2 - (net[1] + net[3]) / 2)
+    inner = np.linalg.norm(net[4] - net[5])
+    assert np.linalg.norm(d[0] - d[1]) == pytest.approx(np.sqrt((whole**2 + inner**2) / 2), 1e-5)
+
+
+def test_descriptor_of_a_mirrored_face_is_close() -> None:
+    # Mirror averaging: a face and its mirror image differ only by the inner view's asymmetry.
+    m = F._models()
+    chip = np.asarray(photo_like(6, (150, 150)))
+    a, b = F.describe_chips(m, [chip, np.ascontiguousarray(chip[:, ::-1])])
+    assert np.allclose(a[:128], b[:128], atol=1e-5)
+    assert F.describe_chips(m, []).shape == (0, DESCRIPTOR_DIM)
 
 
 def test_face_quality_combines_size_blur_and_pose() -> None:
@@ -163,7 +203,8 @@ def test_face_signal_text_form_and_compare() -> None:
         ("{}", "JSON list"),
         ('[{"box": [1]}]', "no descriptor"),
         ('[{"descriptor": "!!"}]', "base64"),
-        ('[{"descriptor": "AAAA"}]', "512 bytes"),
+        ('[{"descriptor": "AAAA"}]', "1024 bytes"),
+        (json.dumps([{"descriptor": base64.b64encode(bytes(512)).decode()}]), "older reclaim"),
     ):
         with pytest.raises(ValueError, match=why):
             FaceSignal.validate(bad)
@@ -213,12 +254,12 @@ def test_fast_descriptor_equals_dlibs_own() -> None:
     chips += [np.full((150, 150, 3), 128, np.uint8), np.full((150, 150, 3), 255, np.uint8)]
     chips.append(rng.integers(0, 256, (150, 150, 3), dtype=np.uint8))
     ours = m.describe(chips)
-    assert ours.shape == (6, DESCRIPTOR_DIM) and ours.dtype == np.float32
+    assert ours.shape == (6, F.NET_DIM) and ours.dtype == np.float32
     ref = _dlib_descriptors(chips)
     assert np.abs(ours - ref).max() < 1e-5
     # Different inputs give different descriptors (not a constant output that happens to match).
     assert np.linalg.norm(ours[0] - ours[5]) > 0.05
-    assert m.describe([]).shape == (0, DESCRIPTOR_DIM)
+    assert m.describe([]).shape == (0, F.NET_DIM)
 
 
 def test_descriptor_reader_refuses_files_it_does_not_know() -> None:

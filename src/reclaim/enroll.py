@@ -11,7 +11,7 @@ everything scanned into the case. Rules:
   distance that separates people) or turned away (pose > ``MAX_POSE``). Reference photos must
   also look like one person (each within ``MAX_REFERENCE_SPREAD`` of the others): a photo of
   someone else among them is refused. Any refusal refuses the whole enrollment; nothing is kept.
-* **Templates, never photos.** Only the 128 numbers of each face (and its size, sharpness and
+* **Templates, never photos.** Only the 256 numbers of each face (and its size, sharpness and
   pose) are stored. No photo, file name or photo hash is kept.
 * **Unenroll deletes for good**: templates, consent record and findings, with SQLite's
   ``secure_delete``, a truncated write-ahead log and a rebuilt database file

@@ -1,6 +1,7 @@
 """Findings: a face in a scanned item that matches an enrolled person, with a calibrated score.
 
-Distances are Euclidean distances between dlib's 128-d descriptors. An enrollment holds several
+Distances are Euclidean distances between face descriptors (v2: dlib's network on the whole
+face, its mirror and the inner face; ``signals/faces.py``). An enrollment holds several
 templates (one per reference photo); a face's distance to the enrollment combines them as
 ``(nearest + mean) / 2`` — the nearest template catches a pose or look that one reference shows,
 the mean keeps a chance look-alike of one reference from passing (measured in
@@ -63,8 +64,11 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        from reclaim.signals.faces import DESCRIPTOR_KIND
+
         try:
-            return cls(
+            kind = d["descriptor"]
+            cal = cls(
                 threshold=float(d["threshold"]),
                 slope=float(d["logistic"]["slope"]),
                 midpoint=float(d["logistic"]["midpoint"]),
@@ -75,6 +79,12 @@ class Calibration:
             raise ReclaimError(
                 f"face calibration file is malformed ({e}); reinstall reclaim"
             ) from e
+        if kind != DESCRIPTOR_KIND:
+            raise ReclaimError(
+                f"the face calibration was measured on other face descriptors ({kind!r}, not "
+                f"{DESCRIPTOR_KIND!r}); rerun python bench/face_search.py --calibrate"
+            )
+        return cal
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Calibration:

@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS faces (
     blur REAL NOT NULL,
     pose REAL NOT NULL,
     quality REAL NOT NULL,
-    descriptor BLOB NOT NULL        -- 128 little-endian float32
+    descriptor BLOB NOT NULL        -- 256 little-endian float32 (descriptor v2)
 );
 CREATE INDEX IF NOT EXISTS faces_item ON faces(item_sha256);
 CREATE TABLE IF NOT EXISTS enrollments (
@@ -189,7 +189,7 @@ class ItemRecord:
 
 @dataclass
 class FaceRecord:
-    """One detected face, ready to store (``descriptor``: 512 bytes, 128 float32 LE)."""
+    """One detected face, ready to store (``descriptor``: 1,024 bytes, 256 float32 LE)."""
 
     box: tuple[int, int, int, int]
     size: int
