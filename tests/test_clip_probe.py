@@ -98,27 +98,90 @@ def test_features_are_deterministic_and_shaped() -> None:
     enc = needs_encoder()
     rgb = np.asarray(photo_like(3, (300, 200)))
     a, b = enc.features(rgb), enc.features(rgb)
-    assert a.shape == (C.N_FEATURES,) and a.dtype == np.float32
+    assert a.shape == (C.N_BASE,) and a.dtype == np.float32
     assert np.array_equal(a, b)
     assert np.linalg.norm(a[:512]) == pytest.approx(1.0, abs=1e-4)
     assert not np.allclose(a, enc.features(np.asarray(photo_like(4, (300, 200)))))
 
 
+def _points_in(box: tuple[int, int, int, int]) -> np.ndarray:
+    """68 stand-in landmarks spread over a face box (the feature code only needs positions)."""
+    x0, y0, x1, y1 = box
+    t = np.linspace(0.1, 0.9, 68)
+    return np.column_stack([x0 + (x1 - x0) * t, y0 + (y1 - y0) * t[::-1]])
+
+
 def test_face_surroundings_are_a_second_view_when_the_face_is_small() -> None:
     needs_encoder()
+    pr = load_probes()
+    assert pr is not None
+    face_probes = {p.name for p in pr.probes if p.needs_face}
     rgb = np.asarray(photo_like(5, (640, 480)))
-    sigs = clip_signals(rgb, [(300, 200, 360, 260)])
+    box = (300, 200, 360, 260)
+    # Without landmarks a face probe does not run; with them it reads the face's own view.
+    sigs = clip_signals(rgb, [box])
+    assert {s.name for s in sigs} == {"clip_generated", "clip_face_edit"} - face_probes
+    sigs = clip_signals(rgb, [box], face_points=[_points_in(box)])
     assert {s.name for s in sigs} == {"clip_generated", "clip_face_edit"}
     for s in sigs:
-        assert [v["view"] for v in s.details["views"]] == [
-            "whole image",
-            "the largest face and its surroundings",
-        ]
+        views = [v["view"] for v in s.details["views"]]
+        if s.name in face_probes:
+            assert views == ["the largest face and its surroundings"]
+        else:
+            assert views == ["whole image", "the largest face and its surroundings"]
         assert s.raw == pytest.approx(max(v["raw"] for v in s.details["views"]), abs=1e-3)
         assert 0.0 <= s.score <= 1.0 and s.evidence["en"] and s.evidence["fr"]
     # a face filling the image: one view only
-    big = clip_signals(rgb, [(0, 0, 640, 480)])
-    assert all(len(s.details["views"]) == 1 for s in big)
+    full = (0, 0, 640, 480)
+    big = clip_signals(rgb, [full], face_points=[_points_in(full)])
+    assert len(big) == 2 and all(len(s.details["views"]) == 1 for s in big)
+
+
+def test_input_coordinates_follow_the_resize_and_centre_crop() -> None:
+    # 320 × 160: shorter side 160 → 224 (× 1.4), width 448, 112 px cut on each side.
+    got = C.input_coords(np.array([[160.0, 80.0], [80.0, 0.0]]), 320, 160)
+    assert np.allclose(got, [[112.0, 112.0], [0.0, 0.0]])
+    assert np.allclose(C.input_coords(np.array([[10.0, 20.0]]), 224, 224), [[10.0, 20.0]])
+
+
+def test_part_means_pool_the_patches_over_each_part() -> None:
+    n, d = C.INPUT // C.PATCH, 768
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    grid = np.zeros((n, n, d))
+    grid[..., 0], grid[..., 1] = rows, cols
+    tokens = np.concatenate([np.full((1, d), 99.0), grid.reshape(n * n, d)])
+    pts = np.full((68, 2), 112.0)
+    pts[36:42] = [[40, 50], [60, 60], [50, 55], [45, 52], [55, 58], [42, 51]]  # eye on the left
+    pts[48:68] = [500.0, 500.0]  # a mouth outside the input: the nearest row and column
+    f = C.part_means(tokens, pts).reshape(4, d)
+    # eye box grown 10 px: x 30..70, y 40..70 → patch centres 40, 56 → rows and columns 2, 3
+    assert f[0, 0] == pytest.approx(2.5) and f[0, 1] == pytest.approx(2.5)
+    assert f[3, 0] == n - 1 and f[3, 1] == n - 1
+    assert f[:, 2:].max() == 0.0  # the CLS token (99) is never pooled
+
+
+def test_zoom_crop_is_the_face_square_kept_inside_the_image() -> None:
+    rgb = np.arange(400 * 300 * 3, dtype=np.uint32).reshape(300, 400, 3).astype(np.uint8)
+    pts = np.array([[100.0, 100.0], [200.0, 180.0]] + [[150.0, 140.0]] * 66)
+    z = C.zoom_crop(rgb, pts)
+    assert z is not None and z.shape == (100, 100, 3)  # side = the landmarks' extent (100)
+    # centred on the box centre (150, 140) moved up by 0.12 × 100: top-left (100, 78)
+    assert np.array_equal(z, rgb[78:178, 100:200])
+    edge = C.zoom_crop(rgb, pts - [100.0, 100.0])  # would start outside: shifted inside
+    assert edge is not None and np.array_equal(edge, rgb[0:100, 0:100])
+    assert C.zoom_crop(rgb, np.full((68, 2), 50.0)) is None  # no extent: nothing to zoom on
+
+
+def test_face_features_extend_the_base_features() -> None:
+    enc = needs_encoder()
+    rgb = np.asarray(photo_like(6, (300, 240)))
+    box = (60, 40, 220, 200)
+    f = enc.face_features(rgb, _points_in(box))
+    assert f.shape == (C.N_FEATURES,) and f.dtype == np.float32 and np.isfinite(f).all()
+    assert np.allclose(f[: C.N_BASE], enc.features(rgb), atol=1e-6)
+    zoom = C.zoom_crop(rgb, _points_in(box))
+    assert zoom is not None
+    assert np.allclose(f[C.BLOCKS["zemb"][0] :], enc.features(zoom), atol=1e-6)
 
 
 def _rgb(p: Path, cut: bool = False) -> np.ndarray:
@@ -128,9 +191,14 @@ def _rgb(p: Path, cut: bool = False) -> np.ndarray:
 
 
 def _mean_scores(name: str, files: list[Path], cut: bool) -> float:
+    from reclaim.signals.landmarks import face_regions
+
     vals = []
     for f in files:
-        (s,) = [s for s in clip_signals(_rgb(f, cut)) if s.name == name]
+        rgb = _rgb(f, cut)
+        faces = face_regions(rgb)  # found as ``reclaim check`` finds them
+        boxes, points = [r.box for r in faces], [r.points for r in faces]
+        (s,) = [s for s in clip_signals(rgb, boxes, face_points=points) if s.name == name]
         vals.append(s.score)
     return float(np.mean(vals))
 

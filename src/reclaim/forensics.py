@@ -105,7 +105,9 @@ def image_signals(
         from reclaim.signals.clip_probe import clip_signals, encoder_status
 
         with clock("clip"):
-            clip = clip_signals(rgb, [r.box for r in regions])
+            clip = clip_signals(
+                rgb, [r.box for r in regions], face_points=[r.points for r in regions]
+            )
         out += clip
         notes["clip"] = "checked" if clip else f"not checked: {encoder_status()}"
     return out, notes

@@ -1,6 +1,7 @@
 """CLIP features of the shared data sets, computed once with reclaim's own encoder and cached.
 
     python -m training.clip_probe.data [--threads 2]      # ≈ 20 min on 2 cores for every set
+    python -m training.clip_probe.data --face --threads 1 --sets ...   # + face-probe features
 
 Every image goes through ``reclaim.signals.clip_probe.ClipEncoder.features`` (the same
 preprocessing as at run time). StyleGAN2/FFHQ images lose their bottom 16 rows first (the fakes
@@ -97,6 +98,71 @@ def feature_set(
     return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
 
 
+FACE_TAG = "face-v1"
+
+
+def _face_key() -> str:
+    """What the face features depend on besides the encoder and the files (cache key)."""
+    from reclaim.signals import clip_probe as C
+
+    return f"{FACE_TAG}{C.PARTS}{C.PART_MARGIN}{C.ZOOM_SIDE}{C.ZOOM_DY}{C.N_FEATURES}"
+
+
+def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
+    """What ``clip_signals`` feeds a face probe for this image (its largest face, found as
+    ``reclaim check`` finds faces), or a row of NaN when no face is found."""
+    from reclaim.forensics import DetectorOptions
+    from reclaim.signals.clip_probe import N_FEATURES, face_edit_input
+    from reclaim.signals.landmarks import face_regions
+
+    regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)
+    if not regions:
+        return np.full(N_FEATURES, np.nan, np.float32)
+    r = max(regions, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
+    img, pts = face_edit_input(rgb, r.box, r.points)
+    return enc.face_features(img, pts)
+
+
+def face_feature_set(
+    name: str,
+    encoder: ClipEncoder | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    tag: str = "plain",
+    split: str | None = None,
+) -> FeatureSet:
+    """Like :func:`feature_set`, with the face-probe features (NaN rows: no face found)."""
+    folder, label, cut = SETS[name]
+    paths = _files(SD.SHARED / folder)
+    if split is not None:
+        paths = [p for p in paths if split_of(p.name) == split]
+    key = hashlib.sha256(
+        (ENCODER_SHA256 + tag + _face_key() + "\n".join(p.name for p in paths)).encode()
+    ).hexdigest()[:16]
+    f = CACHE / f"{name}-{tag}-{FACE_TAG}-{key}.npz"
+    if f.exists():
+        feats = np.load(f)["feats"]
+    else:
+        enc = encoder or _encoder()
+        t0 = time.time()
+        out = []
+        for i, p in enumerate(paths):
+            rgb = SD.read_rgb(p)
+            if cut:
+                rgb = SD.cut_caption(rgb)
+            if transform is not None:
+                rgb = transform(rgb)
+            out.append(face_features_of(enc, rgb))
+            if (i + 1) % 200 == 0:
+                print(
+                    f"  {name}/{tag}/face: {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)",
+                    flush=True,
+                )
+        feats = np.stack(out)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(f, feats=feats)
+    return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
+
+
 _ENC: list[ClipEncoder] = []
 _THREADS = [1]
 
@@ -116,12 +182,26 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sets", nargs="*", default=list(SETS))
+    ap.add_argument(
+        "--face",
+        action="store_true",
+        help="also the face-probe features (and, for the Yonsei sets, the robustness conditions)",
+    )
     args = ap.parse_args(argv)
     _THREADS[0] = args.threads
     for name in args.sets:
         t0 = time.time()
         fs = feature_set(name)
         print(f"{name}: {len(fs.paths)} images, {time.time() - t0:.0f} s", flush=True)
+        if args.face:
+            t0 = time.time()
+            ff = face_feature_set(name)
+            none = int(np.isnan(ff.feats[:, 0]).sum())
+            print(f"{name} face: {none} without a face, {time.time() - t0:.0f} s", flush=True)
+            if name.startswith("yonsei"):
+                for cond, tf in SD.CONDITIONS.items():
+                    if cond != "plain":
+                        face_feature_set(name, transform=tf, tag=cond, split="test")
 
 
 if __name__ == "__main__":

