@@ -60,21 +60,25 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
-def feature_set(
+def _cached_set(
     name: str,
-    encoder: ClipEncoder | None = None,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    tag: str = "plain",
-    split: str | None = None,
+    per_image: Callable[[ClipEncoder, np.ndarray], np.ndarray],
+    encoder: ClipEncoder | None,
+    transform: Callable[[np.ndarray], np.ndarray] | None,
+    tag: str,
+    split: str | None,
+    kind: tuple[str, str] = ("", ""),
 ) -> FeatureSet:
+    """Features of a set (``per_image`` on each image), cached. ``kind``: (file-name tag, what
+    else the features depend on), empty for the base features."""
     folder, label, cut = SETS[name]
     paths = _files(SD.SHARED / folder)
     if split is not None:
         paths = [p for p in paths if split_of(p.name) == split]
     key = hashlib.sha256(
-        (ENCODER_SHA256 + tag + "\n".join(p.name for p in paths)).encode()
+        (ENCODER_SHA256 + tag + kind[1] + "\n".join(p.name for p in paths)).encode()
     ).hexdigest()[:16]
-    f = CACHE / f"{name}-{tag}-{key}.npz"
+    f = CACHE / f"{name}-{tag}{'-' + kind[0] if kind[0] else ''}-{key}.npz"
     if f.exists():
         feats = np.load(f)["feats"]
     else:
@@ -87,15 +91,25 @@ def feature_set(
                 rgb = SD.cut_caption(rgb)
             if transform is not None:
                 rgb = transform(rgb)
-            out.append(enc.features(rgb))
+            out.append(per_image(enc, rgb))
             if (i + 1) % 200 == 0:
-                print(
-                    f"  {name}/{tag}: {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)", flush=True
-                )
+                what = f"{name}/{tag}" + (f"/{kind[0]}" if kind[0] else "")
+                print(f"  {what}: {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)", flush=True)
         feats = np.stack(out)
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(f, feats=feats)
     return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
+
+
+def feature_set(
+    name: str,
+    encoder: ClipEncoder | None = None,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    tag: str = "plain",
+    split: str | None = None,
+) -> FeatureSet:
+    """The base CLIP features (2,816) of a set, optionally transformed, optionally one split."""
+    return _cached_set(name, lambda enc, rgb: enc.features(rgb), encoder, transform, tag, split)
 
 
 FACE_TAG = "face-v1"
@@ -131,36 +145,8 @@ def face_feature_set(
     split: str | None = None,
 ) -> FeatureSet:
     """Like :func:`feature_set`, with the face-probe features (NaN rows: no face found)."""
-    folder, label, cut = SETS[name]
-    paths = _files(SD.SHARED / folder)
-    if split is not None:
-        paths = [p for p in paths if split_of(p.name) == split]
-    key = hashlib.sha256(
-        (ENCODER_SHA256 + tag + _face_key() + "\n".join(p.name for p in paths)).encode()
-    ).hexdigest()[:16]
-    f = CACHE / f"{name}-{tag}-{FACE_TAG}-{key}.npz"
-    if f.exists():
-        feats = np.load(f)["feats"]
-    else:
-        enc = encoder or _encoder()
-        t0 = time.time()
-        out = []
-        for i, p in enumerate(paths):
-            rgb = SD.read_rgb(p)
-            if cut:
-                rgb = SD.cut_caption(rgb)
-            if transform is not None:
-                rgb = transform(rgb)
-            out.append(face_features_of(enc, rgb))
-            if (i + 1) % 200 == 0:
-                print(
-                    f"  {name}/{tag}/face: {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)",
-                    flush=True,
-                )
-        feats = np.stack(out)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        np.savez(f, feats=feats)
-    return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
+    kind = (FACE_TAG, _face_key())
+    return _cached_set(name, face_features_of, encoder, transform, tag, split, kind)
 
 
 _ENC: list[ClipEncoder] = []
