@@ -187,3 +187,23 @@ def test_video_of_a_face_is_aggregated_per_clip_with_frames_cited(tmp_path: Path
     assert blend["details"]["frames_checked"] == 3
     assert len(blend["details"]["strongest_frames_s"]) == 3
     assert "0:0" in blend["evidence"]["en"]
+
+
+def test_a_flagged_pixel_verdict_says_how_its_threshold_was_set() -> None:
+    from reclaim.check import verdict
+    from reclaim.signals.forensic import ForensicSignal
+
+    m = load_model()
+    assert m is not None
+    name, (a, b) = next(iter(m.calibration.items()))
+    strong = ForensicSignal(
+        name, 0.99, "edited", {"en": "EN-EVIDENCE", "fr": "FR-EVIDENCE"}, raw=(8.0 - b) / a
+    )  # calibrated: sigmoid(8) ≈ 0.9997, above any threshold
+    v, score, summary = verdict([], [strong])
+    assert v in (VERDICT_LIKELY_MANIPULATED, VERDICT_LIKELY_GENERATED) and score > m.threshold
+    rate = m.info["threshold_false_positive_rate_per_calib_real_set"]
+    pct = f"{100 * rate:g}"
+    assert f"at most {pct}% of the real photos we calibrated on" in summary["en"]
+    assert "at or under 2%" in summary["en"] and summary["en"].endswith("EN-EVIDENCE")
+    assert f"au plus {pct} % des photos réelles de calibration" in summary["fr"]
+    assert summary["fr"].endswith("FR-EVIDENCE")

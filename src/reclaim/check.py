@@ -67,17 +67,21 @@ _SUMMARY = {
     ),
     VERDICT_LIKELY_MANIPULATED: (
         "The strongest pixel signal, calibrated, scores {score:.2f}, at or above {thr:.2f}, a "
-        "level reached by at most 2% of the real photos we calibrated on. It is: {top}",
+        "level reached by at most {cal}% of the real photos we calibrated on (set there to keep "
+        "false accusations of other real photos at or under 2%). It is: {top}",
         "Le signal de l'image le plus fort, calibré, atteint {score:.2f}, au moins {thr:.2f}, un "
-        "niveau atteint par au plus 2 % des photos réelles de calibration. C'est : {top}",
+        "niveau atteint par au plus {cal} % des photos réelles de calibration (fixé ainsi pour "
+        "limiter à 2 % les fausses accusations d'autres photos réelles). C'est : {top}",
     ),
     VERDICT_LIKELY_GENERATED: (
         "The strongest pixel signal, calibrated, scores {score:.2f}, at or above {thr:.2f}, a "
-        "level reached by at most 2% of the real photos we calibrated on; it points to an "
-        "AI-generated image: {top}",
+        "level reached by at most {cal}% of the real photos we calibrated on (set there to keep "
+        "false accusations of other real photos at or under 2%); it points to an AI-generated "
+        "image: {top}",
         "Le signal de l'image le plus fort, calibré, atteint {score:.2f}, au moins {thr:.2f}, un "
-        "niveau atteint par au plus 2 % des photos réelles de calibration ; il indique une "
-        "image générée par IA : {top}",
+        "niveau atteint par au plus {cal} % des photos réelles de calibration (fixé ainsi pour "
+        "limiter à 2 % les fausses accusations d'autres photos réelles) ; il indique une image "
+        "générée par IA : {top}",
     ),
     VERDICT_NO_EVIDENCE: (
         "No provenance evidence, and the strongest pixel signal, calibrated, scores {score:.2f}, "
@@ -158,6 +162,11 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
         )
     fscore, flagged, decider = fused if fused is not None else (0.0, False, "")
     thr = model.threshold
+    rate = model.info.get(
+        "threshold_false_positive_rate_per_calib_real_set",
+        model.info.get("max_false_positive_rate_per_real_set", 0.02),
+    )
+    cal = f"{100 * float(rate):g}"
     if not flagged:
         en, fr = _SUMMARY[VERDICT_NO_EVIDENCE]
         return (
@@ -173,8 +182,8 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
         v,
         fscore,
         {
-            "en": en.format(score=fscore, thr=thr, top=top.evidence["en"]),
-            "fr": fr.format(score=fscore, thr=thr, top=top.evidence["fr"]),
+            "en": en.format(score=fscore, thr=thr, cal=cal, top=top.evidence["en"]),
+            "fr": fr.format(score=fscore, thr=thr, cal=cal, top=top.evidence["fr"]),
         },
     )
 
