@@ -101,17 +101,6 @@ def _cached_set(
     return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
 
 
-def feature_set(
-    name: str,
-    encoder: ClipEncoder | None = None,
-    transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    tag: str = "plain",
-    split: str | None = None,
-) -> FeatureSet:
-    """The base CLIP features (2,816) of a set, optionally transformed, optionally one split."""
-    return _cached_set(name, lambda enc, rgb: enc.features(rgb), encoder, transform, tag, split)
-
-
 FACE_TAG = "face-v1"
 
 
@@ -137,16 +126,20 @@ def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
     return enc.face_features(img, pts)
 
 
-def face_feature_set(
+def feature_set(
     name: str,
     encoder: ClipEncoder | None = None,
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
     tag: str = "plain",
     split: str | None = None,
+    face: bool = False,
 ) -> FeatureSet:
-    """Like :func:`feature_set`, with the face-probe features (NaN rows: no face found)."""
-    kind = (FACE_TAG, _face_key())
-    return _cached_set(name, face_features_of, encoder, transform, tag, split, kind)
+    """The CLIP features of a set, optionally transformed, optionally one split: the base
+    features (2,816), or with ``face`` the face-probe features (NaN rows: no face found)."""
+    if face:
+        kind = (FACE_TAG, _face_key())
+        return _cached_set(name, face_features_of, encoder, transform, tag, split, kind)
+    return _cached_set(name, lambda enc, rgb: enc.features(rgb), encoder, transform, tag, split)
 
 
 _ENC: list[ClipEncoder] = []
@@ -181,13 +174,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: {len(fs.paths)} images, {time.time() - t0:.0f} s", flush=True)
         if args.face:
             t0 = time.time()
-            ff = face_feature_set(name)
+            ff = feature_set(name, face=True)
             none = int(np.isnan(ff.feats[:, 0]).sum())
             print(f"{name} face: {none} without a face, {time.time() - t0:.0f} s", flush=True)
             if name.startswith("yonsei"):
                 for cond, tf in SD.CONDITIONS.items():
                     if cond != "plain":
-                        face_feature_set(name, transform=tf, tag=cond, split="test")
+                        feature_set(name, transform=tf, tag=cond, split="test", face=True)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from reclaim.signals.clip_probe import (  # noqa: E402
     Probe,
 )
 from reclaim.signals.fusion import fit_logistic  # noqa: E402
-from training.clip_probe.data import FeatureSet, face_feature_set, feature_set  # noqa: E402
+from training.clip_probe.data import FeatureSet, feature_set  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402
 
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
 
     base_sets, base_masks = sets, train_mask
-    face_sets = {n: face_feature_set(n) for n in sets}
+    face_sets = {n: feature_set(n, face=True) for n in sets}
     no_face = {
         n: {sp: int((np.isnan(fs.feats[:, 0]) & (fs.splits == sp)).sum()) for sp in
             ("train", "calib", "test")}
@@ -192,7 +192,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, (kind, fake_set, trained_on) in PROBES.items():
         face = name in FACE_PROBES
         sets, train_mask = (face_ok, face_masks) if face else (base_sets, base_masks)
-        feature_of = face_feature_set if face else feature_set
         parts = [*REALS, fake_set]
         xs = np.concatenate([sets[n].feats[train_mask[n]] for n in parts])
         ys = np.concatenate([np.full(int(train_mask[n].sum()), sets[n].label) for n in parts])
@@ -276,8 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for cond, tf in SD.CONDITIONS.items():
             if cond == "plain":
                 continue
-            fp_set = feature_of(fake_set, transform=tf, tag=cond, split="test")
-            fn_set = feature_of(own_real, transform=tf, tag=cond, split="test")
+            fp_set = feature_set(fake_set, transform=tf, tag=cond, split="test", face=face)
+            fn_set = feature_set(own_real, transform=tf, tag=cond, split="test", face=face)
             if face:
                 fp_set, fn_set = with_face(fp_set), with_face(fn_set)
             fp, fn = raw_of(fp_set.feats), raw_of(fn_set.feats)
@@ -287,7 +286,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "tpr_at_threshold": round(float((fp >= thr).mean()), 4),
                 "fpr_at_threshold": round(float((fn >= thr).mean()), 4),
             }
-        dp = with_face(face_feature_set("deepface")) if face else feature_set("deepface")
+        dp = feature_set("deepface", face=face)
+        if face:
+            dp = with_face(dp)
         rep["fpr_at_threshold"]["deepface (all)"] = round(
             float((raw_of(dp.feats) >= thr).mean()), 4
         )

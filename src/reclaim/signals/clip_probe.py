@@ -414,50 +414,42 @@ def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dic
     return {"en": en, "fr": fr}
 
 
-def face_context_box(
+def face_frame(
     width: int, height: int, box: tuple[int, int, int, int], grow: float = 2.0
 ) -> tuple[int, int, int, int] | None:
-    """The square around a face box (``left, top, right, bottom``) grown ``grow``×, clipped to
-    the image; None when less than 32 px remain."""
+    """The face's surroundings as a second view: the square around the face box (``left, top,
+    right, bottom``) grown ``grow``×, clipped to the image. None when less than 32 px remain or
+    when it covers most (≥ 60 %) of the image, which the whole image already shows."""
     left, top, right, bottom = box
     cx, cy = (left + right) / 2.0, (top + bottom) / 2.0
     half = grow * max(right - left, bottom - top) / 2.0
     x0, y0 = max(0, round(cx - half)), max(0, round(cy - half))
     x1, y1 = min(width, round(cx + half)), min(height, round(cy + half))
-    if x1 - x0 < 32 or y1 - y0 < 32:
+    if x1 - x0 < 32 or y1 - y0 < 32 or (x1 - x0) * (y1 - y0) >= 0.6 * width * height:
         return None
     return x0, y0, x1, y1
 
 
-def face_frame(
-    width: int, height: int, box: tuple[int, int, int, int]
-) -> tuple[int, int, int, int] | None:
-    """The face's surroundings (:func:`face_context_box`) when they are a second view worth
-    encoding: None when they cover most (≥ 60 %) of the image, which the whole image shows."""
-    b = face_context_box(width, height, box)
-    if b is None or (b[2] - b[0]) * (b[3] - b[1]) >= 0.6 * width * height:
-        return None
-    return b
+def face_view(
+    rgb: np.ndarray, frame: tuple[int, int, int, int] | None, points: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pixels of the face's view and the landmarks in them: the surroundings ``frame`` cuts
+    out, or the whole image when ``frame`` is None."""
+    if frame is None:
+        return rgb, points
+    x0, y0, x1, y1 = frame
+    return rgb[y0:y1, x0:x1], None if points is None else points - np.array([x0, y0], np.float64)
 
 
 def face_edit_input(
     rgb: np.ndarray, box: tuple[int, int, int, int], points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The image and landmarks a face probe reads (what ``clip_signals`` feeds it): the face's
-    surroundings when :func:`face_frame` cuts them out, else the whole image."""
-    f = face_frame(rgb.shape[1], rgb.shape[0], box)
+    """The image and landmarks a face probe reads for this face (what ``clip_signals`` feeds
+    it): the face's view (:func:`face_view` of :func:`face_frame`)."""
     pts = np.asarray(points, np.float64).reshape(68, 2)
-    if f is None:
-        return rgb, pts
-    return rgb[f[1] : f[3], f[0] : f[2]], pts - np.array(f[:2], np.float64)
-
-
-def face_context_crop(
-    rgb: np.ndarray, box: tuple[int, int, int, int], grow: float = 2.0
-) -> np.ndarray | None:
-    """The pixels of :func:`face_context_box`."""
-    b = face_context_box(rgb.shape[1], rgb.shape[0], box, grow)
-    return None if b is None else rgb[b[1] : b[3], b[0] : b[2]]
+    img, shifted = face_view(rgb, face_frame(rgb.shape[1], rgb.shape[0], box), pts)
+    assert shifted is not None
+    return img, shifted
 
 
 def _area(b: tuple[int, int, int, int]) -> int:
@@ -492,22 +484,24 @@ def clip_signals(
         if face_points is not None and len(face_points) == len(face_boxes):
             pts = np.asarray(face_points[k], np.float64).reshape(68, 2)
     with_face = pts is not None and any(p.needs_face for p in pr.probes)
-    frame = None if big is None else face_frame(w, h, big)
-    whole_pts = pts if with_face and frame is None else None
-    views: list[tuple[tuple[str, str], np.ndarray]] = [
-        (
-            ("whole image", "image entière"),
-            enc.features(rgb) if whole_pts is None else enc.face_features(rgb, whole_pts),
+
+    def feats(img: np.ndarray, points: np.ndarray | None) -> np.ndarray:
+        return (
+            enc.face_features(img, points)
+            if with_face and points is not None
+            else enc.features(img)
         )
+
+    frame = None if big is None else face_frame(w, h, big)
+    face_img, face_pts = face_view(rgb, frame, pts)
+    views: list[tuple[tuple[str, str], np.ndarray]] = [
+        (("whole image", "image entière"), feats(rgb, pts if frame is None else None))
     ]
     if frame is not None:
-        crop = rgb[frame[1] : frame[3], frame[0] : frame[2]]
         views.append(
             (
                 ("the largest face and its surroundings", "le plus grand visage et son entourage"),
-                enc.face_features(crop, pts - np.array(frame[:2], np.float64))
-                if with_face and pts is not None
-                else enc.features(crop),
+                feats(face_img, face_pts),
             )
         )
     out = []
