@@ -284,7 +284,7 @@ class Probe:
     coef: np.ndarray
     intercept: float
     platt: tuple[float, float]  # calibrated = sigmoid(a * raw + b)
-    threshold: float  # raw logit flagging ≤ 2 % of the calib reals
+    threshold: float  # raw logit flagging ≤ 1 % of each calib real set
     trained_on: str
     measured: dict[str, Any]  # test-split numbers quoted in the evidence
 
