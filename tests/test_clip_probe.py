@@ -1,4 +1,5 @@
-"""The CLIP probes (``clip_generated``, ``clip_face_edit``): encoder discovery and checks,
+"""The CLIP probes (``clip_generated``, ``clip_face_edit``, ``clip_blend``): encoder discovery
+and checks,
 probe files, and each probe on a positive and a negative fixture (shared data)."""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from reclaim.signals import clip_probe as C
 from reclaim.signals.clip_probe import Probe, clip_signals, load_probes
 
 from .conftest import photo_like, shared_data
+
+ALL = {"clip_generated", "clip_face_edit", "clip_blend"}
 
 
 def needs_encoder() -> C.ClipEncoder:
@@ -89,9 +92,10 @@ def test_the_shipped_probes_load() -> None:
     assert pr is not None, (
         "models/clip_probe.json missing: python -m training.clip_probe.train --write"
     )
-    assert {p.name for p in pr.probes} == {"clip_generated", "clip_face_edit"}
+    assert {p.name for p in pr.probes} == ALL
     for p in pr.probes:
         assert p.measured["auc"] > 0.5 and 0.0 <= p.measured["fpr_at_threshold"] <= 0.05
+        assert p.trained_on_fr, f"{p.name}: no French for its evidence"
 
 
 def test_features_are_deterministic_and_shaped() -> None:
@@ -120,10 +124,13 @@ def test_face_surroundings_are_a_second_view_when_the_face_is_small() -> None:
     box = (300, 200, 360, 260)
     # Without landmarks a face probe does not run; with them it reads the face's own view.
     sigs = clip_signals(rgb, [box])
-    assert {s.name for s in sigs} == {"clip_generated", "clip_face_edit"} - face_probes
+    assert {s.name for s in sigs} == ALL - face_probes
     sigs = clip_signals(rgb, [box], face_points=[_points_in(box)])
-    assert {s.name for s in sigs} == {"clip_generated", "clip_face_edit"}
+    assert {s.name for s in sigs} == ALL
+    kinds = {p.name: p.kind for p in pr.probes}
     for s in sigs:
+        # a blend is reported as an edit
+        assert s.kind == ("generated" if kinds[s.name] == "generated" else "edited")
         views = [v["view"] for v in s.details["views"]]
         if s.name in face_probes:
             assert views == ["the largest face and its surroundings"]
@@ -134,7 +141,7 @@ def test_face_surroundings_are_a_second_view_when_the_face_is_small() -> None:
     # a face filling the image: one view only
     full = (0, 0, 640, 480)
     big = clip_signals(rgb, [full], face_points=[_points_in(full)])
-    assert len(big) == 2 and all(len(s.details["views"]) == 1 for s in big)
+    assert len(big) == len(ALL) and all(len(s.details["views"]) == 1 for s in big)
 
 
 def test_input_coordinates_follow_the_resize_and_centre_crop() -> None:
@@ -223,3 +230,42 @@ def test_clip_face_edit_on_yonsei_splices_and_real_faces() -> None:
     fake = _mean_scores("clip_face_edit", _test_files(root / "fake", 16), cut=False)
     real = _mean_scores("clip_face_edit", _test_files(root / "real", 16), cut=False)
     assert fake > real + 0.2, (fake, real)
+
+
+def test_clip_blend_on_yonsei_splices_it_never_saw() -> None:
+    # clip_blend was trained on real photos and self-blended copies of them only: Photoshop
+    # splices are a tool it never saw.
+    needs_encoder()
+    root = shared_data("detect", "yonsei-splice")
+    fake = _mean_scores("clip_blend", _test_files(root / "fake", 16), cut=False)
+    real = _mean_scores("clip_blend", _test_files(root / "real", 16), cut=False)
+    assert fake > real + 0.2, (fake, real)
+
+
+def test_a_blend_probe_says_it_never_saw_an_edited_image() -> None:
+    n = C.BLOCKS["emb"][1] - C.BLOCKS["emb"][0]
+    p = Probe(
+        name="clip_blend",
+        kind="blended",
+        blocks=("emb",),
+        mean=np.zeros(n),
+        scale=np.ones(n),
+        coef=np.zeros(n),
+        intercept=0.0,
+        platt=(1.0, 0.0),
+        threshold=1.0,
+        trained_on="real photos and self-blended copies of them",
+        measured={"auc": 0.78, "tpr_at_threshold": 0.2, "fpr_at_threshold": 0.01},
+        trained_on_fr="de vraies photos et des copies mélangées avec elles-mêmes",
+    )
+    ev = C._evidence(p, 2.0, 0.88, ("whole image", "image entière"))
+    assert "never saw an edited or generated image" in ev["en"]
+    assert "above its threshold" in ev["en"] and "20 %" in ev["en"] and "AUC 0.78" in ev["en"]
+    assert "jamais vu d'image retouchée" in ev["fr"] and "au-dessus de son seuil" in ev["fr"]
+    assert "entraînée sur de vraies photos et des copies" in ev["fr"]
+    assert "real photos" not in ev["fr"]
+    assert Probe.from_json(p.to_json()).kind == "blended"
+    assert Probe.from_json(p.to_json()).trained_on_fr == p.trained_on_fr
+    bad = p.to_json() | {"kind": "painted"}
+    with pytest.raises(ValueError, match="unknown probe kind"):
+        Probe.from_json(bad)

@@ -6,8 +6,8 @@ Runs the detectors on an item's pixels and returns :class:`ForensicSignal` value
   surroundings: sharpness, noise, JPEG grid, colour, seam) and ``face_blend`` (the
   self-blended CNN);
 * per image: ``synthetic_image`` (the GAN/diffusion detector on residual statistics) and the
-  CLIP probes ``clip_generated`` / ``clip_face_edit`` (when the CLIP encoder is installed; the
-  largest face's surroundings are encoded too).
+  CLIP probes ``clip_generated`` / ``clip_face_edit`` / ``clip_blend`` (when the CLIP encoder
+  is installed; the largest face's surroundings are encoded too).
 
 Faces come from the boxes face search already found (``boxes``) or are looked for here.
 Videos: frames are sampled about one per second (at most ``video_max_frames``), every frame is

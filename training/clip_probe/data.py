@@ -2,6 +2,7 @@
 
     python -m training.clip_probe.data [--threads 2]      # ≈ 20 min on 2 cores for every set
     python -m training.clip_probe.data --face --threads 1 --sets ...   # + face-probe features
+    python -m training.clip_probe.data --self-blend --threads 1 --sets ...  # clip_blend's fakes
 
 Every image goes through ``reclaim.signals.clip_probe.ClipEncoder.features`` (the same
 preprocessing as at run time). StyleGAN2/FFHQ images lose their bottom 16 rows first (the fakes
@@ -126,6 +127,45 @@ def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
     return enc.face_features(img, pts)
 
 
+SELF_BLEND_TAG = "selfblend-v1"
+#: The real sets whose photos give ``clip_blend``'s pseudo-fakes (one per photo).
+SELF_BLEND_SOURCES = ("yonsei-real", "real-color", "sg2-real")
+
+
+def self_blend_of(rgb: np.ndarray) -> np.ndarray | None:
+    """One self-blended pseudo-fake of a real photo (None when no face is found).
+
+    The SBI recipe of ``training.faceblend.data.self_blend`` (a colour- and quality-jittered copy
+    of the photo blended into itself inside a landmark mask: whole face, inner face or face
+    parts) on its largest face, then saved as JPEG at quality 75–95. Seeded by the photo's
+    pixels, so a photo always gives the same pseudo-fake. Training data only: reclaim itself
+    never edits an image.
+    """
+    from reclaim.forensics import DetectorOptions
+    from reclaim.signals.landmarks import face_regions
+    from training.faceblend import data as FD
+
+    regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)
+    if not regions:
+        return None
+    r = max(regions, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
+    digest = hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest()
+    seed = int.from_bytes(digest[:8], "little")
+    rng = np.random.default_rng(seed)
+    _, fake, _ = FD.self_blend(rgb, np.asarray(r.points, np.float64).reshape(68, 2), rng)
+    return FD.jpeg(fake, int(rng.integers(75, 96)))
+
+
+def self_blend_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
+    """The face-probe features of the photo's pseudo-fake (NaN row: no face found)."""
+    from reclaim.signals.clip_probe import N_FEATURES
+
+    fake = self_blend_of(rgb)
+    if fake is None:
+        return np.full(N_FEATURES, np.nan, np.float32)
+    return face_features_of(enc, fake)
+
+
 def feature_set(
     name: str,
     encoder: ClipEncoder | None = None,
@@ -133,9 +173,15 @@ def feature_set(
     tag: str = "plain",
     split: str | None = None,
     face: bool = False,
+    self_blend: bool = False,
 ) -> FeatureSet:
     """The CLIP features of a set, optionally transformed, optionally one split: the base
-    features (2,816), or with ``face`` the face-probe features (NaN rows: no face found)."""
+    features (2,816), or with ``face`` the face-probe features (NaN rows: no face found), or with
+    ``self_blend`` the face-probe features of each photo's self-blended pseudo-fake (label 1)."""
+    if self_blend:
+        kind = (SELF_BLEND_TAG, SELF_BLEND_TAG + _face_key())
+        fs = _cached_set(name, self_blend_features_of, encoder, transform, tag, split, kind)
+        return FeatureSet(f"{name}+blend", fs.paths, 1, fs.feats, fs.splits)
     if face:
         kind = (FACE_TAG, _face_key())
         return _cached_set(name, face_features_of, encoder, transform, tag, split, kind)
@@ -162,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sets", nargs="*", default=list(SETS))
     ap.add_argument(
+        "--self-blend",
+        action="store_true",
+        help="the face-probe features of self-blended pseudo-fakes of the sets' photos",
+    )
+    ap.add_argument(
         "--face",
         action="store_true",
         help="also the face-probe features (and, for the Yonsei sets, the robustness conditions)",
@@ -170,6 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     _THREADS[0] = args.threads
     for name in args.sets:
         t0 = time.time()
+        if args.self_blend:
+            sb = feature_set(name, self_blend=True)
+            none = int(np.isnan(sb.feats[:, 0]).sum())
+            print(f"{name} self-blend: {none} without a face, {time.time() - t0:.0f} s", flush=True)
+            continue
         fs = feature_set(name)
         print(f"{name}: {len(fs.paths)} images, {time.time() - t0:.0f} s", flush=True)
         if args.face:

@@ -3,27 +3,33 @@
     python -m training.clip_probe.data        # CLIP features of the shared sets (cached)
     python -m training.clip_probe.train [--write]
 
-Two probes, each a class-balanced L2 logistic regression on standardised CLIP features:
+Three probes, each a class-balanced L2 logistic regression on standardised CLIP features:
 
 * ``clip_generated``: StyleGAN2 fakes vs FFHQ, Yonsei-real and real-color photos (train split);
-* ``clip_face_edit``: Yonsei face-part splices vs the same real photos (train split).
+* ``clip_face_edit``: Yonsei face-part splices vs the same real photos (train split);
+* ``clip_blend``: self-blended pseudo-fakes of those real photos vs the photos (train split;
+  ``python -m training.clip_probe.data --self-blend``). It never sees an edited or generated
+  image: the Yonsei and StyleGAN2 fakes are held-out kinds for it, and its evidence quotes its
+  Yonsei numbers.
 
 For each probe the feature blocks and the L2 strength are chosen on the calib split of its own
-set (AUC), then the Platt calibration is fitted on calib (its fakes vs every calib real photo,
-each set weighing the same) and the threshold is the lowest raw score that at most 1 % of the
-calib reals of *each* real set reach (``MAX_FP``). Every number printed is on the test split; the
-cross-set rows apply each probe to the other set's fakes. Real-color photos that are near
-duplicates (PDQ ≤ 12 bits) of a calib or test photo are dropped from training.
+fakes against its own reals (AUC), then the Platt calibration is fitted on calib (its fakes vs
+every calib real photo, each set weighing the same) and the threshold is the lowest raw score
+that at most 1 % of the calib reals of *each* real set reach (``MAX_FP``). Every number printed
+is on the test split; the held-out rows apply each probe to fakes of a kind it was not trained
+on. Real-color photos that are near duplicates (PDQ ≤ 12 bits) of a calib or test photo are
+dropped from training (and their pseudo-fakes with them).
 
-``clip_face_edit`` reads face features too (``FACE_BLOCK_CHOICES``: the patch tokens pooled over
-the eyes, nose and mouth, and a zoomed view of the face; see ``reclaim.signals.clip_probe``),
-computed with ``python -m training.clip_probe.data --face``. Images where no face is found are
-left out of its training and of its numbers (it does not run on them); the report counts them.
-With 8,704 features it is fitted by L-BFGS (torch, training only) on the same objective as
-``fusion.fit_logistic``.
+``clip_face_edit`` and ``clip_blend`` read face features too (``FACE_BLOCK_CHOICES``: the patch
+tokens pooled over the eyes, nose and mouth, and a zoomed view of the face; see
+``reclaim.signals.clip_probe``), computed with ``python -m training.clip_probe.data --face``.
+Images where no face is found are left out of their training and of their numbers (they do not
+run on them); the report counts them. With 8,704 features they are fitted by L-BFGS (torch,
+training only) on the same objective as ``fusion.fit_logistic``.
 
 Robustness rows: StyleGAN2/FFHQ and Yonsei test images re-encoded as JPEG q75 and resized 0.5×.
-Deterministic (no randomness); ≈ 1 min once the features are cached.
+Deterministic (the pseudo-fakes are seeded by each photo's pixels); ≈ 5 min once the
+features are cached.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,10 +52,11 @@ from reclaim.signals.clip_probe import (  # noqa: E402
     BLOCKS,
     ENCODER_SHA256,
     MODEL_PATH,
+    Kind,
     Probe,
 )
 from reclaim.signals.fusion import fit_logistic  # noqa: E402
-from training.clip_probe.data import FeatureSet, feature_set  # noqa: E402
+from training.clip_probe.data import SELF_BLEND_SOURCES, FeatureSet, feature_set  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402
 
@@ -73,16 +81,44 @@ FACE_BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (
 )
 FACE_L2_CHOICES = (1e-2, 1e-1, 1.0, 10.0)
 #: Probes that read face features (computed on the face's view; images without a face left out).
-FACE_PROBES = {"clip_face_edit"}
+FACE_PROBES = {"clip_face_edit", "clip_blend"}
 THREADS = [2]
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    kind: Kind
+    fakes: tuple[str, ...]  # the sets of its training fakes (train split; calib: selection)
+    own_reals: tuple[str, ...]  # the reals its blocks and L2 are chosen against (calib AUC)
+    trained_on: str  # quoted in its evidence
+    trained_on_fr: str  # the same in French
+    held_out: tuple[tuple[str, str], ...]  # (fakes, reals) test sets of kinds it never saw
+    conditions: tuple[str, str]  # (fakes, reals) whose JPEG/resize test variants are measured
+    quote_held_out: bool = False  # its evidence quotes held_out[0] rather than its own test
+
+
 PROBES = {
-    "clip_generated": ("generated", "sg2-fake", "StyleGAN2 faces (FFHQ-like) vs real photos"),
-    "clip_face_edit": (
-        "edited",
-        "yonsei-fake",
-        "Photoshop face-part splices (Yonsei) vs real photos",
+    "clip_generated": ProbeSpec(
+        "generated", ("sg2-fake",), ("sg2-real",), "StyleGAN2 faces (FFHQ-like) vs real photos",
+        "des visages StyleGAN2 (de type FFHQ) et de vraies photos",
+        (("yonsei-fake", "yonsei-real"),), ("sg2-fake", "sg2-real"),
     ),
-}
+    "clip_face_edit": ProbeSpec(
+        "edited", ("yonsei-fake",), ("yonsei-real",),
+        "Photoshop face-part splices (Yonsei) vs real photos",
+        "des collages Photoshop de parties du visage (Yonsei) et de vraies photos",
+        (("sg2-fake", "sg2-real"),), ("yonsei-fake", "yonsei-real"),
+    ),
+    # Never sees a manipulated photo: its fakes are real photos blended into themselves (SBI).
+    "clip_blend": ProbeSpec(
+        "blended", tuple(f"{n}+blend" for n in SELF_BLEND_SOURCES), REALS,
+        "real photos and self-blended copies of them (no edited or generated image)",
+        "de vraies photos et des copies mélangées avec elles-mêmes (aucune image retouchée ou "
+        "générée)",
+        (("yonsei-fake", "yonsei-real"), ("sg2-fake", "sg2-real")), ("yonsei-fake", "yonsei-real"),
+        quote_held_out=True,
+    ),
+}  # fmt: skip
 
 
 def cols(blocks: tuple[str, ...]) -> np.ndarray:
@@ -159,6 +195,10 @@ def with_face(fs: FeatureSet) -> FeatureSet:
                       fs.feats[ok], fs.splits[ok])  # fmt: skip
 
 
+def _pool(sets: dict[str, FeatureSet], names: list[str], split: str) -> np.ndarray:
+    return np.concatenate([sets[n].take(split) for n in names])
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", action="store_true", help=f"write {MODEL_PATH.name}")
@@ -177,28 +217,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     base_sets, base_masks = sets, train_mask
     face_sets = {n: feature_set(n, face=True) for n in sets}
+    face_sets |= {f"{n}+blend": feature_set(n, self_blend=True) for n in SELF_BLEND_SOURCES}
     no_face = {
         n: {sp: int((np.isnan(fs.feats[:, 0]) & (fs.splits == sp)).sum()) for sp in
             ("train", "calib", "test")}
         for n, fs in face_sets.items()
     }  # fmt: skip
-    print(f"images without a face (left out of the face probe): {no_face}", flush=True)
+    print(f"images without a face (left out of the face probes): {no_face}", flush=True)
     face_ok = {n: with_face(fs) for n, fs in face_sets.items()}
     face_masks = {n: fs.splits == "train" for n, fs in face_ok.items()}
-    face_masks["real-color"] = leak_free(face_ok["real-color"])
+    for n in ("real-color", "real-color+blend"):
+        face_masks[n] = leak_free(face_ok[n])
 
     probes: list[Probe] = []
     report: dict[str, Any] = {}
-    for name, (kind, fake_set, trained_on) in PROBES.items():
+    for name, spec in PROBES.items():
+        kind, fakes = spec.kind, list(spec.fakes)
         face = name in FACE_PROBES
         sets, train_mask = (face_ok, face_masks) if face else (base_sets, base_masks)
-        parts = [*REALS, fake_set]
+        parts = [*REALS, *fakes]
         xs = np.concatenate([sets[n].feats[train_mask[n]] for n in parts])
         ys = np.concatenate([np.full(int(train_mask[n].sum()), sets[n].label) for n in parts])
         gs = np.concatenate([np.full(int(train_mask[n].sum()), n) for n in parts])
         w = balanced_weights(ys.astype(float), gs)
-        own_real = "sg2-real" if fake_set == "sg2-fake" else "yonsei-real"
-        xc_pos, xc_neg = sets[fake_set].take("calib"), sets[own_real].take("calib")
+        own_reals = list(spec.own_reals)
+        xc_pos, xc_neg = _pool(sets, fakes, "calib"), _pool(sets, own_reals, "calib")
         best: tuple[float, tuple[str, ...], float] = (-1.0, (), 0.0)
         for blocks in FACE_BLOCK_CHOICES if face else BLOCK_CHOICES:
             c = cols(blocks)
@@ -225,12 +268,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return np.asarray(((f[:, c] - mean) / scale) @ coef + b)  # fmt: skip
 
         # Platt on calib: this probe's fakes vs every calib real set (set-balanced)
-        cal_parts = [*REALS, fake_set]
-        zc = np.concatenate([raw_of(sets[n].take("calib")) for n in cal_parts])
+        zc = np.concatenate([raw_of(sets[n].take("calib")) for n in parts])
         yc = np.concatenate(
-            [np.full(int((sets[n].splits == "calib").sum()), sets[n].label) for n in cal_parts]
+            [np.full(int((sets[n].splits == "calib").sum()), sets[n].label) for n in parts]
         )
-        gc = np.concatenate([np.full(int((sets[n].splits == "calib").sum()), n) for n in cal_parts])
+        gc = np.concatenate([np.full(int((sets[n].splits == "calib").sum()), n) for n in parts])
         pa, pb = fit_logistic(zc[:, None], yc.astype(float), balanced_weights(yc.astype(float), gc))
         thr = -np.inf
         for n in REALS:
@@ -239,8 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             thr = max(thr, float(r[k - 1]) + 1e-6)
 
         # test numbers
-        t_pos = raw_of(sets[fake_set].take("test"))
-        t_own = raw_of(sets[own_real].take("test"))
+        t_pos = raw_of(_pool(sets, fakes, "test"))
+        t_own = raw_of(_pool(sets, own_reals, "test"))
         lab = np.r_[np.ones(len(t_pos)), np.zeros(len(t_own))]
         sc = np.r_[t_pos, t_own]
         rep: dict[str, Any] = {
@@ -249,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "calib_auc": round(best[0], 4),
             "threshold_raw": round(thr, 6),
             "test": {
-                "set": f"{fake_set} vs {own_real}",
+                "set": f"{'+'.join(fakes)} vs {'+'.join(own_reals)}",
                 "n_pos": len(t_pos),
                 "n_neg": len(t_own),
                 "auc": round(auc(lab, sc), 4),
@@ -261,27 +303,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 n: round(float((raw_of(sets[n].take("test")) >= thr).mean()), 4) for n in REALS
             },
         }
-        other_fake = "yonsei-fake" if fake_set == "sg2-fake" else "sg2-fake"
-        other_real = "yonsei-real" if fake_set == "sg2-fake" else "sg2-real"
-        o_pos = raw_of(sets[other_fake].take("test"))
-        o_neg = raw_of(sets[other_real].take("test"))
-        lab_o = np.r_[np.ones(len(o_pos)), np.zeros(len(o_neg))]
-        rep["cross_set"] = {
-            "set": f"{other_fake} vs {other_real}",
-            "auc": round(auc(lab_o, np.r_[o_pos, o_neg]), 4),
-            "tpr_at_threshold": round(float((o_pos >= thr).mean()), 4),
-        }
+        rep["cross_set"] = []
+        for other_fake, other_real in spec.held_out:
+            o_pos = raw_of(sets[other_fake].take("test"))
+            o_neg = raw_of(sets[other_real].take("test"))
+            lab_o = np.r_[np.ones(len(o_pos)), np.zeros(len(o_neg))]
+            rep["cross_set"].append({
+                "set": f"{other_fake} vs {other_real}",
+                "auc": round(auc(lab_o, np.r_[o_pos, o_neg]), 4),
+                "tpr@fpr1": round(tpr_at_fpr(lab_o, np.r_[o_pos, o_neg], 0.01), 4),
+                "tpr_at_threshold": round(float((o_pos >= thr).mean()), 4),
+            })  # fmt: skip
         rep["robustness"] = {}
+        cond_fake, cond_real = spec.conditions
         for cond, tf in SD.CONDITIONS.items():
             if cond == "plain":
                 continue
-            fp_set = feature_set(fake_set, transform=tf, tag=cond, split="test", face=face)
-            fn_set = feature_set(own_real, transform=tf, tag=cond, split="test", face=face)
+            fp_set = feature_set(cond_fake, transform=tf, tag=cond, split="test", face=face)
+            fn_set = feature_set(cond_real, transform=tf, tag=cond, split="test", face=face)
             if face:
                 fp_set, fn_set = with_face(fp_set), with_face(fn_set)
             fp, fn = raw_of(fp_set.feats), raw_of(fn_set.feats)
             lab_c = np.r_[np.ones(len(fp)), np.zeros(len(fn))]
             rep["robustness"][cond] = {
+                "set": f"{cond_fake} vs {cond_real}",
                 "auc": round(auc(lab_c, np.r_[fp, fn]), 4),
                 "tpr_at_threshold": round(float((fp >= thr).mean()), 4),
                 "fpr_at_threshold": round(float((fn >= thr).mean()), 4),
@@ -293,8 +338,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             float((raw_of(dp.feats) >= thr).mean()), 4
         )
         if face:
-            rep["images_without_a_face"] = no_face
+            rep["images_without_a_face"] = {n: no_face[n] for n in parts}
         report[name] = rep
+        # The numbers its evidence quotes: on its own test fakes, or, for a probe that never saw
+        # a real edit, on the first held-out set (fakes of a kind it was not trained on).
+        quoted = rep["cross_set"][0] if spec.quote_held_out else rep["test"]
+        measured = {
+            "auc": quoted["auc"],
+            "tpr_at_threshold": quoted["tpr_at_threshold"],
+            "fpr_at_threshold": max(rep["fpr_at_threshold"][n] for n in REALS),
+        }
+        if spec.quote_held_out:
+            measured["on"] = quoted["set"]
         probes.append(
             Probe(
                 name=name,
@@ -306,12 +361,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 intercept=b,
                 platt=(float(pa[0]), float(pb)),
                 threshold=round(thr, 6),
-                trained_on=trained_on,
-                measured={
-                    "auc": rep["test"]["auc"],
-                    "tpr_at_threshold": rep["test"]["tpr_at_threshold"],
-                    "fpr_at_threshold": max(rep["fpr_at_threshold"][n] for n in REALS),
-                },
+                trained_on=spec.trained_on,
+                measured=measured,
+                trained_on_fr=spec.trained_on_fr,
             )
         )
 
@@ -324,9 +376,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{name:16} {'+'.join(rep['blocks']):22} {t['set']:28} {t['auc']:6.3f} "
             f"{t['tpr@fpr1']:7.3f} {t['tpr@fpr5']:7.3f} {t['tpr_at_threshold']:8.3f}"
         )
-        cs = rep["cross_set"]
-        print(f"{'':16} {'cross-set':22} {cs['set']:28} {cs['auc']:6.3f} {'':7} {'':7} "
-              f"{cs['tpr_at_threshold']:8.3f}")  # fmt: skip
+        for cs in rep["cross_set"]:
+            print(f"{'':16} {'held-out set':22} {cs['set']:28} {cs['auc']:6.3f} "
+                  f"{cs['tpr@fpr1']:7.3f} {'':7} {cs['tpr_at_threshold']:8.3f}")  # fmt: skip
         for cond, r in rep["robustness"].items():
             print(f"{'':16} {cond:22} {'':28} {r['auc']:6.3f} {'':7} {'':7} "
                   f"{r['tpr_at_threshold']:8.3f}  FPR@thr {r['fpr_at_threshold']:.3f}")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Linear probes on frozen CLIP image features (``clip_generated``, ``clip_face_edit``).
+"""Linear probes on frozen CLIP image features (``clip_generated``, ``clip_face_edit``,
+``clip_blend``).
 
 Why. A general-purpose vision encoder trained on 400 M image–text pairs sees more than our
 hand-made residual statistics: a linear probe on its features (Ojha et al., CVPR 2023,
@@ -18,21 +19,25 @@ mean and spread of the patch tokens), fitted by ``python -m training.clip_probe.
 ``train`` split and Platt-calibrated on ``calib``; coefficients in ``models/clip_probe.json``:
 
 * ``clip_generated`` (kind ``generated``): StyleGAN2 faces vs FFHQ and other real photos;
-* ``clip_face_edit`` (kind ``edited``): Photoshop face-part splices vs real faces.
+* ``clip_face_edit`` (kind ``edited``): Photoshop face-part splices vs real faces;
+* ``clip_blend`` (kind ``blended``): real photos vs self-blended copies of them (SBI: the photo
+  blended into a colour- and quality-jittered copy of itself inside a face mask). It never sees an
+  edited or generated image, so its numbers on the Yonsei splices are those of a tool it never
+  saw; its evidence quotes them.
 
-Each probe was trained on one data set of one kind of fake: the evidence sentences quote the
+The first two were trained on one data set of one kind of fake: the evidence sentences quote the
 measured numbers and say that the probe was not measured on other generators or editors.
 
 Cost: about 120 ms per 224×224 pass on one core (the image is resized so its shorter side is
 224 and centre-cropped, the encoder's own preprocessing). When faces were found, the largest
 face's surroundings (the face box grown 2×) are encoded too and the higher score kept.
 
-Face features (``clip_face_edit``). Splices replace an eye, a nose or a mouth: averaging every
-patch token dilutes them. With the largest face's 68 landmarks, the probe also reads the patch
-tokens averaged over each face part (eyes, nose, mouth: ``PARTS``) and the base features of a
-zoomed view of the face (``zoom_crop``, cut from the full-resolution image: one more pass).
-It reads the face's own view (its surroundings when they are cut out, else the whole image) and
-does not run on images without a face. Measured on the Yonsei test split in
+Face features (``clip_face_edit``, ``clip_blend``). Splices replace an eye, a nose or a mouth:
+averaging every patch token dilutes them. With the largest face's 68 landmarks, the face probes
+also read the patch tokens averaged over each face part (eyes, nose, mouth: ``PARTS``) and the
+base features of a zoomed view of the face (``zoom_crop``, cut from the full-resolution image:
+one more pass). They read the face's own view (its surroundings when they are cut out, else the
+whole image) and do not run on images without a face. Measured on the Yonsei test split in
 ``models/clip_probe.md``.
 """
 
@@ -53,7 +58,8 @@ from PIL import Image
 
 from reclaim.signals.forensic import ForensicSignal
 
-Kind = Literal["generated", "edited"]
+Kind = Literal["generated", "edited", "blended"]
+KINDS: tuple[Kind, ...] = ("generated", "edited", "blended")
 
 __all__ = [
     "ENCODER_SHA256",
@@ -274,10 +280,17 @@ def encoder_status() -> str:
 # -- probes -------------------------------------------------------------------------------------
 
 
+def _kind(v: Any) -> Kind:
+    for k in KINDS:
+        if v == k:
+            return k
+    raise ValueError(f"clip_probe.json: unknown probe kind {v!r}; refit it")
+
+
 @dataclass(frozen=True)
 class Probe:
     name: str  # signal name
-    kind: Kind  # "generated" | "edited"
+    kind: Kind  # "generated" | "edited" | "blended"
     blocks: tuple[str, ...]
     mean: np.ndarray
     scale: np.ndarray
@@ -287,6 +300,7 @@ class Probe:
     threshold: float  # raw logit flagging ≤ 1 % of each calib real set
     trained_on: str
     measured: dict[str, Any]  # test-split numbers quoted in the evidence
+    trained_on_fr: str = ""  # ``trained_on`` in French (the evidence speaks both)
 
     def columns(self) -> np.ndarray:
         return np.concatenate([np.arange(*BLOCKS[b]) for b in self.blocks])
@@ -313,7 +327,7 @@ class Probe:
             raise ValueError(f"clip_probe.json: probe {d['name']} does not match its blocks")
         return cls(
             name=str(d["name"]),
-            kind="generated" if d["kind"] == "generated" else "edited",
+            kind=_kind(d["kind"]),
             blocks=blocks,
             mean=arrays[0],
             scale=arrays[1],
@@ -323,6 +337,7 @@ class Probe:
             threshold=float(d["threshold"]),
             trained_on=str(d["trained_on"]),
             measured=dict(d.get("measured", {})),
+            trained_on_fr=str(d.get("trained_on_fr", "")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -337,6 +352,7 @@ class Probe:
             "platt": list(self.platt),
             "threshold": self.threshold,
             "trained_on": self.trained_on,
+            "trained_on_fr": self.trained_on_fr,
             "measured": self.measured,
         }
 
@@ -384,32 +400,51 @@ def _strength(p: Probe, raw: float) -> str:
     return "strong" if p.calibrated(raw) >= 0.9 else "moderate"
 
 
+_WHAT = {
+    "generated": ("generated (GAN) faces", "visages générés (GAN)"),
+    "edited": ("faces edited by pasting face parts", "visages retouchés par collage de parties"),
+    "blended": (
+        "face-part splices it never saw in training",
+        "collages de parties du visage jamais vus à l'entraînement",
+    ),
+}
+
+
 def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dict[str, str]:
     st = _strength(p, raw)
     en_s, fr_s = _STRENGTH[st]
     m = p.measured
-    what_en, what_fr = (
-        ("generated (GAN) faces", "visages générés (GAN)")
-        if p.kind == "generated"
-        else ("faces edited by pasting face parts", "visages retouchés par collage de parties")
-    )
+    what_en, what_fr = _WHAT[p.kind]
     flagged = raw >= p.threshold
+    if p.kind == "blended":
+        caveat_en = (
+            " It never saw an edited or generated image: it learned what blending a face into a "
+            "photo leaves, from real photos blended into themselves. It was not measured on "
+            "other tools."
+        )
+        caveat_fr = (
+            " Elle n'a jamais vu d'image retouchée ou générée : elle a appris ce que laisse le "
+            "collage d'un visage dans une photo, sur de vraies photos mélangées avec elles-mêmes. "
+            "Elle n'a pas été mesurée sur d'autres outils."
+        )
+    else:
+        caveat_en = " It was not measured on other generators or tools."
+        caveat_fr = " Elle n'a pas été mesurée sur d'autres générateurs ou outils."
     en = (
         f"A probe on CLIP image features ({where[0]}), trained on {p.trained_on}, gives "
         f"{score:.2f}: {en_s} evidence"
         + (" (above its threshold)" if flagged else " (below its threshold)")
         + f". In our tests, {_pct(m.get('tpr_at_threshold', 0))} of held-out {what_en} and "
         f"{_pct(m.get('fpr_at_threshold', 0))} of held-out real photos reach its threshold "
-        f"(AUC {float(m.get('auc', 0)):.2f}). It was not measured on other generators or tools."
+        f"(AUC {float(m.get('auc', 0)):.2f})." + caveat_en
     )
     fr = (
         f"Une sonde sur les caractéristiques d'image CLIP ({where[1]}), entraînée sur "
-        f"{p.trained_on}, donne {score:.2f} : indice {fr_s}"
+        f"{p.trained_on_fr or p.trained_on}, donne {score:.2f} : indice {fr_s}"
         + (" (au-dessus de son seuil)" if flagged else " (sous son seuil)")
         + f". Dans nos tests, {_pct(m.get('tpr_at_threshold', 0))} des {what_fr} mis de côté "
         f"et {_pct(m.get('fpr_at_threshold', 0))} des vraies photos mises de côté atteignent "
-        f"son seuil (AUC {float(m.get('auc', 0)):.2f}). Elle n'a pas été mesurée sur d'autres "
-        "générateurs ou outils."
+        f"son seuil (AUC {float(m.get('auc', 0)):.2f})." + caveat_fr
     )
     return {"en": en, "fr": fr}
 
@@ -519,7 +554,7 @@ def clip_signals(
             ForensicSignal(
                 name=p.name,
                 score=round(score, 4),
-                kind=p.kind,
+                kind="generated" if p.kind == "generated" else "edited",  # a blend is an edit
                 evidence=_evidence(p, raw, score, where),
                 raw=raw,
                 details={

@@ -58,6 +58,7 @@ FEATURES = (
     "synthetic_image",
     "clip_generated",
     "clip_face_edit",
+    "clip_blend",
 )
 MODEL_FILE = "fusion.json"
 RULE = "max of calibrated signals"
