@@ -260,8 +260,9 @@ def test_a_blend_probe_says_it_never_saw_an_edited_image() -> None:
     )
     ev = C._evidence(p, 2.0, 0.88, ("whole image", "image entière"))
     assert "never saw an edited or generated image" in ev["en"]
-    assert "above its threshold" in ev["en"] and "20 %" in ev["en"] and "AUC 0.78" in ev["en"]
-    assert "jamais vu d'image retouchée" in ev["fr"] and "au-dessus de son seuil" in ev["fr"]
+    assert "gives 0.88 (its threshold: 0.73, reached)" in ev["en"]
+    assert "20 %" in ev["en"] and "AUC 0.78" in ev["en"]
+    assert "jamais vu d'image retouchée" in ev["fr"] and "(son seuil : 0.73, atteint)" in ev["fr"]
     assert "entraînée sur de vraies photos et des copies" in ev["fr"]
     assert "real photos" not in ev["fr"]
     assert Probe.from_json(p.to_json()).kind == "blended"
@@ -269,3 +270,9 @@ def test_a_blend_probe_says_it_never_saw_an_edited_image() -> None:
     bad = p.to_json() | {"kind": "painted"}
     with pytest.raises(ValueError, match="unknown probe kind"):
         Probe.from_json(bad)
+
+
+def test_evidence_states_the_threshold_with_enough_decimals() -> None:
+    assert C._two(0.93, 0.97) == ("0.93", "0.97")
+    assert C._two(0.9712, 0.9704) == ("0.971", "0.970")  # 0.97 and 0.97 would look equal
+    assert C._two(0.97123, 0.97121) == ("0.9712", "0.9712")  # at most 4 decimals

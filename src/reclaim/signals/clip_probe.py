@@ -410,6 +410,15 @@ _WHAT = {
 }
 
 
+def _two(score: float, threshold: float) -> tuple[str, str]:
+    """A score and a threshold written with enough decimals (2 to 4) to tell them apart."""
+    for nd in (2, 3, 4):
+        a, b = f"{score:.{nd}f}", f"{threshold:.{nd}f}"
+        if a != b:
+            return a, b
+    return a, b
+
+
 def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dict[str, str]:
     st = _strength(p, raw)
     en_s, fr_s = _STRENGTH[st]
@@ -430,19 +439,19 @@ def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dic
     else:
         caveat_en = " It was not measured on other generators or tools."
         caveat_fr = " Elle n'a pas été mesurée sur d'autres générateurs ou outils."
+    sc, th = _two(score, p.calibrated(p.threshold))
     en = (
         f"A probe on CLIP image features ({where[0]}), trained on {p.trained_on}, gives "
-        f"{score:.2f}: {en_s} evidence"
-        + (" (above its threshold)" if flagged else " (below its threshold)")
-        + f". In our tests, {_pct(m.get('tpr_at_threshold', 0))} of held-out {what_en} and "
+        f"{sc} (its threshold: {th}, {'reached' if flagged else 'not reached'}): {en_s} "
+        f"evidence. In our tests, {_pct(m.get('tpr_at_threshold', 0))} of held-out {what_en} and "
         f"{_pct(m.get('fpr_at_threshold', 0))} of held-out real photos reach its threshold "
         f"(AUC {float(m.get('auc', 0)):.2f})." + caveat_en
     )
     fr = (
         f"Une sonde sur les caractéristiques d'image CLIP ({where[1]}), entraînée sur "
-        f"{p.trained_on_fr or p.trained_on}, donne {score:.2f} : indice {fr_s}"
-        + (" (au-dessus de son seuil)" if flagged else " (sous son seuil)")
-        + f". Dans nos tests, {_pct(m.get('tpr_at_threshold', 0))} des {what_fr} mis de côté "
+        f"{p.trained_on_fr or p.trained_on}, donne {sc} (son seuil : {th}, "
+        f"{'atteint' if flagged else 'non atteint'}) : indice {fr_s}. Dans nos tests, "
+        f"{_pct(m.get('tpr_at_threshold', 0))} des {what_fr} mis de côté "
         f"et {_pct(m.get('fpr_at_threshold', 0))} des vraies photos mises de côté atteignent "
         f"son seuil (AUC {float(m.get('auc', 0)):.2f})." + caveat_fr
     )
