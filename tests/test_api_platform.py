@@ -57,7 +57,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PlatformSt
 class Env:
     def __init__(self, store: PlatformStore, **settings: Any) -> None:
         self.store = store
-        base = {"start_workers": False, "max_upload_bytes": 2_000_000, "webhook_backoff_s": 0.01}
+        base = {
+            "start_workers": False,
+            "max_upload_bytes": 2_000_000,
+            "webhook_backoff_s": 0.01,
+            "allow_private_addresses": True,  # the test receivers listen on 127.0.0.1
+        }
         self.app = create_app(store, Settings(**{**base, **settings}))
         self.client = TestClient(self.app)
         self.platform = self.app.state.platform
@@ -554,6 +559,70 @@ def test_webhook_gives_up_after_max_attempts(store: PlatformStore) -> None:
         assert d["status"] == "failed" and d["last_error"] == "HTTP 500"
     finally:
         rx.close()
+
+
+def test_webhooks_and_url_fetches_reach_only_public_addresses(store: PlatformStore) -> None:
+    """SSRF guard: by default a tenant cannot make the server post to, or fetch from, loopback,
+    private or link-local addresses (a cloud metadata endpoint), at registration or later."""
+    env = Env(store, allow_private_addresses=False, allow_url_fetch=True)
+    h = env.all_scopes("a")
+    rx = Receiver(fail=0)
+    try:
+        for url in (
+            rx.url,
+            "http://localhost:9/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.1.2.3/hook",
+            "http://[::1]:8080/hook",
+            "http://[::ffff:127.0.0.1]/hook",
+            "ftp://example.org/hook",
+        ):
+            r = env.client.post("/review/webhooks", headers=h, json={"url": url})
+            assert r.status_code == 400, (url, r.text)
+            assert "webhook url refused" in r.json()["message"], r.text
+        assert (
+            "loopback"
+            in env.client.post("/review/webhooks", headers=h, json={"url": rx.url}).json()["message"]
+        )
+        assert env.client.get("/review/webhooks", headers=h).json() == []
+        # a receiver registered while allowed, then refused at delivery: nothing is sent
+        tid = env.store.ensure_tenant("a")
+        env.store.create_webhook(tid, rx.url, "whsec_x")
+        item = env.client.post("/review/flag", headers=h, **upload(photo(5))).json()["id"]
+        env.client.post(f"/review/items/{item}/decision", headers=h, json={"action": "keep"})
+        env.platform.webhooks.run_once()
+        assert rx.got == []
+        d = env.client.get("/review/deliveries", headers=h).json()[0]
+        assert d["last_error"].startswith("refused: 127.0.0.1 is a loopback address")
+        # the server's ?url= fetch refuses the same hosts
+        r = env.client.get("/h/hash", headers=h, params={"url": rx.url})
+        assert r.status_code == 400 and "refused" in r.json()["message"], r.text
+    finally:
+        rx.close()
+
+
+def test_address_checks() -> None:
+    from reclaim.netguard import address_problem, host_problem
+
+    assert address_problem("93.184.216.34") is None  # public
+    assert address_problem("2606:2800:220:1:248:1893:25c8:1946") is None
+    for a, what in (
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("::ffff:10.0.0.1", "private"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", ""),
+    ):
+        problem = address_problem(a)
+        assert problem is not None and what in problem, (a, problem)
+    assert "cannot resolve" in (host_problem("no-such-host.invalid") or "")
+    assert host_problem("localhost") in (
+        "localhost resolves to 127.0.0.1, a loopback address; only public addresses are allowed",
+        "localhost resolves to ::1, a loopback address; only public addresses are allowed",
+    )
 
 
 def test_other_process_changes_are_picked_up(store: PlatformStore) -> None:

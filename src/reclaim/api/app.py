@@ -34,6 +34,9 @@ log = logging.getLogger("reclaim.api")
 class Settings:
     max_upload_bytes: int = 32 * 1024 * 1024
     allow_url_fetch: bool = False
+    #: Let webhooks and URL fetches reach loopback/private/link-local addresses (a local
+    #: receiver on one machine, tests). Off: public addresses only (``reclaim.netguard``).
+    allow_private_addresses: bool = False
     poll_interval_s: float = 1.0
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0
@@ -54,6 +57,7 @@ class Platform:
             store,
             max_attempts=settings.webhook_max_attempts,
             backoff_s=settings.webhook_backoff_s,
+            allow_private=settings.allow_private_addresses,
         )
         self._tokens: dict[str, tuple[Token | None, float]] = {}
         self._tokens_lock = threading.Lock()

@@ -31,6 +31,7 @@ def serve_platform(
     *,
     max_upload_mb: int = 32,
     allow_url_fetch: bool = False,
+    allow_private_addresses: bool = False,
     workers_log_level: str = "info",
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start."""
@@ -41,7 +42,9 @@ def serve_platform(
 
     store = open_store(db)
     settings = Settings(
-        max_upload_bytes=max_upload_mb * 1024 * 1024, allow_url_fetch=allow_url_fetch
+        max_upload_bytes=max_upload_mb * 1024 * 1024,
+        allow_url_fetch=allow_url_fetch,
+        allow_private_addresses=allow_private_addresses,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -55,6 +58,13 @@ def serve_platform_cmd(
     allow_url_fetch: Annotated[
         bool, typer.Option(help="Let /h/hash and /c/.../content fetch ?url= (server-side GET).")
     ] = False,
+    allow_private_addresses: Annotated[
+        bool,
+        typer.Option(
+            help="Let webhooks and URL fetches reach loopback/private addresses (a receiver on "
+            "this machine or network). Off: public addresses only."
+        ),
+    ] = False,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -62,7 +72,14 @@ def serve_platform_cmd(
     `reclaim platform-token`.
     """
     try:
-        serve_platform(host, port, db, max_upload_mb=max_upload_mb, allow_url_fetch=allow_url_fetch)
+        serve_platform(
+            host,
+            port,
+            db,
+            max_upload_mb=max_upload_mb,
+            allow_url_fetch=allow_url_fetch,
+            allow_private_addresses=allow_private_addresses,
+        )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

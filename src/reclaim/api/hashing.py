@@ -83,7 +83,10 @@ def fetch_url(url: str, platform: Platform) -> bytes:
     problem = validate_url(url)
     if problem is not None:
         raise HTTPException(400, f"bad url: {problem}")
-    limits = SourceLimits(url_max_bytes=platform.settings.max_upload_bytes)
+    limits = SourceLimits(
+        url_max_bytes=platform.settings.max_upload_bytes,
+        url_public_only=not platform.settings.allow_private_addresses,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "url.txt"
         listing.write_text(url + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from reclaim.api.app import PlatformDep, require
 from reclaim.api.hashing import blurred_preview, hash_bytes, read_upload
 from reclaim.platform.store import Token
+from reclaim.platform.webhooks import url_problem
 
 router = APIRouter(prefix="/review", tags=["review"])
 
@@ -138,8 +139,9 @@ def audit_log(
 @router.post("/webhooks", status_code=201)
 def add_webhook(body: WebhookIn, platform: PlatformDep, token: ReviewToken) -> dict[str, Any]:
     """Register a receiver; the answer holds its signing secret (shown once)."""
-    if not body.url.startswith(("http://", "https://")):
-        raise HTTPException(400, "webhook url must be http:// or https://")
+    problem = url_problem(body.url, allow_private=platform.settings.allow_private_addresses)
+    if problem is not None:
+        raise HTTPException(400, f"webhook url refused: {problem}")
     secret = "whsec_" + secrets.token_urlsafe(32)
     hook = platform.store.create_webhook(token.tenant_id, body.url, secret)
     platform.audit(token, "webhook.create", f"webhook:{hook.id}", url=body.url)

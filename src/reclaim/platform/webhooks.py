@@ -9,6 +9,11 @@ thread. The body is JSON; the signature header is
 new time). A 2xx answer delivers it; anything else (status, timeout, refused connection) is
 retried after ``backoff_s * 2**(attempt-1)`` seconds, up to ``max_attempts``, then marked failed.
 Deliveries live in the database, so a restart resumes pending retries.
+
+Receivers must be on public addresses (``reclaim.netguard``): the host is checked when the
+webhook is registered and again before every attempt, so a tenant cannot make the server post to
+its own loopback services, the private network or a cloud metadata endpoint. A refused attempt
+is recorded with its reason, and retried like any failure (DNS may change back).
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from typing import Any
 import httpx
 
 from reclaim import __version__
+from reclaim.netguard import host_problem
 from reclaim.platform.store import Delivery, PlatformStore
 
-__all__ = ["WebhookSender", "sign", "verify"]
+__all__ = ["WebhookSender", "sign", "url_problem", "verify"]
 
 SIGNATURE_HEADER = "X-Reclaim-Signature"
 
@@ -50,6 +56,21 @@ def verify(secret: str, header: str, body: bytes, tolerance_s: float = 300.0) ->
     return hmac.compare_digest(expected, given)
 
 
+def url_problem(url: str, *, allow_private: bool = False) -> str | None:
+    """None when ``url`` is an http(s) URL the server may post to, else a one-line reason."""
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError, TypeError) as e:
+        return f"not a valid URL: {e}"
+    if u.scheme not in ("http", "https"):
+        return "webhook url must be http:// or https://"
+    if not u.host:
+        return "webhook url has no host"
+    if allow_private:
+        return None
+    return host_problem(u.host, u.port or (443 if u.scheme == "https" else 80))
+
+
 class WebhookSender:
     def __init__(
         self,
@@ -59,8 +80,10 @@ class WebhookSender:
         backoff_s: float = 5.0,
         timeout_s: float = 10.0,
         client: httpx.Client | None = None,
+        allow_private: bool = False,
     ) -> None:
         self.store = store
+        self.allow_private = allow_private
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.client = client or httpx.Client(
@@ -88,15 +111,19 @@ class WebhookSender:
         }
         status: int | None = None
         error: str | None = None
-        try:
-            r = self.client.post(d.url, content=body, headers=headers)
-            status = r.status_code
-            ok = 200 <= status < 300
-            if not ok:
-                error = f"HTTP {status}"
-        except httpx.HTTPError as e:
-            ok = False
-            error = f"{type(e).__name__}: {e}"[:300]
+        refused = url_problem(d.url, allow_private=self.allow_private)
+        if refused is not None:
+            ok, error = False, f"refused: {refused}"[:300]
+        else:
+            try:
+                r = self.client.post(d.url, content=body, headers=headers)
+                status = r.status_code
+                ok = 200 <= status < 300
+                if not ok:
+                    error = f"HTTP {status}"
+            except httpx.HTTPError as e:
+                ok = False
+                error = f"{type(e).__name__}: {e}"[:300]
         attempts = d.attempts + 1
         retry_at = None
         if not ok and attempts < self.max_attempts:

@@ -105,6 +105,9 @@ class SourceLimits:
     url_max_bytes: int = 64 * 1024 * 1024
     url_timeout_s: float = 30.0
     url_max_redirects: int = 5
+    #: Fetch only hosts on public addresses, redirects included (the platform service's
+    #: ``?url=`` fetches; ``reclaim.netguard``). A person's own scan is not restricted.
+    url_public_only: bool = False
 
 
 class Source(Protocol):

@@ -43,6 +43,7 @@ import httpx
 from reclaim import __version__
 from reclaim.errors import FetchError, InputError, SourceError
 from reclaim.media.sniff import sniff
+from reclaim.netguard import host_problem
 from reclaim.sources.base import Entry, Locator, Source, SourceLimits
 
 __all__ = [
@@ -300,6 +301,10 @@ class UrlListSource:
             if left <= 0:
                 raise over_deadline()
             t = min(limits.url_timeout_s, left)
+            if limits.url_public_only:
+                refused = host_problem(url.host, url.port or (443 if url.scheme == "https" else 80))
+                if refused is not None:
+                    raise FetchError(f"refused: {refused}")
             request = client.build_request(
                 "GET",
                 url,
