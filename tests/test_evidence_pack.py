@@ -180,3 +180,25 @@ def test_not_a_pack(tmp_path: Path) -> None:
     p.write_bytes(b"nope")
     with pytest.raises(InputError):
         verify_pack(p)
+
+
+def test_custody_append_reads_only_the_last_line() -> None:
+    import io
+
+    from reclaim.report.custody import _last_line
+
+    for block in (1, 3, 7, 8192):
+        assert _last_line(io.BytesIO(b""), block) is None
+        assert _last_line(io.BytesIO(b"\n\n"), block) is None
+        assert _last_line(io.BytesIO(b'{"seq": 1}'), block) == b'{"seq": 1}'
+        log = b'{"seq": 1}\n{"seq": 22}\n{"seq": 333}\n\n'
+        assert _last_line(io.BytesIO(log), block) == b'{"seq": 333}'
+
+
+def test_custody_chain_stays_whole_over_many_appends(tmp_path: Path) -> None:
+    log = CustodyLog(tmp_path)
+    for i in range(300):
+        log.append("decision", {"i": i, "note": "x" * (i % 50)})
+    entries = log.entries()
+    assert [e["seq"] for e in entries] == list(range(1, 301))
+    assert verify_chain(entries) == []

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from reclaim import __version__
 from reclaim.errors import StoreError
@@ -38,6 +38,24 @@ def default_actor() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
+
+
+def _last_line(f: BinaryIO, block: int = 8192) -> bytes | None:
+    """The last non-blank line of an open binary file, read backwards from its end (an append
+    costs the same however long the log has grown)."""
+    end = f.seek(0, os.SEEK_END)
+    tail = b""
+    pos = end
+    while pos > 0:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        tail = f.read(step) + tail
+        lines = [x for x in tail.split(b"\n") if x.strip()]
+        # a complete last line: a newline precedes it, or the file starts with it
+        if lines and (pos == 0 or tail.rstrip().rfind(b"\n") >= 0):
+            return lines[-1]
+    return None
 
 
 @dataclass
@@ -73,15 +91,14 @@ class CustodyLog:
         if action not in ACTIONS:
             raise ValueError(f"unknown custody action {action!r}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+", encoding="utf-8") as f:
+        with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                f.seek(0)
-                last = None
-                for line in f:
-                    if line.strip():
-                        last = line
-                prev = json.loads(last) if last else None
+                last = _last_line(f)
+                try:
+                    prev = json.loads(last) if last else None
+                except json.JSONDecodeError as e:
+                    raise StoreError(f"{self.path}: its last line is not valid JSON") from e
                 entry: dict[str, Any] = {
                     "seq": (prev["seq"] + 1) if prev else 1,
                     "at": now_iso(),
@@ -93,7 +110,7 @@ class CustodyLog:
                 }
                 entry["hash"] = entry_hash(entry)
                 f.seek(0, os.SEEK_END)
-                f.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+                f.write((json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n").encode())
                 f.flush()
                 os.fsync(f.fileno())
             finally:
