@@ -50,12 +50,13 @@ def address_problem(address: str) -> str | None:
     return None if what is None else f"{ip} is a {what} address"
 
 
-def host_problem(host: str, port: int | None = None) -> str | None:
-    """None when every address ``host`` resolves to is public, else a one-line reason."""
+def host_problem(host: str) -> str | None:
+    """None when every address ``host`` resolves to is public, else a one-line reason (the
+    addresses do not depend on the port, so none is asked for)."""
     if not host:
         return "no host"
     try:
-        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as e:
         return f"cannot resolve {host!r} ({e.__class__.__name__})"
     if not infos:

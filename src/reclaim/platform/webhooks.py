@@ -68,7 +68,7 @@ def url_problem(url: str, *, allow_private: bool = False) -> str | None:
         return "webhook url has no host"
     if allow_private:
         return None
-    return host_problem(u.host, u.port or (443 if u.scheme == "https" else 80))
+    return host_problem(u.host)
 
 
 class WebhookSender:

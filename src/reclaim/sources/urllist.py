@@ -302,7 +302,7 @@ class UrlListSource:
                 raise over_deadline()
             t = min(limits.url_timeout_s, left)
             if limits.url_public_only:
-                refused = host_problem(url.host, url.port or (443 if url.scheme == "https" else 80))
+                refused = host_problem(url.host)
                 if refused is not None:
                     raise FetchError(f"refused: {refused}")
             request = client.build_request(
