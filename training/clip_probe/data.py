@@ -30,6 +30,7 @@ if str(ROOT / "src") not in sys.path:
 
 from reclaim.signals.clip_probe import ENCODER_SHA256, ClipEncoder, encoder_file  # noqa: E402
 from reclaim.signals.forensic import split_of  # noqa: E402
+from reclaim.signals.landmarks import FaceRegion  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 
 CACHE = Path(os.environ.get("CLIP_PROBE_CACHE", "/tmp/clip_probe_cache"))
@@ -112,17 +113,25 @@ def _face_key() -> str:
     return f"{FACE_TAG}{C.PARTS}{C.PART_MARGIN}{C.ZOOM_SIDE}{C.ZOOM_DY}{C.N_FEATURES}"
 
 
-def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
-    """What ``clip_signals`` feeds a face probe for this image (its largest face, found as
-    ``reclaim check`` finds faces), or a row of NaN when no face is found."""
+def _largest_face(rgb: np.ndarray) -> FaceRegion | None:
+    """The image's largest face (by box area), found as ``reclaim check`` finds faces."""
     from reclaim.forensics import DetectorOptions
-    from reclaim.signals.clip_probe import N_FEATURES, face_edit_input
     from reclaim.signals.landmarks import face_regions
 
     regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)
     if not regions:
+        return None
+    return max(regions, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
+
+
+def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
+    """What ``clip_signals`` feeds a face probe for this image (its largest face, found as
+    ``reclaim check`` finds faces), or a row of NaN when no face is found."""
+    from reclaim.signals.clip_probe import N_FEATURES, face_edit_input
+
+    r = _largest_face(rgb)
+    if r is None:
         return np.full(N_FEATURES, np.nan, np.float32)
-    r = max(regions, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
     img, pts = face_edit_input(rgb, r.box, r.points)
     return enc.face_features(img, pts)
 
@@ -141,14 +150,11 @@ def self_blend_of(rgb: np.ndarray) -> np.ndarray | None:
     pixels, so a photo always gives the same pseudo-fake. Training data only: reclaim itself
     never edits an image.
     """
-    from reclaim.forensics import DetectorOptions
-    from reclaim.signals.landmarks import face_regions
     from training.faceblend import data as FD
 
-    regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)
-    if not regions:
+    r = _largest_face(rgb)
+    if r is None:
         return None
-    r = max(regions, key=lambda r: (r.box[2] - r.box[0]) * (r.box[3] - r.box[1]))
     digest = hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).digest()
     seed = int.from_bytes(digest[:8], "little")
     rng = np.random.default_rng(seed)
