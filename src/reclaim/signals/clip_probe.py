@@ -51,7 +51,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 from PIL import Image
@@ -59,7 +59,6 @@ from PIL import Image
 from reclaim.signals.forensic import ForensicSignal
 
 Kind = Literal["generated", "edited", "blended"]
-KINDS: tuple[Kind, ...] = ("generated", "edited", "blended")
 
 __all__ = [
     "ENCODER_SHA256",
@@ -281,10 +280,9 @@ def encoder_status() -> str:
 
 
 def _kind(v: Any) -> Kind:
-    for k in KINDS:
-        if v == k:
-            return k
-    raise ValueError(f"clip_probe.json: unknown probe kind {v!r}; refit it")
+    if v not in get_args(Kind):
+        raise ValueError(f"clip_probe.json: unknown probe kind {v!r}; refit it")
+    return cast(Kind, v)
 
 
 @dataclass(frozen=True)
