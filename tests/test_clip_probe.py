@@ -189,7 +189,44 @@ def test_face_features_extend_the_base_features() -> None:
     assert np.allclose(f[: C.N_BASE], enc.features(rgb), atol=1e-6)
     zoom = C.zoom_crop(rgb, _points_in(box))
     assert zoom is not None
-    assert np.allclose(f[C.BLOCKS["zemb"][0] :], enc.features(zoom), atol=1e-6)
+    assert np.allclose(f[C.BLOCKS["zemb"][0] : C.BLOCKS["zpstd"][1]], enc.features(zoom), atol=1e-6)
+    # then, per intermediate block: token statistics and part means of the face's view, token
+    # statistics of the zoomed view, all from the same two passes
+    _, tokens, mids = enc.encode_all(rgb)
+    _, _, zmids = enc.encode_all(zoom)
+    p224 = C.input_coords(_points_in(box), rgb.shape[1], rgb.shape[0])
+    for layer, m, zm in zip(C.MID_LAYERS, mids, zmids, strict=True):
+        assert np.allclose(f[slice(*C.BLOCKS[f"m{layer}cls"])], m[0], atol=1e-4)
+        assert np.allclose(f[slice(*C.BLOCKS[f"m{layer}pstd"])], m[1:].std(0), atol=1e-4)
+        assert np.allclose(f[slice(*C.BLOCKS[f"m{layer}parts"])], C.part_means(m, p224), atol=1e-4)
+        assert np.allclose(f[slice(*C.BLOCKS[f"m{layer}zpmean"])], zm[1:].mean(0), atol=1e-4)
+        assert not np.allclose(m, tokens, atol=1e-2)  # an earlier block, not the last one
+    assert C.BLOCKS[f"m{C.MID_LAYERS[-1]}zpstd"][1] == C.N_FEATURES
+
+
+def test_intermediate_outputs_leave_the_encoder_outputs_unchanged() -> None:
+    """The extra outputs are read from the same graph: the embedding and the last hidden state
+    are bit-identical to those of the unmodified file (on which clip_generated was fitted)."""
+    enc = needs_encoder()
+    import onnxruntime as ort  # type: ignore[import-untyped]
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    plain = ort.InferenceSession(str(enc.path), opts, providers=["CPUExecutionProvider"])
+    assert len(plain.get_outputs()) == 2
+    rgb = np.asarray(photo_like(8, (260, 220)))
+    emb, hidden = plain.run(None, {"pixel_values": C.preprocess(rgb)})
+    e, h, mids = enc.encode_all(rgb)
+    assert np.array_equal(e, emb[0]) and np.array_equal(h, hidden[0])
+    assert len(mids) == len(C.MID_LAYERS) and all(m.shape == (197, 768) for m in mids)
+
+
+def test_a_probe_on_intermediate_blocks_needs_a_face() -> None:
+    blocks = (f"m{C.MID_LAYERS[0]}cls",)
+    n = C.BLOCKS[blocks[0]][1] - C.BLOCKS[blocks[0]][0]
+    z = np.zeros(n)
+    p = Probe("x", "edited", blocks, z, z + 1, z, 0.0, (1.0, 0.0), 0.0, "t", {})
+    assert p.needs_face
 
 
 def _rgb(p: Path, cut: bool = False) -> np.ndarray:

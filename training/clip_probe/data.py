@@ -103,7 +103,7 @@ def _cached_set(
     return FeatureSet(name, paths, label, feats, np.array([split_of(p.name) for p in paths]))
 
 
-FACE_TAG = "face-v1"
+FACE_TAG = "face-v2"
 
 
 def _face_key() -> str:

@@ -21,15 +21,16 @@ on. Real-color photos that are near duplicates (PDQ ≤ 12 bits) of a calib or t
 dropped from training (and their pseudo-fakes with them).
 
 ``clip_face_edit`` and ``clip_blend`` read face features too (``FACE_BLOCK_CHOICES``: the patch
-tokens pooled over the eyes, nose and mouth, and a zoomed view of the face; see
-``reclaim.signals.clip_probe``), computed with ``python -m training.clip_probe.data --face``.
-Images where no face is found are left out of their training and of their numbers (they do not
-run on them); the report counts them. With 8,704 features they are fitted by L-BFGS (torch,
-training only) on the same objective as ``fusion.fit_logistic``.
+tokens pooled over the eyes, nose and mouth, a zoomed view of the face, and the same statistics
+of two intermediate blocks of the encoder, ``MID_LAYERS``; see ``reclaim.signals.clip_probe``),
+computed with ``python -m training.clip_probe.data --face``. Images where no face is found are
+left out of their training and of their numbers (they do not run on them); the report counts
+them. With up to 24,064 features they are fitted by L-BFGS (torch, training only) on the same
+objective as ``fusion.fit_logistic``.
 
 Robustness rows: StyleGAN2/FFHQ and Yonsei test images re-encoded as JPEG q75 and resized 0.5×.
 Deterministic (the pseudo-fakes are seeded by each photo's pixels); ≈ 5 min once the
-features are cached.
+features are cached (≈ 30 min for the face probes' 24,064 features).
 """
 
 from __future__ import annotations
@@ -74,11 +75,11 @@ BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (
 )
 L2_CHOICES = (1e-3, 1e-2, 1e-1, 1.0)
 BASE = ("emb", "cls", "pmean", "pstd")
-FACE_BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (
-    BASE,
-    (*BASE, "parts"),
-    (*BASE, "parts", "zemb", "zcls", "zpmean", "zpstd"),
-)
+LAST = (*BASE, "parts", "zemb", "zcls", "zpmean", "zpstd")  # the last block's face features
+MID = tuple(b for b in BLOCKS if b.startswith("m"))  # the intermediate blocks' (MID_LAYERS)
+#: Sessions 4–5 also offered BASE and BASE + parts: they never won on calib and each choice costs
+#: four fits of up to 24,064 features, so they are no longer offered.
+FACE_BLOCK_CHOICES: tuple[tuple[str, ...], ...] = (LAST, MID, (*LAST, *MID))
 FACE_L2_CHOICES = (1e-2, 1e-1, 1.0, 10.0)
 #: Probes that read face features (computed on the face's view; images without a face left out).
 FACE_PROBES = {"clip_face_edit", "clip_blend"}

@@ -94,9 +94,27 @@ BLOCKS: dict[str, tuple[int, int]] = {
     "zpstd": (7936, 8704),
 }
 N_BASE = 2816
-N_FEATURES = 8704
+#: Intermediate blocks of the encoder whose tokens the face probes also read (0-based, as the
+#: ONNX graph names them: ``layers.N``). Splices leave low-level traces that the last block
+#: abstracts away; read from the same pass (no extra cost), measured in ``models/clip_probe.md``.
+MID_LAYERS = (7, 9)
+MID_OUTPUT = "/vision_model/encoder/layers.{}/Add_1_output_0"
+#: Per intermediate block: CLS, patch-token mean and std and the face-part means of the face's
+#: view, then CLS, patch-token mean and std of the zoomed face view.
+_MID_PARTS = (
+    ("cls", 768), ("pmean", 768), ("pstd", 768), ("parts", 3072),
+    ("zcls", 768), ("zpmean", 768), ("zpstd", 768),
+)  # fmt: skip
+_at = 8704
+for _layer in MID_LAYERS:
+    for _what, _n in _MID_PARTS:
+        BLOCKS[f"m{_layer}{_what}"] = (_at, _at + _n)
+        _at += _n
+N_FEATURES = _at
 #: Blocks that need a face (its landmarks): a probe using any of them runs only on faces.
-FACE_BLOCKS = frozenset({"parts", "zemb", "zcls", "zpmean", "zpstd"})
+FACE_BLOCKS = frozenset({"parts", "zemb", "zcls", "zpmean", "zpstd"}) | frozenset(
+    b for b in BLOCKS if b.startswith("m")
+)
 #: Face parts (dlib 68-point indices) whose patch tokens are averaged: the eye on the image's
 #: left, the eye on its right, the nose, the mouth. A token counts when its patch centre lies in
 #: the part's landmark box grown by ``PART_MARGIN`` px of the 224 px input.
@@ -153,9 +171,26 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
     return ((a - CLIP_MEAN) / CLIP_STD)[None].astype(np.float32)
 
 
+def _with_mid_outputs(path: Path) -> bytes:
+    """The encoder's graph with the outputs of the ``MID_LAYERS`` blocks added (the same
+    computation: the two original outputs are bit-identical; nothing is written to disk)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    names = {o for n in model.graph.node for o in n.output}
+    for layer in MID_LAYERS:
+        name = MID_OUTPUT.format(layer)
+        if name not in names:
+            raise ValueError(f"the CLIP encoder has no tensor {name!r}")
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+        )
+    return bytes(model.SerializeToString())
+
+
 class ClipEncoder:
     """The INT8 CLIP ViT-B/16 image tower on onnxruntime (one thread by default: scans run a
-    process per core)."""
+    process per core), with the tokens of the ``MID_LAYERS`` blocks as extra outputs."""
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped]
@@ -165,32 +200,53 @@ class ClipEncoder:
         opts.inter_op_num_threads = 1
         self.path = path
         self._sess = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            _with_mid_outputs(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._input = self._sess.get_inputs()[0].name
         self._lock = threading.Lock()
 
-    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(embedding (512,), last hidden state (197, 768)) of the preprocessed image."""
+    def encode_all(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(embedding (512,), last hidden state (197, 768), the ``MID_LAYERS`` blocks' tokens
+        (197, 768) each) of the preprocessed image."""
         x = preprocess(rgb)
         with self._lock:  # one session, batch 1 (the quantised encoder is batch-dependent)
-            emb, hidden = self._sess.run(None, {self._input: x})
-        return np.asarray(emb[0], np.float64), np.asarray(hidden[0], np.float64)
+            emb, hidden, *mids = self._sess.run(None, {self._input: x})
+        return (
+            np.asarray(emb[0], np.float64),
+            np.asarray(hidden[0], np.float64),
+            [np.asarray(m[0], np.float64) for m in mids],
+        )
+
+    def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embedding (512,), last hidden state (197, 768)) of the preprocessed image."""
+        emb, hidden, _ = self.encode_all(rgb)
+        return emb, hidden
 
     def features(self, rgb: np.ndarray) -> np.ndarray:
         """(2816,) float32: [embedding (unit norm), CLS, patch mean, patch std]."""
         return base_features(*self.encode(rgb))
 
     def face_features(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """(8704,) float32: base features, face-part token means, zoomed-face base features.
+        """(``N_FEATURES``,) float32: base features, face-part token means, zoomed-face base
+        features, then per ``MID_LAYERS`` block (``_MID_PARTS``) the token statistics and
+        face-part means of the face's view and the token statistics of the zoomed view.
 
         ``points``: the face's 68 landmarks (x, y) in ``rgb``'s pixels."""
-        emb, tokens = self.encode(rgb)
+        emb, tokens, mids = self.encode_all(rgb)
         h, w = rgb.shape[:2]
-        parts = part_means(tokens, input_coords(points, w, h))
+        p224 = input_coords(points, w, h)
         zoom = zoom_crop(rgb, points)
-        zf = self.features(zoom if zoom is not None else rgb)
-        return np.concatenate([base_features(emb, tokens), parts, zf]).astype(np.float32)
+        zemb, ztokens, zmids = self.encode_all(zoom if zoom is not None else rgb)
+        out = [base_features(emb, tokens), part_means(tokens, p224), base_features(zemb, ztokens)]
+        for m, zm in zip(mids, zmids, strict=True):
+            out += [token_stats(m), part_means(m, p224), token_stats(zm)]
+        return np.concatenate(out).astype(np.float32)
+
+
+def token_stats(tokens: np.ndarray) -> np.ndarray:
+    """(2304,) float32: the CLS token, the patch tokens' mean and their std."""
+    t = np.asarray(tokens, np.float64)
+    return np.concatenate([t[0], t[1:].mean(0), t[1:].std(0)]).astype(np.float32)
 
 
 def base_features(emb: np.ndarray, tokens: np.ndarray) -> np.ndarray:
