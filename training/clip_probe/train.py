@@ -52,6 +52,7 @@ if str(ROOT / "src") not in sys.path:
 from reclaim.signals.clip_probe import (  # noqa: E402
     BLOCKS,
     ENCODER_SHA256,
+    MID_LAYERS,
     MODEL_PATH,
     Kind,
     Probe,
@@ -120,6 +121,13 @@ PROBES = {
         quote_held_out=True,
     ),
 }  # fmt: skip
+
+
+def label(blocks: tuple[str, ...]) -> str:
+    """A short name for a block choice (printed)."""
+    mid = "mid " + "+".join(str(n) for n in MID_LAYERS)
+    named = {LAST: "last: base+parts+zoom", MID: mid, (*LAST, *MID): "last + " + mid}
+    return named.get(blocks, "+".join(blocks))
 
 
 def cols(blocks: tuple[str, ...]) -> np.ndarray:
@@ -251,7 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 z = np.concatenate([xc_pos[:, c], xc_neg[:, c]])
                 s = ((z - mean) / scale) @ coef + b
                 a = auc(np.r_[np.ones(len(xc_pos)), np.zeros(len(xc_neg))], s)
-                print(f"  {name} {'+'.join(blocks):22} l2 {l2:<6} calib AUC {a:.4f}", flush=True)
+                print(f"  {name} {label(blocks):22} l2 {l2:<6} calib AUC {a:.4f}", flush=True)
                 if a > best[0] + 1e-4:
                     best = (a, blocks, l2)
         _, blocks, l2 = best
@@ -374,7 +382,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, rep in report.items():
         t = rep["test"]
         print(
-            f"{name:16} {'+'.join(rep['blocks']):22} {t['set']:28} {t['auc']:6.3f} "
+            f"{name:16} {label(tuple(rep['blocks'])):22} {t['set']:28} {t['auc']:6.3f} "
             f"{t['tpr@fpr1']:7.3f} {t['tpr@fpr5']:7.3f} {t['tpr_at_threshold']:8.3f}"
         )
         for cs in rep["cross_set"]:

@@ -39,6 +39,13 @@ base features of a zoomed view of the face (``zoom_crop``, cut from the full-res
 one more pass). They read the face's own view (its surroundings when they are cut out, else the
 whole image) and do not run on images without a face. Measured on the Yonsei test split in
 ``models/clip_probe.md``.
+
+Intermediate blocks (``MID_LAYERS``). The last block abstracts away the low-level traces a splice
+leaves (a seam, another camera's texture); earlier blocks keep more of them (Koutlis &
+Papadopoulos 2024, "RINE"). The session also returns the tokens of blocks 7 and 9 of 12 as
+extra graph outputs, added at load time (``_with_mid_outputs``: the same computation, the
+original outputs bit-identical, nothing written to disk), and the face features add their token
+statistics and part means: no extra encoder pass.
 """
 
 from __future__ import annotations
