@@ -260,9 +260,7 @@ def base_features(emb: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """(2816,) float32 from one encoder pass: unit embedding, CLS, patch-token mean and std."""
     e = np.asarray(emb, np.float64)
     e = e / max(float(np.linalg.norm(e)), 1e-12)
-    t = np.asarray(tokens, np.float64)
-    patches = t[1:]
-    return np.concatenate([e, t[0], patches.mean(0), patches.std(0)]).astype(np.float32)
+    return np.concatenate([e.astype(np.float32), token_stats(tokens)])
 
 
 def input_coords(points: np.ndarray, width: int, height: int) -> np.ndarray:
