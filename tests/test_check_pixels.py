@@ -207,3 +207,30 @@ def test_a_flagged_pixel_verdict_says_how_its_threshold_was_set() -> None:
     assert "at or under 2%" in summary["en"] and summary["en"].endswith("EN-EVIDENCE")
     assert f"au plus {pct} % des photos réelles de calibration" in summary["fr"]
     assert summary["fr"].endswith("FR-EVIDENCE")
+
+
+@pytest.mark.parametrize("flagged", [True, False])
+def test_a_signal_past_its_own_threshold_under_the_verdicts_is_named(flagged: bool) -> None:
+    """A probe can reach its own threshold while the fused score stays under the verdict's: the
+    summary then says so (both languages) instead of leaving the two to contradict each other."""
+    import math
+
+    from reclaim.check import verdict
+    from reclaim.signals.forensic import ForensicSignal
+
+    m = load_model()
+    assert m is not None
+    name = next(iter(m.calibration))
+    a, b = m.calibration[name]
+    target = m.threshold - 0.05  # a fused score just under the verdict's threshold
+    raw = (math.log(target / (1 - target)) - b) / a
+    sig = ForensicSignal(
+        name, 0.95, "edited", {"en": "e", "fr": "f"}, raw=raw, details={"flagged": flagged}
+    )
+    v, score, summary = verdict([], [sig])
+    assert v == VERDICT_NO_EVIDENCE and score == pytest.approx(target, abs=1e-6)
+    named_en = f"{name} reached its own threshold" in summary["en"]
+    named_fr = f"{name} atteint son propre seuil" in summary["fr"]
+    assert named_en is flagged and named_fr is flagged
+    if flagged:
+        assert "not the verdict's" in summary["en"] and "pas celui du verdict" in summary["fr"]

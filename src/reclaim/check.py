@@ -169,11 +169,23 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
     cal = f"{100 * float(rate):g}"
     if not flagged:
         en, fr = _SUMMARY[VERDICT_NO_EVIDENCE]
-        return (
-            VERDICT_NO_EVIDENCE,
-            fscore,
-            {"en": en.format(score=fscore, thr=thr), "fr": fr.format(score=fscore, thr=thr)},
-        )
+        en, fr = en.format(score=fscore, thr=thr), fr.format(score=fscore, thr=thr)
+        own = own_threshold_reached(pixel)
+        if own:
+            names = ", ".join(own)
+            en += (
+                f" {names} reached {'its' if len(own) == 1 else 'their'} own threshold (below), "
+                "but not the verdict's: the verdict combines several signals and must keep false "
+                "accusations of real photos at or under 2% for all of them together. Treat it as "
+                "a lead to look at, not as a finding."
+            )
+            fr += (
+                f" {names} {'atteint son' if len(own) == 1 else 'atteignent leur'} propre seuil "
+                "(ci-dessous), mais pas celui du verdict : le verdict combine plusieurs signaux et "
+                "doit, tous ensemble, limiter à 2 % les fausses accusations de photos réelles. "
+                "C'est une piste à examiner, pas une conclusion."
+            )
+        return VERDICT_NO_EVIDENCE, fscore, {"en": en, "fr": fr}
     # the signal that gave the fused score (its strongest instance: a face, a view)
     top = max((s for s in pixel if s.name == decider), key=lambda s: s.raw)
     v = VERDICT_LIKELY_GENERATED if top.kind == "generated" else VERDICT_LIKELY_MANIPULATED
@@ -186,6 +198,12 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
             "fr": fr.format(score=fscore, thr=thr, cal=cal, top=top.evidence["fr"]),
         },
     )
+
+
+def own_threshold_reached(pixel: list[ForensicSignal]) -> list[str]:
+    """Names of the signals whose own threshold was reached (``details["flagged"]``: the CLIP
+    probes), once each, in order."""
+    return list(dict.fromkeys(s.name for s in pixel if s.details.get("flagged") is True))
 
 
 def _pixel_dict(s: ForensicSignal) -> dict[str, Any]:

@@ -446,10 +446,10 @@ def _pct(v: Any) -> str:
 
 
 _STRENGTH = {
-    "strong": ("strong", "fort"),
-    "moderate": ("moderate", "modéré"),
-    "weak": ("weak", "faible"),
-    "none": ("no", "aucun"),
+    "strong": ("strong evidence", "indice fort"),
+    "moderate": ("moderate evidence", "indice modéré"),
+    "weak": ("weak evidence", "indice faible"),
+    "none": ("no evidence", "aucun indice"),
 }
 
 
@@ -501,15 +501,15 @@ def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dic
     sc, th = _two(score, p.calibrated(p.threshold))
     en = (
         f"A probe on CLIP image features ({where[0]}), trained on {p.trained_on}, gives "
-        f"{sc} (its threshold: {th}, {'reached' if flagged else 'not reached'}): {en_s} "
-        f"evidence. In our tests, {_pct(m.get('tpr_at_threshold', 0))} of held-out {what_en} and "
+        f"{sc} (its threshold: {th}, {'reached' if flagged else 'not reached'}): {en_s}. "
+        f"In our tests, {_pct(m.get('tpr_at_threshold', 0))} of held-out {what_en} and "
         f"{_pct(m.get('fpr_at_threshold', 0))} of held-out real photos reach its threshold "
         f"(AUC {float(m.get('auc', 0)):.2f})." + caveat_en
     )
     fr = (
         f"Une sonde sur les caractéristiques d'image CLIP ({where[1]}), entraînée sur "
         f"{p.trained_on_fr or p.trained_on}, donne {sc} (son seuil : {th}, "
-        f"{'atteint' if flagged else 'non atteint'}) : indice {fr_s}. Dans nos tests, "
+        f"{'atteint' if flagged else 'non atteint'}) : {fr_s}. Dans nos tests, "
         f"{_pct(m.get('tpr_at_threshold', 0))} des {what_fr} mis de côté "
         f"et {_pct(m.get('fpr_at_threshold', 0))} des vraies photos mises de côté atteignent "
         f"son seuil (AUC {float(m.get('auc', 0)):.2f})." + caveat_fr
