@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import os
 import platform
 import sys
@@ -196,6 +197,74 @@ def signal_value(rec: dict[str, Any], name: str) -> float:
 # -- fusion -------------------------------------------------------------------------------------
 
 
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+def align_thresholds(
+    calibration: dict[str, tuple[float, float]],
+    raws: list[dict[str, float]],
+    ya: np.ndarray,
+    sa: np.ndarray,
+    sets: list[str],
+    labelled: list[str],
+    thr: float,
+) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+    """Per-signal thresholds under the same false-accusation rule, folded into the intercepts.
+
+    One threshold on every calibrated signal spends the false-alarm budget unevenly: the signal
+    whose real photos come closest sets it, and another signal may flag none of its set's reals
+    at that level. Starting from the common threshold (feasible), each signal in turn lowers its
+    own threshold as far as at most ``CALIB_FP`` of the reals of *each* calib set stay flagged by
+    any signal; every order of the signals is tried and the one with the best mean TPR over the
+    labelled sets is kept (the common threshold on ties). Each signal's intercept then moves by
+    ``logit(thr) − logit(t_s)``, so that the fused score still has the one threshold ``thr``.
+    Returns (new calibration, shift per signal)."""
+    names = list(calibration)
+    z = np.array(
+        [[1 / (1 + math.exp(-(a * r[n] + b))) if n in r else -1.0 for n, (a, b) in
+          calibration.items()] for r in raws]
+    )  # fmt: skip
+    if z.size == 0 or len(names) < 2:
+        return calibration, {n: 0.0 for n in names}
+
+    def flagged(t: np.ndarray) -> np.ndarray:
+        return np.asarray((z >= t[None, :]).any(axis=1))
+
+    def objective(t: np.ndarray) -> float:
+        f = flagged(t)
+        return float(np.mean([f[(sa == s) & (ya == 1)].mean() for s in labelled]))
+
+    base = np.full(len(names), thr)
+    best_t, best_obj = base, objective(base)
+    for order in itertools.permutations(range(len(names))):
+        t = base.copy()
+        for j in order:
+            others = t.copy()
+            others[j] = np.inf
+            f = flagged(others)
+            lo = -np.inf
+            for s in sets:
+                m = (sa == s) & (ya == 0)
+                budget = int(np.floor(CALIB_FP * m.sum())) - int(f[m].sum())
+                free = np.sort(z[m & ~f, j])[::-1]
+                if budget < len(free):
+                    lo = max(lo, float(free[max(budget, 0)]) + 1e-6)
+            t[j] = min(t[j], max(lo, 0.0))
+        o = objective(t)
+        if o > best_obj + 1e-12:
+            best_t, best_obj = t, o
+    per = {n: round(float(v), 4) for n, v in zip(names, best_t, strict=True)}
+    log(
+        f"fusion: per-signal thresholds {per}: mean calib TPR {objective(base):.4f} -> "
+        f"{best_obj:.4f}"
+    )
+    shifts = {n: _logit(thr) - _logit(float(best_t[i])) for i, n in enumerate(names)}
+    new = {n: (a, b + shifts[n]) for n, (a, b) in calibration.items()}
+    return new, shifts
+
+
 def fit_fusion(
     rows: list[dict[str, Any]], res: dict[str, dict[str, Any]], sets: Iterable[str]
 ) -> FusionModel:
@@ -254,11 +323,14 @@ def fit_fusion(
         if len(reals):
             k = int(np.ceil((1.0 - CALIB_FP) * len(reals)))  # at most CALIB_FP at or above
             thr = max(thr, float(reals[min(k, len(reals)) - 1]) + 1e-6)
+    thr = round(thr, 6)
+    calibration, shifts = align_thresholds(calibration, raws, ya, sa, sets, labelled, thr)
     return FusionModel(
         calibration=calibration,
-        threshold=round(thr, 6),
+        threshold=thr,
         info={
             "fitted_on": [f"{s} calib" for s in sets],
+            "threshold_alignment_logit_shift": shifts,
             "selected_by": "best mean calib AUC over the labelled sets, of every signal subset",
             "subsets_mean_calib_auc": {
                 "+".join(c): round(v, 4)
