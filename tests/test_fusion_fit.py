@@ -1,0 +1,78 @@
+"""The fusion fit's per-signal levels (``bench/detect.py``: ``align_thresholds``) on synthetic
+scores: the false-accusation rule holds on every real set, and the budget one threshold leaves
+unused is spent."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from reclaim.signals.fusion import FusionModel
+
+
+def _detect() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "bench" / "detect.py"
+    spec = importlib.util.spec_from_file_location("bench_detect", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rows(seed: int) -> tuple[list[dict[str, float]], np.ndarray, np.ndarray]:
+    """Set "a": signal g sees its fakes, and its reals come close to them; set "b": signal e
+    sees its fakes, its reals are far below. Raw values are logits (calibration a=1, b=0)."""
+    rng = np.random.default_rng(seed)
+    # (set, label, mean of g, mean of e), 300 reals and 100 fakes per set
+    groups = [("a", 0, 0.0, -4.0), ("a", 1, 3.0, -4.0), ("b", 0, -4.0, -2.0), ("b", 1, -4.0, 0.0)]
+    raws, y, s = [], [], []
+    for name, label, g, e in groups:
+        for _ in range(300 if label == 0 else 100):
+            raws.append({"g": rng.normal(g, 1.0), "e": rng.normal(e, 1.0)})
+            y.append(label)
+            s.append(name)
+    return raws, np.array(y, dtype=float), np.array(s)
+
+
+def test_per_signal_levels_keep_the_rule_and_raise_the_tpr() -> None:
+    det = _detect()
+    raws, ya, sa = _rows(0)
+    cal = {"g": (1.0, 0.0), "e": (1.0, 0.0)}
+    base = FusionModel(calibration=cal, threshold=1.0, info={})
+    fused = np.array([base.score(r) for r in raws])
+    thr = 0.0
+    for s in ("a", "b"):  # the common threshold, as fit_fusion sets it
+        reals = np.sort(fused[(ya == 0) & (sa == s)])
+        k = int(np.ceil((1.0 - det.CALIB_FP) * len(reals)))
+        thr = max(thr, float(reals[k - 1]) + 1e-6)
+    thr = round(thr, 6)
+    new, shifts = det.align_thresholds(cal, raws, ya, sa, ["a", "b"], ["a", "b"], thr)
+    assert set(shifts) == {"g", "e"} and all(math.isfinite(v) for v in shifts.values())
+    assert new["g"][0] == 1.0 and new["e"][0] == 1.0  # slopes untouched, intercepts moved
+
+    def rates(m: FusionModel) -> dict[tuple[str, int], float]:
+        f = np.array([m.score(r) for r in raws]) >= thr
+        return {(s, k): float(f[(sa == s) & (ya == k)].mean()) for s in ("a", "b") for k in (0, 1)}
+
+    before = rates(FusionModel(calibration=cal, threshold=thr, info={}))
+    after = rates(FusionModel(calibration=new, threshold=thr, info={}))
+    for s in ("a", "b"):  # the rule: at most CALIB_FP of each set's reals
+        assert after[(s, 0)] <= det.CALIB_FP + 1e-12
+    # set a's reals set the common threshold; set b's budget was unused and is now spent on e
+    assert before[("b", 0)] < det.CALIB_FP
+    assert after[("b", 1)] > before[("b", 1)] + 0.1
+    assert after[("a", 1)] >= before[("a", 1)] - 1e-12
+    assert shifts["e"] > 0.1
+
+
+def test_one_signal_is_left_as_it_is() -> None:
+    det = _detect()
+    raws, ya, sa = _rows(1)
+    raws = [{"g": r["g"]} for r in raws]
+    cal = {"g": (1.0, 0.0)}
+    new, shifts = det.align_thresholds(cal, raws, ya, sa, ["a", "b"], ["a", "b"], 0.9)
+    assert new == cal and shifts == {"g": 0.0}
