@@ -257,19 +257,23 @@ def _test_files(folder: Path, k: int) -> list[Path]:
     return [p for p in sorted(folder.iterdir()) if split_of(p.name) == "test"][:k]
 
 
+def _fake_and_real(probe: str, data_set: str, k: int, cut: bool) -> tuple[float, float]:
+    """The probe's mean score on the first ``k`` test-split fakes and reals of a shared set."""
+    root = shared_data("detect", data_set)
+    fake = _mean_scores(probe, _test_files(root / "fake", k), cut=cut)
+    real = _mean_scores(probe, _test_files(root / "real", k), cut=cut)
+    return fake, real
+
+
 def test_clip_generated_on_stylegan2_fakes_and_ffhq_photos() -> None:
     needs_encoder()
-    root = shared_data("detect", "stylegan2-ffhq")
-    fake = _mean_scores("clip_generated", _test_files(root / "fake", 8), cut=True)
-    real = _mean_scores("clip_generated", _test_files(root / "real", 8), cut=True)
+    fake, real = _fake_and_real("clip_generated", "stylegan2-ffhq", 8, cut=True)
     assert fake > 0.7 and real < 0.3, (fake, real)
 
 
 def test_clip_face_edit_on_yonsei_splices_and_real_faces() -> None:
     needs_encoder()
-    root = shared_data("detect", "yonsei-splice")
-    fake = _mean_scores("clip_face_edit", _test_files(root / "fake", 16), cut=False)
-    real = _mean_scores("clip_face_edit", _test_files(root / "real", 16), cut=False)
+    fake, real = _fake_and_real("clip_face_edit", "yonsei-splice", 16, cut=False)
     assert fake > real + 0.2, (fake, real)
 
 
@@ -277,9 +281,7 @@ def test_clip_blend_on_yonsei_splices_it_never_saw() -> None:
     # clip_blend was trained on real photos and self-blended copies of them only: Photoshop
     # splices are a tool it never saw.
     needs_encoder()
-    root = shared_data("detect", "yonsei-splice")
-    fake = _mean_scores("clip_blend", _test_files(root / "fake", 16), cut=False)
-    real = _mean_scores("clip_blend", _test_files(root / "real", 16), cut=False)
+    fake, real = _fake_and_real("clip_blend", "yonsei-splice", 16, cut=False)
     assert fake > real + 0.2, (fake, real)
 
 
