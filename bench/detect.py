@@ -222,10 +222,11 @@ def align_thresholds(
     ``logit(thr) − logit(t_s)``, so that the fused score still has the one threshold ``thr``.
     Returns (new calibration, shift per signal)."""
     names = list(calibration)
+    model = FusionModel(calibration=calibration, threshold=thr, info={})
+    logits = [model.logits(r) for r in raws]  # a signal that did not run is never flagged (-1)
     z = np.array(
-        [[1 / (1 + math.exp(-(a * r[n] + b))) if n in r else -1.0 for n, (a, b) in
-          calibration.items()] for r in raws]
-    )  # fmt: skip
+        [[1 / (1 + math.exp(-lg[n])) if n in lg else -1.0 for n in names] for lg in logits]
+    )
     if z.size == 0 or len(names) < 2:
         return calibration, {n: 0.0 for n in names}
 
