@@ -233,6 +233,7 @@ def calibrate(work: Path) -> dict[str, Any]:
         by_k[str(k)] = roc(p, n)
         if k == N_TEMPLATES:
             lpos, lneg = p, n
+    parts, weights = descriptor_parts(ids, vecs, lpos, lneg)
     lfw_stats = dict(by_k[str(N_TEMPLATES)])
     lfw_stats["identities"] = len(ids)
     lfw_stats["photos"] = len(allv)
@@ -261,7 +262,130 @@ def calibrate(work: Path) -> dict[str, Any]:
         "logistic": {"slope": round(slope, 4), "midpoint": round(mid, 4)},
         "master_csv": master,
         "lfw_calibration_half": lfw_stats,
+        "parts": parts,
+        "sface_weight_selection": weights,
     }
+
+
+#: The two networks' parts of a descriptor v3 (distances computed on each part alone).
+def part_vectors(v: np.ndarray, part: str) -> np.ndarray:
+    from reclaim.signals.faces import DLIB_DIM, SFACE_WEIGHT
+
+    v = np.asarray(v, dtype=np.float64)
+    if part == "dlib":
+        return v[..., :DLIB_DIM]
+    if part == "sface":
+        return v[..., DLIB_DIM:] / SFACE_WEIGHT
+    return v
+
+
+PARTS = {"dlib": "dlib v2 alone", "sface": "SFace alone", "v3": "v3 (dlib + SFace)"}
+WEIGHT_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.5)
+
+
+def descriptor_parts(
+    ids: list[str], vecs: dict[str, list[np.ndarray]], pos_v3: np.ndarray, neg_v3: np.ndarray
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """LFW calibration half, 3 templates: ROC of each network's part alone, and the same-person
+    rate at 0.01 %, 0.03 % and 0.1 % false positives for SFace weights (d² = d_dlib² + w² ·
+    d_sface²): the table SFACE_WEIGHT was chosen from (smallest weight with the best mean)."""
+    allv = np.stack([v for i in ids for v in vecs[i]])
+    owner = np.array([i for i in ids for _ in vecs[i]])
+    sq = {}
+    for part in ("dlib", "sface"):
+        x = part_vectors(allv, part)
+        g = (x * x).sum(1)
+        sq[part] = np.maximum(g[:, None] + g[None, :] - 2 * x @ x.T, 0.0)
+
+    def split(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos, neg = [], []
+        for i in ids:
+            idx = np.where(owner == i)[0]
+            if len(idx) < N_TEMPLATES + 1:
+                continue
+            t = idx[:N_TEMPLATES]
+            for rows, out in ((idx[N_TEMPLATES:], pos), (np.where(owner != i)[0], neg)):
+                dd = d[np.ix_(rows, t)]
+                out.append((dd.min(1) + dd.mean(1)) / 2)
+        return np.concatenate(pos), np.concatenate(neg)
+
+    parts = {"v3": roc(pos_v3, neg_v3)}
+    for part in ("dlib", "sface"):
+        parts[part] = roc(*split(np.sqrt(sq[part])))
+    table = []
+    for w in WEIGHT_GRID:
+        pos, neg = split(np.sqrt(sq["dlib"] + w * w * sq["sface"]))
+        neg = np.sort(neg)
+        row: dict[str, Any] = {"weight": w}
+        for f in (0.0001, 0.0003, 0.001):
+            k = int(np.floor(f * len(neg)))
+            row[f"tpr_at_fpr_{f * 100:g}pct"] = round(
+                float((pos <= np.nextafter(neg[k], -np.inf)).mean()), 4
+            )
+        row["mean"] = round(float(np.mean([v for k, v in row.items() if k != "weight"])), 4)
+        table.append(row)
+    return parts, table
+
+
+# -- SFace alignment template -------------------------------------------------------------------
+
+#: The standard five ArcFace/SFace points in the 112 px crop (eye centres, nose tip, mouth corners).
+ARCFACE_5 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+     [70.7299, 92.2041]]
+)  # fmt: skip
+
+
+def _landmarks_5_68(path: str) -> tuple[list[list[float]], list[list[float]]] | None:
+    import dlib
+
+    from reclaim.media import Media
+    from reclaim.signals.faces import FaceOptions, _detect, _models, models_dir
+
+    m = _models()
+    if not hasattr(_landmarks_5_68, "lm68"):
+        f68 = models_dir() / "shape_predictor_68_face_landmarks.dat"
+        _landmarks_5_68.lm68 = dlib.shape_predictor(str(f68))  # type: ignore[attr-defined]
+    rgb = np.asarray(Media(Path(path).read_bytes()).image(max_side=FaceOptions().max_side))
+    dets = _detect(m, rgb, FaceOptions())
+    if not dets:
+        return None
+    d = max(dets, key=lambda x: x.side)
+    rect = dlib.rectangle(round(d.left), round(d.top), round(d.right) - 1, round(d.bottom) - 1)
+    s5, s68 = m.landmarks(rgb, rect), _landmarks_5_68.lm68(rgb, rect)  # type: ignore[attr-defined]
+    return (
+        [[s5.part(i).x, s5.part(i).y] for i in range(5)],
+        [[s68.part(i).x, s68.part(i).y] for i in range(68)],
+    )
+
+
+def fit_template() -> np.ndarray:
+    """Where dlib's 5 landmarks fall in the SFace crop: each LFW calibration-half face aligned by
+    the five ArcFace points (taken from dlib's 68-point model), then the median per coordinate.
+    The result is ``reclaim.signals.sface.TEMPLATE_5``."""
+    lfw = SHARED / "lfw-gray"
+    paths = [
+        str(p)
+        for d in sorted(lfw.iterdir())
+        if d.is_dir() and half(d.name) == "calibration"
+        for p in sorted(d.iterdir())
+    ]
+    with ProcessPoolExecutor(2) as ex:
+        marks = [r for r in ex.map(_landmarks_5_68, paths, chunksize=16) if r is not None]
+    placed = []
+    for p5, p68 in marks:
+        a = np.array(p68, dtype=np.float64)
+        five = np.stack([a[36:42].mean(0), a[42:48].mean(0), a[30], a[48], a[54]])
+        # least-squares similarity (Umeyama, complex form) taking the five points to ARCFACE_5
+        zs = (five - five.mean(0)) @ [1, 1j]
+        zd = (ARCFACE_5 - ARCFACE_5.mean(0)) @ [1, 1j]
+        k = (np.conj(zs) @ zd) / (np.abs(zs) ** 2).sum()
+        z5 = (np.array(p5, dtype=np.float64) - five.mean(0)) @ [1, 1j]
+        w = k * z5 + complex(*ARCFACE_5.mean(0))
+        placed.append(np.stack([w.real, w.imag], axis=1))
+    med = np.median(np.array(placed), axis=0)
+    log(f"SFace template fitted on {len(placed)} faces of the LFW calibration half")
+    return np.asarray(med)
 
 
 # -- corpus ---------------------------------------------------------------------------------------
@@ -456,7 +580,7 @@ def run_reclaim(man: dict[str, Any], work: Path) -> dict[str, Any]:
     }
 
 
-def all_distances(case: Path) -> dict[tuple[str, str], float]:
+def all_distances(case: Path, part: str = "v3") -> dict[tuple[str, str], float]:
     """Combined distance of every (enrollment, corpus file) pair, from the case store's faces and
     templates with reclaim's own rule (findings keep only the pairs within the threshold): for
     the recall-vs-false-positives curve and the misses below."""
@@ -480,7 +604,10 @@ def all_distances(case: Path) -> dict[tuple[str, str], float]:
     vecs = np.stack([descriptor_from_bytes(r[1]) for r in rows])
     out: dict[tuple[str, str], float] = {}
     for ident, t in temps.items():
-        _, _, comb = match_templates(vecs, np.stack(t))
+        if part == "v3":
+            _, _, comb = match_templates(vecs, np.stack(t))
+        else:
+            comb = combined(part_vectors(vecs, part), part_vectors(np.stack(t), part))
         for (sha, _), d in zip(rows, comb, strict=True):
             for n in names[sha]:
                 key = (ident, n)
@@ -488,7 +615,9 @@ def all_distances(case: Path) -> dict[tuple[str, str], float]:
     return out
 
 
-def recall_curve(man: dict[str, Any], dist: dict[tuple[str, str], float]) -> dict[str, Any]:
+def recall_curve(
+    man: dict[str, Any], dist: dict[tuple[str, str], float], threshold: float
+) -> dict[str, Any]:
     """Recall against false positives over thresholds, and the ceiling: the best recall at ≤ 0.1%
     false positives on this corpus with the threshold chosen on the corpus's own labels (an
     oracle, never an operating point: it shows what no threshold choice can exceed)."""
@@ -501,7 +630,7 @@ def recall_curve(man: dict[str, Any], dist: dict[tuple[str, str], float]) -> dic
     allowed = int(np.floor(TARGET_FPR * nneg))
     oracle = float(np.nextafter(neg[allowed], -np.inf)) if allowed < len(neg) else 9.0
     curve = []
-    for t in (0.50, 0.52, 0.54, 0.56, 0.58, 0.60):
+    for t in (round(threshold * f, 4) for f in (0.96, 0.98, 1.0, 1.02, 1.04, 1.06)):
         fp = int(np.searchsorted(neg, t, side="right"))
         curve.append(
             {
@@ -518,6 +647,29 @@ def recall_curve(man: dict[str, Any], dist: dict[tuple[str, str], float]) -> dic
         ),
         "curve": curve,
     }
+
+
+def by_part(man: dict[str, Any], case: Path, cal: dict[str, Any]) -> dict[str, Any]:
+    """Recall and false positives of each network's part alone on the corpus, at that part's own
+    threshold (0.1 % false positives on the LFW calibration half), from the case's stored faces."""
+    files = man["files"]
+    npos = sum(1 for f in files.values() if f["identity"] in man["enrolled"])
+    nneg = len(man["enrolled"]) * len(files) - npos
+    out = {}
+    for part in PARTS:
+        thr = float(cal["parts"][part]["threshold_at_fpr_0.1pct"])
+        dist = all_distances(case, part)
+        found = sum(1 for (i, n), d in dist.items() if files[n]["identity"] == i and d <= thr)
+        fp = sum(1 for (i, n), d in dist.items() if files[n]["identity"] != i and d <= thr)
+        curve = recall_curve(man, dist, thr)
+        out[part] = {
+            "threshold": thr,
+            "recall": round(found / npos, 4),
+            "false_positives": fp,
+            "fpr": round(fp / nneg, 6),
+            "oracle_recall_at_fpr_0.1pct": curve["oracle_recall_at_fpr_0.1pct"],
+        }
+    return out
 
 
 def misses_by_source(
@@ -718,6 +870,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calibrate", action="store_true", help="write face_calibration.json")
     ap.add_argument("--only-calibration", action="store_true")
+    ap.add_argument(
+        "--fit-template", action="store_true", help="print SFace's alignment template and stop"
+    )
     ap.add_argument("--skip-fr", action="store_true", help="skip the face_recognition run")
     ap.add_argument("--fr-bin", help="face_recognition executable (default: the venv's)")
     ap.add_argument("--identities", type=int, default=20, help="enrolled identities")
@@ -726,6 +881,13 @@ def main() -> None:
     if not SHARED.exists():
         raise SystemExit(f"shared data not found at {SHARED}")
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.fit_template:
+        from reclaim.signals.sface import TEMPLATE_5
+
+        fitted = fit_template()
+        print("TEMPLATE_5 fitted:", np.round(fitted, 2).tolist())
+        print("TEMPLATE_5 shipped:", TEMPLATE_5.tolist())
+        return
     results: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_at_start": os.getloadavg(),
@@ -741,11 +903,13 @@ def main() -> None:
     results["calibration"] = cal
     results["shipped_threshold"] = shipped["threshold"]
     m, lf = cal["master_csv"], cal["lfw_calibration_half"]
-    print("\n(1) verification ROC (reclaim pipeline: HOG+CNN fallback, 5-point, descriptor v2)")
-    print(f"{'set':<34}{'pairs +/-':>14}{'AUC':>8}{'EER':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}")
-    for label, s in (("deepface master.csv", m), ("LFW calibration half, 3 templates", lf)):
+    print("\n(1) verification ROC (reclaim pipeline: HOG+CNN fallback, 5-point, descriptor v3)")
+    print(f"{'set':<40}{'pairs +/-':>14}{'AUC':>8}{'EER':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}")
+    rows = [("deepface master.csv", m), ("LFW calibration half, 3 templates", lf)]
+    rows += [(f"  LFW cal., {PARTS[k]}", cal["parts"][k]) for k in ("dlib", "sface")]
+    for label, s in rows:
         print(
-            f"{label:<34}{s['positives']:>7}/{s['negatives']:<7}{s['auc']:>7.4f}{s['eer']:>8.4f}"
+            f"{label:<40}{s['positives']:>7}/{s['negatives']:<7}{s['auc']:>7.4f}{s['eer']:>8.4f}"
             f"{s['tpr_at_fpr_1pct']:>8.4f}{s['tpr_at_fpr_0.1pct']:>10.4f}"
         )
     print(
@@ -758,6 +922,11 @@ def main() -> None:
         f"{shipped['threshold']}); score = 1/(1+exp({cal['logistic']['slope']}·(d − "
         f"{cal['logistic']['midpoint']})))"
     )
+    print("SFace weight (LFW calibration half, 3 templates; TPR at FPR 0.01/0.03/0.1%):")
+    for row in cal["sface_weight_selection"]:
+        vals = [v for k, v in row.items() if k.startswith("tpr")]
+        tprs = " ".join(f"{v:.4f}" for v in vals)
+        print(f"  w {row['weight']:<4} {tprs}  mean {row['mean']:.4f}")
     if args.only_calibration:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -775,7 +944,8 @@ def main() -> None:
     alld = ours.pop("all_distances")
     ours_score = score_matches(man, ours.pop("matches"), thr)
     results["reclaim"] = {**ours, **ours_score}
-    results["reclaim"]["recall_curve"] = recall_curve(man, alld)
+    results["reclaim"]["recall_curve"] = recall_curve(man, alld, thr)
+    results["reclaim"]["by_part"] = by_part(man, args.work / "case", cal)
     results["reclaim"]["misses_by_source"] = misses_by_source(man, alld, thr)
     ips = n_files / ours["seconds_scan"]
     total = ours["seconds_enroll"] + ours["seconds_scan"] + ours["seconds_findings"]
@@ -822,6 +992,12 @@ def main() -> None:
         print(
             f"{ident:<26}{s['recall']:>8.3f}{s['found']:>4}/{s['positives']:<3}"
             f"{s['false_positives']:>4}{s['fpr']:>10.5f}"
+        )
+    for part, v in r["by_part"].items():
+        print(
+            f"  {PARTS[part]:<22} at its own LFW threshold {v['threshold']}: recall "
+            f"{v['recall']:.4f}, {v['false_positives']} FP (FPR {v['fpr']:.5f}); oracle recall at "
+            f"FPR 0.1% {v['oracle_recall_at_fpr_0.1pct']:.4f}"
         )
     rc = r["recall_curve"]
     print(

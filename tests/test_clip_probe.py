@@ -206,19 +206,60 @@ def test_face_features_extend_the_base_features() -> None:
 
 def test_intermediate_outputs_leave_the_encoder_outputs_unchanged() -> None:
     """The extra outputs are read from the same graph: the embedding and the last hidden state
-    are bit-identical to those of the unmodified file (on which clip_generated was fitted)."""
+    are bit-identical to those of the file without them (weights stored unsigned in both)."""
     enc = needs_encoder()
+    import onnx
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    plain = ort.InferenceSession(str(enc.path), opts, providers=["CPUExecutionProvider"])
+    model = onnx.load(str(enc.path))
+    assert C._unsigned_weights(model) == 73  # every MatMulInteger of the encoder
+    plain = ort.InferenceSession(
+        model.SerializeToString(), opts, providers=["CPUExecutionProvider"]
+    )
     assert len(plain.get_outputs()) == 2
     rgb = np.asarray(photo_like(8, (260, 220)))
     emb, hidden = plain.run(None, {"pixel_values": C.preprocess(rgb)})
     e, h, mids = enc.encode_all(rgb)
     assert np.array_equal(e, emb[0]) and np.array_equal(h, hidden[0])
     assert len(mids) == len(C.MID_LAYERS) and all(m.shape == (197, 768) for m in mids)
+
+
+def test_unsigned_weights_give_exact_integer_products() -> None:
+    """uint8 × int8 products that overflow 16-bit pair sums (255 · 127 · 2) come out exact once
+    the weights are stored unsigned, whatever the CPU (AVX2 without VNNI saturates them)."""
+    import onnx
+    import onnxruntime as ort  # type: ignore[import-untyped]
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(11)
+    a = np.full((4, 64), 255, np.uint8)
+    a[1] = rng.integers(0, 256, 64)
+    w = np.full((64, 8), 127, np.int8)
+    w[:, 1] = rng.integers(-128, 128, 64)
+    w[:, 2] = -128
+    wz = np.array([0, 3, -5, 0, 0, 0, 0, 0], np.int8)
+    node = helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [4, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [4, 8])],
+        [
+            numpy_helper.from_array(w, "w"),
+            numpy_helper.from_array(np.array(7, np.uint8), "az"),
+            numpy_helper.from_array(wz, "wz"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    assert C._unsigned_weights(model) == 1
+    assert {i.data_type for i in model.graph.initializer} == {TensorProto.UINT8}
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = (a.astype(np.int64) - 7) @ (w.astype(np.int64) - wz.astype(np.int64))
+    assert np.array_equal(sess.run(None, {"a": a})[0], want)
 
 
 def test_a_probe_on_intermediate_blocks_needs_a_face() -> None:

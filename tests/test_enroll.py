@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter
 
 from reclaim import enroll as E
 from reclaim.enroll import (
+    MAX_REFERENCE_SPREAD,
     ConsentRequired,
     EnrollmentRefused,
     consent_text,
@@ -195,7 +196,7 @@ def test_photos_of_different_people_are_refused(
 ) -> None:
     ana = _person(3, 2)
     other = _person(4, 1)
-    assert np.linalg.norm(ana[0] - other[0]) > 0.6
+    assert np.linalg.norm(ana[0] - other[0]) > MAX_REFERENCE_SPREAD
     fake_detector(monkeypatch, [[_face(ana[0])], [_face(other[0])], [_face(ana[1])]])
     with CaseStore.open(tmp_path / "case", create=True) as store:
         with pytest.raises(EnrollmentRefused, match=r"ref1\.jpg: does not look like the same"):

