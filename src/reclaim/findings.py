@@ -1,7 +1,7 @@
 """Findings: a face in a scanned item that matches an enrolled person, with a calibrated score.
 
-Distances are Euclidean distances between face descriptors (v2: dlib's network on the whole
-face, its mirror and the inner face; ``signals/faces.py``). An enrollment holds several
+Distances are Euclidean distances between face descriptors (v3: dlib's network on the whole
+face, its mirror and the inner face, plus SFace; ``signals/faces.py``). An enrollment holds several
 templates (one per reference photo); a face's distance to the enrollment combines them as
 ``(nearest + mean) / 2`` — the nearest template catches a pose or look that one reference shows,
 the mean keeps a chance look-alike of one reference from passing (measured in

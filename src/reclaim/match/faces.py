@@ -1,11 +1,12 @@
 """Face search: a FAISS index over every face descriptor of a case, and enrollments searched in it.
 
 The index is exact (``IndexFlatL2`` inside ``IndexIDMap2``, ids = ``faces.id`` in the case
-store): dlib descriptors are compared by Euclidean distance, which is what the calibration
-measures, and brute force over 128-d float vectors stays fast well past a million faces
-(~0.1 s per template on one core). It lives beside the database as ``faces.faiss``; new faces
-are appended (``add``), never rebuilt, and a missing or stale file is rebuilt from the
-database, which stays the source of truth.
+store): descriptors are compared by Euclidean distance, which is what the calibration
+measures, and brute force stays fast well past a million faces (~0.1 s per template on one core,
+measured with 256-value descriptors; the cost grows in proportion with today's 384 values).
+It lives beside the database as ``faces.faiss``; new faces are appended (``add``), never
+rebuilt, and a missing or stale file is rebuilt from the database, which stays the source of
+truth.
 
 Search is incremental: the case remembers up to which face id every enrollment was searched
 (``faces_searched_upto``); after a scan only newer faces are matched, and a new enrollment is
