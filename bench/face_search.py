@@ -557,12 +557,7 @@ def build_corpus(work: Path, n_enrolled: int, seed: int = 7) -> dict[str, Any]:
             probes.append(p)
         if len(refs) == N_TEMPLATES and probes:
             enrolled[ident] = {"refs": refs, "probes": probes[:3]}
-    scenes = []
-    for p in sorted((SHARED / "deepface-pairs").glob("*.jpg")):
-        sc = scene_canvas(load_rgb(p))
-        f = find_faces(np.asarray(sc))
-        if len(f) == 1 and f[0].size >= 100:
-            scenes.append((sc, f[0].box))
+    scenes = _scenes()
     files: dict[str, dict[str, Any]] = {}
 
     def save(im: Any, truth: str | None, kind: str, source: str) -> None:
