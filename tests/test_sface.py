@@ -74,6 +74,23 @@ def test_crop_and_descriptor_shape(sface: S.SFace) -> None:
     assert sface.describe([]).shape == (0, S.SFACE_DIM)
 
 
+def test_inner_face_keeps_the_centre_and_greys_the_rest() -> None:
+    crop = np.asarray(photo_like(9, (112, 112)))
+    inner = S.inner_face(crop)
+    assert inner.shape == crop.shape and inner.dtype == np.uint8
+    assert np.abs(inner[62, 56].astype(int) - crop[62, 56].astype(int)).max() <= 1
+    for y, x in ((0, 0), (0, 111), (111, 0), (111, 111), (60, 2), (60, 109), (5, 10)):
+        assert np.abs(inner[y, x].astype(int) - S.INNER_FILL).max() <= 2, (y, x)
+    # The descriptor reads the view: a change outside the ellipse (another jaw line, hair, ears,
+    # as in a face swap) hardly moves it; the same change inside it does.
+    sf = S.SFace()
+    outside, centre = crop.copy(), crop.copy()
+    outside[:, :6] = 255 - outside[:, :6]
+    centre[50:60, 40:72] = 255 - centre[50:60, 40:72]
+    a, b, c = sf.describe([S.inner_face(crop), S.inner_face(outside), S.inner_face(centre)])
+    assert np.linalg.norm(a - b) < 0.2 * np.linalg.norm(a - c), (a - b, a - c)
+
+
 def test_missing_or_foreign_model_file_is_said(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

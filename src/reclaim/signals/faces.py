@@ -49,12 +49,12 @@ calibrated on LFW (0.1 % false positives there), recall went from 0.895 to 0.938
 from 0.60 to 0.87 with 14 instead of 13 false positives. Cost: three network runs per face
 instead of one (~6 ms each).
 
-**Descriptor v3 (384 values).** dlib's v2 (256 values), then SFace's unit-length 128 values ×
-``SFACE_WEIGHT`` (0.5, chosen on manipulated variants of the LFW calibration half): the squared
-distance is dlib's plus 0.25 × SFace's. Measured in ``bench/face_search.py`` (numbers there and
-in its results file): on plain LFW photos SFace alone is far better than dlib at 0.1 % false
-positives; on manipulated variants the two together find more than either, SFace alone missing
-more face swaps than dlib (it has no inner-face view). Cost: SFace takes ~37 ms per face on one
+**Descriptor v3 (384 values).** dlib's v2 (256 values), then SFace's unit-length 128 values
+(read from the inner face of its own crop) × ``SFACE_WEIGHT`` (0.8, chosen on manipulated
+variants of the LFW calibration half): the squared distance is dlib's plus 0.64 × SFace's.
+Measured in ``bench/face_search.py`` (numbers there and in its results file): on plain LFW
+photos SFace alone is far better than dlib at 0.1 % false positives; on manipulated variants
+the two together find more than either. Cost: SFace takes ~37 ms per face on one
 core, about twice dlib's three views. Descriptors of older kinds (v1: 128 values,
 v2: 256) are not comparable; a case holding them says so (``StaleDescriptors``).
 
@@ -75,7 +75,6 @@ import math
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -97,7 +96,13 @@ from reclaim.signals.dlibnet import (
     ort_session,
 )
 from reclaim.signals.mmod import OrtMmod
-from reclaim.signals.sface import SFACE_DIM, SFace, SFaceMissing
+from reclaim.signals.sface import (
+    SFACE_DIM,
+    SFace,
+    SFaceMissing,
+    ellipse_weights,
+    inner_face,
+)
 
 __all__ = [
     "DESCRIPTOR_DIM",
@@ -134,12 +139,12 @@ DESCRIPTOR_DIM = DLIB_DIM + SFACE_DIM
 #: d² = d_dlib² + SFACE_WEIGHT² · d_sface²). Chosen on the calibration half only, where the
 #: search works: manipulated variants of its photos (``bench/face_search.py`` prints the table),
 #: the weight with the most same-person variants found at the operating point, 0.1 % false
-#: positives (0.5: 0.967; 0.4: 0.963; 0.8: 0.964). On its plain photos every weight ≥ 0.8 reaches
-#: the same rates (99.7 %), too few misses left to choose with.
-SFACE_WEIGHT = 0.5
+#: positives (0.8: 0.973; 0.7: 0.972; 0.5: 0.971). On its plain photos every weight ≥ 0.5 reaches
+#: the same rate (99.7 %), too few misses left to choose with.
+SFACE_WEIGHT = 0.8
 DESCRIPTOR_KIND = (
     f"v3: dlib ResNet on the chip, its mirror and its inner face (256) + {SFACE_WEIGHT} x SFace "
-    "(128), 384 values"
+    "on the inner face (128), 384 values"
 )
 #: Values per run of dlib's network.
 NET_DIM = 128
@@ -262,16 +267,9 @@ class _Models:
         return np.array([np.asarray(v) for v in descs], dtype=np.float32)
 
 
-@lru_cache(maxsize=1)
 def _inner_weights() -> np.ndarray:
     """(150, 150, 1) float32 weights of the inner-face view: 1 inside the ellipse, feathered."""
-    import cv2
-
-    cx, cy, rx, ry = INNER_ELLIPSE
-    n = CHIP_SIZE
-    w = np.zeros((n, n), np.float32)
-    cv2.ellipse(w, (int(n * cx), int(n * cy)), (int(n * rx), int(n * ry)), 0, 0, 360, 1.0, -1)
-    return np.asarray(cv2.GaussianBlur(w, (0, 0), INNER_FEATHER_PX)[..., None], np.float32)
+    return ellipse_weights(CHIP_SIZE, INNER_ELLIPSE, INNER_FEATHER_PX)
 
 
 def chip_views(chip: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -313,7 +311,7 @@ def describe_faces(
     face's 5 dlib landmarks (for SFace's own alignment)."""
     if not chips:
         return np.zeros((0, DESCRIPTOR_DIM), dtype=np.float32)
-    sf = m.sface.describe([m.sface.crop(rgb, p) for p in points])
+    sf = m.sface.describe([inner_face(m.sface.crop(rgb, p)) for p in points])
     return combine_parts(describe_chips(m, chips), sf)
 
 

@@ -18,13 +18,15 @@ the folded graph is used only when its output on a check input equals the shippe
 Input: a 112 × 112 RGB face aligned by a similarity transform that puts dlib's five landmarks
 (two corners of each eye, base of the nose) on ``TEMPLATE_5`` — where those landmarks fall, on
 median, in the standard ArcFace/SFace crop (measured on the LFW calibration half by
-``bench/face_search.py --fit-template``). Output: 128 values, scaled here to unit length.
+``bench/face_search.py --fit-template``), then its inner face only (``inner_face``: the rest set
+to grey). Output: 128 values, scaled here to unit length.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,9 @@ __all__ = [
     "SFace",
     "SFaceMissing",
     "align_matrix",
+    "ellipse_weights",
     "fold_weights",
+    "inner_face",
     "model_path",
 ]
 
@@ -60,6 +64,14 @@ TEMPLATE_5 = np.array(
     [[80.57, 52.54], [66.69, 52.97], [31.40, 52.82], [45.27, 53.13], [55.98, 79.71]],
     dtype=np.float64,
 )
+#: Inner-face view: the ellipse of the 112 px crop kept (centre and half-axes as fractions of
+#: the side), the blur of its edge (px) and the grey that replaces the rest. A face swap keeps
+#: the victim's inner face and the other person's jaw line, ears and hair: the network reads
+#: only what the swap kept. Chosen on manipulated variants of the LFW calibration half (same
+#: photos found at 0.1 % false positives: 0.973 with this view, 0.967 with the whole crop).
+INNER_ELLIPSE = (0.5, 0.55, 0.40, 0.50)
+INNER_FEATHER_PX = 3.0
+INNER_FILL = 128
 _MAX_CHECK_DIFF = 1e-4
 
 
@@ -90,6 +102,28 @@ def align_matrix(points: np.ndarray) -> np.ndarray:
     rot = np.array([[a.real, -a.imag], [a.imag, a.real]])
     t = md - rot @ ms
     return np.hstack([rot, t[:, None]])
+
+
+@lru_cache(maxsize=4)
+def ellipse_weights(
+    side: int, ellipse: tuple[float, float, float, float], feather: float
+) -> np.ndarray:
+    """(side, side, 1) float32: 1 inside an ellipse (centre and half-axes as fractions of the
+    side), edge blurred by ``feather`` px, 0 outside: the weights of an inner-face view."""
+    import cv2
+
+    cx, cy, rx, ry = ellipse
+    n = side
+    w = np.zeros((n, n), np.float32)
+    cv2.ellipse(w, (int(n * cx), int(n * cy)), (int(n * rx), int(n * ry)), 0, 0, 360, 1.0, -1)
+    return np.asarray(cv2.GaussianBlur(w, (0, 0), feather)[..., None], np.float32)
+
+
+def inner_face(crop: np.ndarray) -> np.ndarray:
+    """The inner-face view of an aligned 112 px crop: the ellipse kept, the rest flat grey."""
+    w = ellipse_weights(SFACE_SIZE, INNER_ELLIPSE, INNER_FEATHER_PX)
+    out = np.asarray(crop, dtype=np.uint8) * w + np.float32(INNER_FILL) * (1 - w)
+    return np.asarray(out.astype(np.uint8))
 
 
 def _dequantize(x: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, block: int) -> Any:
