@@ -326,16 +326,25 @@ def descriptor_parts(
     table = []
     for w in WEIGHT_GRID:
         pos, neg = split(np.sqrt(sq["dlib"] + w * w * sq["sface"]))
-        neg = np.sort(neg)
-        row: dict[str, Any] = {"weight": w}
-        for f in (0.0001, 0.0003, 0.001):
-            k = int(np.floor(f * len(neg)))
-            row[f"tpr_at_fpr_{f * 100:g}pct"] = round(
-                float((pos <= np.nextafter(neg[k], -np.inf)).mean()), 4
-            )
-        row["mean"] = round(float(np.mean([v for k, v in row.items() if k != "weight"])), 4)
-        table.append(row)
+        table.append(weight_row(w, pos, neg, len(pos))[0])
     return parts, table
+
+
+def weight_row(
+    w: float, pos: np.ndarray, neg: np.ndarray, npos: int
+) -> tuple[dict[str, Any], float]:
+    """One row of an SFace-weight table: the share of ``npos`` positives at or below the
+    threshold of each false-positive rate (0.01, 0.03, 0.1 %) and their mean; and the
+    threshold at 0.1 %."""
+    neg = np.sort(neg)
+    row: dict[str, Any] = {"weight": w}
+    thr = 0.0
+    for f in (0.0001, 0.0003, 0.001):
+        k = int(np.floor(f * len(neg)))
+        thr = float(np.nextafter(neg[k], -np.inf))
+        row[f"tpr_at_fpr_{f * 100:g}pct"] = round(float((pos <= thr).sum() / npos), 4)
+    row["mean"] = round(float(np.mean([v for k, v in row.items() if k != "weight"])), 4)
+    return row, thr
 
 
 # -- variant calibration (the SFace weight, chosen on manipulated variants of the calibration half)
@@ -437,13 +446,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
             mine = owner == ident
             pos.append(best[mine])
             neg.append(best[~mine])
-        p, n = np.concatenate(pos), np.sort(np.concatenate(neg))
-        row: dict[str, Any] = {"weight": w}
-        for f in (0.0001, 0.0003, 0.001):
-            k = int(np.floor(f * len(n)))
-            thr = float(np.nextafter(n[k], -np.inf))
-            row[f"tpr_at_fpr_{f * 100:g}pct"] = round(float((p <= thr).sum() / npos), 4)
-        row["mean"] = round(float(np.mean([v for k, v in row.items() if k != "weight"])), 4)
+        row, thr = weight_row(w, np.concatenate(pos), np.concatenate(neg), npos)
         row["threshold_at_fpr_0.1pct"] = round(thr, 4)
         table.append(row)
     return {

@@ -267,15 +267,10 @@ class _Models:
         return np.array([np.asarray(v) for v in descs], dtype=np.float32)
 
 
-def _inner_weights() -> np.ndarray:
-    """(150, 150, 1) float32 weights of the inner-face view: 1 inside the ellipse, feathered."""
-    return ellipse_weights(CHIP_SIZE, INNER_ELLIPSE, INNER_FEATHER_PX)
-
-
 def chip_views(chip: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three views a descriptor is made from: the chip, its mirror, its inner face."""
     c = np.asarray(chip, dtype=np.uint8)
-    w = _inner_weights()
+    w = ellipse_weights(CHIP_SIZE, INNER_ELLIPSE, INNER_FEATHER_PX)
     inner = (c * w + np.float32(INNER_FILL) * (1 - w)).astype(np.uint8)
     return c, np.ascontiguousarray(c[:, ::-1]), inner
 

@@ -174,10 +174,17 @@ def fold_weights(model: Any) -> Any:
     g.node.extend(keep)
     del g.initializer[:]
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in const.items() if k in used)
-    inputs = [i for i in g.input if i.name in used and i.name not in const]
-    del g.input[:]
-    g.input.extend(inputs)
+    _drop_unused_inputs(m)
     return m
+
+
+def _drop_unused_inputs(model: Any) -> None:
+    """Remove, in place, the graph inputs no node reads and those that are initializers."""
+    used = {i for n in model.graph.node for i in n.input}
+    inits = {i.name for i in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name in used and i.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
 
 
 class SFace:
@@ -238,9 +245,5 @@ def _without_unused_inputs(model: Any) -> bytes:
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    used = {i for n in m.graph.node for i in n.input}
-    inits = {i.name for i in m.graph.initializer}
-    keep = [i for i in m.graph.input if i.name in used and i.name not in inits]
-    del m.graph.input[:]
-    m.graph.input.extend(keep)
+    _drop_unused_inputs(m)
     return bytes(m.SerializeToString())
