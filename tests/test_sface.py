@@ -39,6 +39,29 @@ def test_the_shipped_file_is_found_and_folded_to_float32(sface: S.SFace) -> None
     assert np.abs(sface._run(x) - want).max() < 1e-4
 
 
+def test_the_check_falls_back_or_says_it_could_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # onnxruntime refusing the shipped graph leaves the folded one in use, and says so.
+    monkeypatch.setattr(S, "_without_unused_inputs", lambda model: b"not a graph")
+    sf = S.SFace()
+    assert sf.backend.startswith("folded, not checked: onnxruntime refused")
+    assert sf.describe([np.zeros((112, 112, 3), np.uint8)]).shape == (1, S.SFACE_DIM)
+    monkeypatch.undo()
+    # A folded graph that disagrees with the shipped one is not used.
+    real_fold = S.fold_weights
+
+    from onnx import numpy_helper
+
+    def bad_fold(model: object) -> object:
+        m = real_fold(model)
+        w = next(i for i in m.graph.initializer if len(i.dims) == 4)  # a convolution's weights
+        w.CopyFrom(numpy_helper.from_array(np.zeros(tuple(w.dims), np.float32), w.name))
+        return m
+
+    monkeypatch.setattr(S, "fold_weights", bad_fold)
+    sf = S.SFace()
+    assert sf.backend.startswith("as shipped: folded output differs")
+
+
 def test_dequantize_blocks_and_axes() -> None:
     x = np.arange(-6, 6, dtype=np.int8).reshape(2, 6)
     scale = np.array([[0.5, 2.0], [1.0, 4.0]], np.float32)  # blocks of 4 along axis 1 (last cut)
