@@ -62,6 +62,38 @@ def test_the_check_falls_back_or_says_it_could_not_run(monkeypatch: pytest.Monke
     assert sf.backend.startswith("as shipped: folded output differs")
 
 
+def test_expanded_prelu_gives_the_same_values_to_the_bit() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    # Per-channel slopes of every kind SFace has: negative, between 0 and 1, above 1.
+    slope = np.array([-0.8, 0.0, 0.25, 1.12], np.float32).reshape(4, 1, 1)
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["y"])],
+        "prelu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [numpy_helper.from_array(slope, "slope")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    expanded = S.expand_prelu(model)
+    assert "PRelu" not in {n.op_type for n in expanded.graph.node}
+    assert "PRelu" in {n.op_type for n in model.graph.node}  # the input model is left alone
+    x = np.random.default_rng(3).normal(0, 50, (1, 4, 5, 5)).astype(np.float32)
+    x[0, :, 0, 0] = 0.0
+    cpu = ["CPUExecutionProvider"]
+    runs = [
+        ort.InferenceSession(m.SerializeToString(), providers=cpu).run(None, {"x": x})[0]
+        for m in (model, expanded)
+    ]
+    assert np.array_equal(runs[0], runs[1])
+    assert np.array_equal(runs[1], np.where(x > 0, x, x * slope[None]))
+    # SFace's graph as reclaim runs it has none left.
+    sface_graph = S.expand_prelu(S.fold_weights(onnx.load(str(S.model_path()))))
+    assert "PRelu" not in {n.op_type for n in sface_graph.graph.node}
+
+
 def test_dequantize_blocks_and_axes() -> None:
     x = np.arange(-6, 6, dtype=np.int8).reshape(2, 6)
     scale = np.array([[0.5, 2.0], [1.0, 4.0]], np.float32)  # blocks of 4 along axis 1 (last cut)
