@@ -378,7 +378,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
     variant of the other identities; an image's distance is its nearest face's. Scenes for swaps
     are the deepface photos, as in the search corpus (scene faces, never calibration or search
     identities). Cached in ``work``."""
-    from reclaim.signals.faces import DESCRIPTOR_KIND, find_faces
+    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions, find_faces
 
     lfw = SHARED / "lfw-gray"
     ids = sorted(d.name for d in lfw.iterdir() if d.is_dir() and half(d.name) == "calibration")
@@ -404,7 +404,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
                     files[name] = ident
         man_path.write_text(json.dumps(files))
     files = json.loads(man_path.read_text())
-    key = hashlib.sha1(DESCRIPTOR_KIND.encode()).hexdigest()[:12]
+    key = hashlib.sha1((DESCRIPTOR_KIND + repr(FaceOptions())).encode()).hexdigest()[:12]
     cache = root / f"faces_{key}.json"
     if not cache.exists():
         t0 = time.perf_counter()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,18 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The model cache (signals/modelcache) in a fresh folder for this run, shared by the CLI
+    processes the tests start, never the user's own."""
+    os.environ["RECLAIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="reclaim-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    d = os.environ.get("RECLAIM_CACHE_DIR", "")
+    if Path(d).name.startswith("reclaim-test-cache-"):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def shared_data(*parts: str) -> Path:

@@ -307,6 +307,7 @@ def test_dlib_computes_descriptors_when_the_fast_path_fails(
 def test_fast_descriptor_not_used_when_it_disagrees_with_dlib(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("RECLAIM_CACHE_DIR", "off")  # a check passed earlier would be kept
     monkeypatch.setattr(F._OrtDescriptor, "check_against", lambda self, enc: 0.01)
     m = F._Models()
     assert m.fast_encoder is None and m.descriptor_backend.startswith("dlib: onnxruntime output")

@@ -232,6 +232,7 @@ def test_dlib_detects_when_the_onnx_detections_differ(monkeypatch: pytest.Monkey
         s, rects = real_scores(self, rgb)
         return np.roll(s, 3, axis=1), rects  # every score 3 positions (24 px) to the right
 
+    monkeypatch.setenv("RECLAIM_CACHE_DIR", "off")  # a check passed earlier would be kept
     monkeypatch.setattr(OrtMmod, "scores", shifted)
     m = F._Models()
     got = m.cnn_detect(mmod.check_image())

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
@@ -85,6 +86,7 @@ from reclaim.errors import DecodeError, ReclaimError
 from reclaim.media import Media, MediaKind
 from reclaim.media.image import iter_frames
 from reclaim.media.video import iter_video_frames
+from reclaim.signals import mmod, modelcache
 from reclaim.signals.base import Comparison, SignalType, SignalValue
 from reclaim.signals.dlibnet import (
     ONNX_FLOAT,
@@ -192,35 +194,55 @@ class _Models:
             raise FaceModelsMissing("dlib is not installed: pip install dlib-bin") from e
         self.dlib: Any = dlib
         d = models_dir()
-        self.hog: Any = dlib.get_frontal_face_detector()
+        self.hog: Any = _load_hog(dlib)
         self.landmarks: Any = dlib.shape_predictor(str(d / MODEL_FILES["landmarks"]))
-        self.encoder: Any = dlib.face_recognition_model_v1(str(d / MODEL_FILES["descriptor"]))
+        self._encoder: Any = None
+        self._encoder_path = str(d / MODEL_FILES["descriptor"])
         self._cnn: Any = None
         self._cnn_path = str(d / MODEL_FILES["cnn"])
         self._cnn_lock = threading.Lock()
         self.fast_detector: OrtMmod | None = None
         #: Like ``descriptor_backend``, for the CNN detector: "onnxruntime" (dlib's MMOD network
-        #: and detection steps, checked equal to dlib's detections when loaded) or "dlib: <why
-        #: the faster path is not used>"; "not loaded" until the CNN first runs.
+        #: and detection steps, checked equal to dlib's detections when loaded, or on an earlier
+        #: load on this machine: ``modelcache``) or "dlib: <why the faster path is not used>";
+        #: "not loaded" until the CNN first runs.
         self.detector_backend = "not loaded"
         self.fast_encoder: _OrtDescriptor | None = None
         #: "onnxruntime" (dlib's network, its own weights, run by onnxruntime: checked equal to
-        #: dlib's output when loaded) or "dlib: <why the faster path is not used>".
+        #: dlib's output when loaded, or on an earlier load on this machine: ``modelcache``) or
+        #: "dlib: <why the faster path is not used>".
         self.descriptor_backend = "dlib"
         try:
-            fast = _OrtDescriptor((d / MODEL_FILES["descriptor"]).read_bytes())
-            diff = fast.check_against(self.encoder)
+            data = (d / MODEL_FILES["descriptor"]).read_bytes()
+            fast = _OrtDescriptor(data)
+            key = modelcache.check_key(
+                "dlib descriptor", hashlib.sha256(data).digest(), fast.graph_sha256,
+                code=(__file__,),
+            )  # fmt: skip
+            why = modelcache.verdict("dlib-descriptor", key, lambda: self._check(fast))
         except (_NetFormatError, ImportError, OSError, RuntimeError) as e:
             self.descriptor_backend = f"dlib: {type(e).__name__}: {e}"
         else:
-            if diff <= _MAX_DESCRIPTOR_DIFF:
+            if why is None:
                 self.fast_encoder, self.descriptor_backend = fast, "onnxruntime"
             else:
-                self.descriptor_backend = f"dlib: onnxruntime output differs by {diff:.2g}"
+                self.descriptor_backend = f"dlib: {why}"
         try:
             self.sface = SFace()
         except SFaceMissing as e:
             raise FaceModelsMissing(str(e)) from e
+
+    @property
+    def encoder(self) -> Any:
+        """dlib's own descriptor network, loaded on first use (the check of the faster path, when
+        not already made on this machine, or the fallback)."""
+        if self._encoder is None:
+            self._encoder = self.dlib.face_recognition_model_v1(self._encoder_path)
+        return self._encoder
+
+    def _check(self, fast: _OrtDescriptor) -> str | None:
+        diff = fast.check_against(self.encoder)
+        return None if diff <= _MAX_DESCRIPTOR_DIFF else f"onnxruntime output differs by {diff:.2g}"
 
     @property
     def cnn(self) -> Any:
@@ -234,8 +256,13 @@ class _Models:
             if self.detector_backend != "not loaded":
                 return
             try:
-                fast = OrtMmod(Path(self._cnn_path).read_bytes())
-                why = fast.check_against(self.cnn)
+                data = Path(self._cnn_path).read_bytes()
+                fast = OrtMmod(data)
+                key = modelcache.check_key(
+                    "dlib mmod", hashlib.sha256(data).digest(), fast.graph_sha256,
+                    code=(mmod.__file__,),
+                )  # fmt: skip
+                why = modelcache.verdict("dlib-mmod", key, lambda: fast.check_against(self.cnn))
             except (NetFormatError, ImportError, OSError, RuntimeError) as e:
                 self.detector_backend = f"dlib: {type(e).__name__}: {e}"
             else:
@@ -265,6 +292,22 @@ class _Models:
             return self.fast_encoder(np.stack([np.asarray(c, dtype=np.uint8) for c in chips]))
         descs = self.encoder.compute_face_descriptor([np.asarray(c) for c in chips], 0)
         return np.array([np.asarray(v) for v in descs], dtype=np.float32)
+
+
+def _load_hog(dlib: Any) -> Any:
+    """dlib's frontal HOG face detector. ``get_frontal_face_detector`` rebuilds it from text
+    (~0.6 s); the binary copy dlib saves of it loads in ~2 ms and is the same detector (its
+    saved form is byte for byte the original's), so that copy is cached (``modelcache``)."""
+    key = modelcache.check_key("dlib frontal HOG face detector")
+    path = modelcache.entry(
+        "dlib-hog", key, lambda f: dlib.get_frontal_face_detector().save(str(f))
+    )
+    if path is not None:
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except RuntimeError:
+            pass  # unreadable after all: build it
+    return dlib.get_frontal_face_detector()
 
 
 def chip_views(chip: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -565,7 +608,9 @@ class _OrtDescriptor:
 
     def __init__(self, model_file: bytes) -> None:
         mean, layers = _read_resnet(model_file)
-        self.session: Any = ort_session(_onnx_model(mean, layers), _NetFormatError)
+        graph = _onnx_model(mean, layers)
+        self.graph_sha256 = hashlib.sha256(graph).digest()
+        self.session: Any = ort_session(graph, _NetFormatError)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:
         out = self.session.run(None, {"chips": np.ascontiguousarray(chips, dtype=np.uint8)})[0]

@@ -28,6 +28,7 @@ models load and uses dlib if they differ); onnxruntime runs the network ~9× fas
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from dataclasses import dataclass
@@ -333,7 +334,9 @@ class OrtMmod:
 
     def __init__(self, model_file: bytes) -> None:
         self.net = read_mmod(model_file)
-        self.session: Any = ort_session(onnx_model(self.net), MmodFormatError)
+        graph = onnx_model(self.net)
+        self.graph_sha256 = hashlib.sha256(graph).digest()
+        self.session: Any = ort_session(graph, MmodFormatError)
 
     def scores(self, rgb: np.ndarray) -> tuple[np.ndarray, list[Rect]]:
         """The network's score map for an RGB image and the pyramid levels' places."""

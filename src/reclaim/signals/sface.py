@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from reclaim.errors import ReclaimError
+from reclaim.signals import modelcache
 from reclaim.signals.dlibnet import NetFormatError, ort_session
 
 __all__ = [
@@ -231,23 +232,33 @@ class SFace:
         if path is None and hashlib.sha256(data).hexdigest() != MODEL_SHA256:
             raise SFaceMissing(f"the SFace model file is not the expected one: {INSTALL_HINT}")
         shipped = onnx.load_from_string(data)
-        folded = expand_prelu(fold_weights(shipped))
-        self.session: Any = ort_session(folded.SerializeToString(), NetFormatError)
+        folded = expand_prelu(fold_weights(shipped)).SerializeToString()
+        self.session: Any = ort_session(folded, NetFormatError)
         self.input = self.session.get_inputs()[0].name
-        #: "folded" (float32 weights and PRelu expanded, checked equal to the shipped graph),
-        #: "as shipped: why" (they differed) or "folded, not checked: why" (onnxruntime refused
-        #: the shipped graph).
+        #: "folded" (float32 weights and PRelu expanded, checked equal to the shipped graph, now
+        #: or on an earlier load on this machine: ``modelcache``), "as shipped: why" (they
+        #: differed) or "folded, not checked: why" (onnxruntime refused the shipped graph).
         self.backend = "folded"
+        key = modelcache.check_key(
+            "sface", hashlib.sha256(data).digest(), hashlib.sha256(folded).digest(),
+            code=(__file__,),
+        )  # fmt: skip
+        modelcache.verdict("sface-folded", key, lambda: self._check(shipped))
+
+    def _check(self, shipped: Any) -> str | None:
+        """Run the shipped graph once and compare; fall back to it when the outputs differ."""
         try:
             reference = ort_session(_without_unused_inputs(shipped), NetFormatError)
         except NetFormatError as e:
             self.backend = f"folded, not checked: {e}"
-            return
+            return self.backend
         x = np.random.default_rng(20261127).uniform(0, 255, (1, 3, 112, 112)).astype(np.float32)
         diff = float(np.abs(self._run(x) - reference.run(None, {self.input: x})[0]).max())
         if diff > _MAX_CHECK_DIFF:
             self.session = reference
             self.backend = f"as shipped: folded output differs by {diff:.2g}"
+            return self.backend
+        return None
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.session.run(None, {self.input: x})[0], dtype=np.float32)

@@ -1,0 +1,123 @@
+"""The model cache (signals/modelcache): kept entries and passed checks, read back only intact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reclaim.signals import faces as F
+from reclaim.signals import modelcache as C
+
+from .conftest import photo_like
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv(C.ENV, str(d))
+    return d
+
+
+def test_an_entry_is_built_once_and_rebuilt_when_damaged(cache: Path) -> None:
+    builds: list[Path] = []
+
+    def build(p: Path) -> None:
+        builds.append(p)
+        p.write_bytes(b"model bytes")
+
+    a = C.entry("thing", C.key_of("v1"), build)
+    assert a is not None and a.read_bytes() == b"model bytes" and a.parent == cache
+    assert C.entry("thing", C.key_of("v1"), build) == a and len(builds) == 1
+    a.write_bytes(b"model bytez")  # damaged on disk: its checksum no longer matches
+    assert C.entry("thing", C.key_of("v1"), build) == a and len(builds) == 2
+    assert a.read_bytes() == b"model bytes"
+    # Another key is another entry; no temporary files are left behind.
+    b = C.entry("thing", C.key_of("v2"), build)
+    assert b != a and len(builds) == 3
+    assert sorted(p.suffix for p in cache.iterdir()) == [".bin", ".bin", ".sha256", ".sha256"]
+
+
+def test_off_or_unwritable_means_no_entry(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def build(p: Path) -> None:
+        p.write_bytes(b"x")
+
+    monkeypatch.setenv(C.ENV, "off")
+    assert C.cache_dir() is None and C.entry("thing", "k", build) is None
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(C.ENV, str(blocked / "sub"))
+    assert C.entry("thing", "k", build) is None  # cannot be written: no error, no entry
+    assert C.verdict("check", "k", lambda: None) is None  # the check itself still runs
+    monkeypatch.delenv(C.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert C.cache_dir() == tmp_path / "xdg" / "reclaim" / "models"
+
+
+def test_only_passed_checks_are_kept(cache: Path) -> None:
+    calls: list[str] = []
+
+    def passes() -> str | None:
+        calls.append("pass")
+        return None
+
+    def fails() -> str | None:
+        calls.append("fail")
+        return "differs by 0.1"
+
+    assert C.verdict("net", "k1", passes) is None
+    assert C.verdict("net", "k1", passes) is None and calls == ["pass"]  # kept
+    assert C.verdict("net", "k2", fails) == "differs by 0.1"
+    assert C.verdict("net", "k2", fails) == "differs by 0.1" and calls == ["pass", "fail", "fail"]
+    # A kept pass whose file is damaged is not believed.
+    (bin_file,) = [p for p in cache.glob("net-*.bin")]
+    bin_file.write_bytes(b"equal!")
+    assert C.verdict("net", "k1", fails) == "differs by 0.1"
+
+
+def test_check_keys_follow_code_versions_and_inputs(tmp_path: Path) -> None:
+    code = tmp_path / "module.py"
+    code.write_text("x = 1\n")
+    k = C.check_key("net", b"\x00model", code=(str(code),))
+    assert k == C.check_key("net", b"\x00model", code=(str(code),))
+    assert k != C.check_key("net", b"\x00other", code=(str(code),))
+    code.write_text("x = 2\n")
+    assert k != C.check_key("net", b"\x00model", code=(str(code),))
+    assert C.key_of("ab", "c") != C.key_of("a", "bc")  # parts are delimited
+    assert C.cpu_signature() == C.cpu_signature()
+
+
+def test_cached_hog_detector_is_dlibs_detector(cache: Path, tmp_path: Path) -> None:
+    import dlib
+
+    fresh = dlib.get_frontal_face_detector()
+    first = F._load_hog(dlib)  # builds the entry
+    second = F._load_hog(dlib)  # reads it
+    saved = []
+    for k, det in enumerate((fresh, first, second)):
+        det.save(str(tmp_path / f"hog{k}.svm"))
+        saved.append((tmp_path / f"hog{k}.svm").read_bytes())
+    assert saved[0] == saved[1] == saved[2]
+    assert len(list(cache.glob("dlib-hog-*.bin"))) == 1
+    img = np.asarray(photo_like(8, (320, 240)).convert("L"))
+    assert repr(fresh.run(img, 1, -0.5)) == repr(second.run(img, 1, -0.5))
+
+
+def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
+    first = F._Models()
+    assert first.descriptor_backend == "onnxruntime"
+    assert first._encoder is not None  # dlib's own network ran the check
+    first.cnn_detect(np.zeros((64, 64, 3), np.uint8))
+    assert first.detector_backend == "onnxruntime"
+    names = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in cache.glob("*.bin"))
+    assert names == ["dlib-descriptor", "dlib-hog", "dlib-mmod", "sface-folded"]
+    second = F._Models()
+    assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
+    assert second._encoder is None  # not loaded: the check passed before on this machine
+    second.cnn_detect(np.zeros((64, 64, 3), np.uint8))
+    assert second.detector_backend == "onnxruntime" and second._cnn is None
+    chips = [np.asarray(photo_like(2, (150, 150)))]
+    assert np.array_equal(first.describe(chips), second.describe(chips))
