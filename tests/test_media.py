@@ -147,3 +147,28 @@ def test_twenty_megapixel_image_within_default_caps() -> None:
     data = jpeg_bytes(im, quality=80)
     v = PDQSignal().compute(Media(data))
     assert len(v.value) == 64
+
+
+def test_an_image_that_fits_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import reclaim.media as M
+
+    calls: list[int | None] = []
+    real = M.load_rgb
+
+    def counting(data: bytes, limits: MediaLimits, max_side: int | None = None) -> object:
+        calls.append(max_side)
+        return real(data, limits, max_side)
+
+    monkeypatch.setattr(M, "load_rgb", counting)
+    small = Media(jpeg_bytes(photo_like(1, (300, 200))))
+    a = small.image(512)
+    assert small.image(2048) is a and small.image() is a and calls == [512]
+    assert a.size == (300, 200)
+    # Larger than a view asked for: each size is its own decode, and only the whole one is reused.
+    big = Media(jpeg_bytes(photo_like(2, (900, 600))))
+    b = big.image(512)
+    assert b.size == (512, 341)
+    whole = big.image(2048)
+    assert whole.size == (900, 600) and big.image() is whole and big.image(1000) is whole
+    assert calls == [512, 512, 2048]
+    assert np.array_equal(np.asarray(whole), np.asarray(Media(big.data).image()))

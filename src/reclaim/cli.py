@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -28,9 +28,11 @@ from rich.table import Table
 from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import MediaLimits, read_user_file
-from reclaim.scan import ScanStats, analyze_bytes, scan
-from reclaim.sources import Source, SourceLimits, open_source
 from reclaim.store import CaseStore
+
+if TYPE_CHECKING:  # scanning and its sources load on use: `enroll` and others start faster
+    from reclaim.scan import ScanStats
+    from reclaim.sources import Source
 
 app = typer.Typer(
     name="reclaim",
@@ -105,6 +107,8 @@ def _run_scan(
     faces: bool | None = None,
     check: str = "auto",
 ) -> ScanStats:
+    from reclaim.scan import scan
+
     with CaseStore.open(case, create=True) as store, _progress() as progress:
         task = progress.add_task("scanning", total=None, rate="0", errors=0, current="")
 
@@ -182,6 +186,8 @@ def scan_cmd(
 
     Rerunning the same command resumes an interrupted scan; nothing is counted twice.
     """
+    from reclaim.sources import open_source
+
     with user_errors():
         opened = [open_source(s) for s in sources]
         limits = MediaLimits(video_max_seconds=max_video_seconds)
@@ -200,7 +206,7 @@ def fetch_cmd(
 
     Each download is kept byte-for-byte in the case with its URL, final URL, status and time.
     """
-    from reclaim.sources import urllist
+    from reclaim.sources import SourceLimits, urllist
 
     with user_errors():
         limits = SourceLimits(url_max_bytes=max_mb * 1024 * 1024, url_timeout_s=timeout)
@@ -245,6 +251,8 @@ def status_cmd(
 
 
 def _hash_file(path: Path, limits: MediaLimits) -> dict[str, Any]:
+    from reclaim.scan import analyze_bytes
+
     item = analyze_bytes(
         read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits
     )
@@ -318,6 +326,7 @@ def protect_cmd(
     platform can match against (ThreatExchange/HMA signal types pdq, md5, video_md5, vpdq).
     """
     from reclaim.protect import now_stamp, protect_rows, rows_to_csv
+    from reclaim.scan import analyze_bytes
 
     limits = MediaLimits()
     rows: list[dict[str, Any]] = []
@@ -355,6 +364,7 @@ def demo_cmd(
 ) -> None:
     """Make a sample collection (abstract test patterns) and scan it: the whole spine at work."""
     from reclaim.sample import make_sample
+    from reclaim.sources import open_source
 
     with user_errors():
         sources = make_sample(where / "sample")

@@ -65,9 +65,16 @@ class Media:
         """The still image as RGB, EXIF orientation applied, longer side ≤ ``max_side``."""
         key = ("image", max_side)
         if key not in self._views:
-            im, (w, h), orient = load_rgb(self.data, self.limits, max_side)
-            self.info.update(width=w, height=h, orientation=orient)
-            self._views[key] = im
+            whole = self._views.get(("image", "whole"))
+            if whole is not None and (max_side is None or max(whole.size) <= max_side):
+                # Decoded before at its own size, and not larger than asked: the same pixels.
+                self._views[key] = whole
+            else:
+                im, (w, h), orient = load_rgb(self.data, self.limits, max_side)
+                self.info.update(width=w, height=h, orientation=orient)
+                self._views[key] = im
+                if im.size == (w, h):
+                    self._views[("image", "whole")] = im
         img: Image.Image = self._views[key]
         return img
 

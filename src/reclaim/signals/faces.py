@@ -688,6 +688,11 @@ def _scaled(rgb: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
         return rgb, 1.0, 1.0
     h, w = rgb.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale > 1:  # bilinear upscaling: OpenCV's is ~7x faster than Pillow's, within 1 level
+        import cv2
+
+        up = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_LINEAR)
+        return np.asarray(up), size[0] / w, size[1] / h
     im = Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(im), size[0] / w, size[1] / h
 
