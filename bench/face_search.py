@@ -119,11 +119,25 @@ def _largest_face(path: str) -> tuple[str, list[float] | None, str]:
     return path, faces[0].descriptor.astype(float).tolist(), faces[0].detector
 
 
+def pipeline_fingerprint() -> str:
+    """What a cached face descriptor depends on: its kind, the face options and the source of
+    the modules that decode, detect and describe (a code change means new descriptors)."""
+    import reclaim.media.image
+    import reclaim.signals.dlibnet
+    import reclaim.signals.faces
+    import reclaim.signals.mmod
+    import reclaim.signals.sface
+
+    mods = (reclaim.media.image, reclaim.signals.dlibnet, reclaim.signals.faces,
+            reclaim.signals.mmod, reclaim.signals.sface)  # fmt: skip
+    code = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in mods)).hexdigest()
+    f = reclaim.signals.faces
+    return f"{f.DESCRIPTOR_KIND} {f.FaceOptions()!r} {code}"
+
+
 def descriptors(paths: list[Path], work: Path, tag: str) -> dict[str, np.ndarray]:
     """Largest-face descriptor of each photo (cached in ``work``)."""
-    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions
-
-    text = "\n".join(map(str, paths)) + repr(FaceOptions()) + DESCRIPTOR_KIND
+    text = "\n".join(map(str, paths)) + pipeline_fingerprint()
     key = hashlib.sha1(text.encode()).hexdigest()[:12]
     cache = work / f"desc_{tag}_{key}.json"
     if cache.exists():
@@ -378,7 +392,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
     variant of the other identities; an image's distance is its nearest face's. Scenes for swaps
     are the deepface photos, as in the search corpus (scene faces, never calibration or search
     identities). Cached in ``work``."""
-    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions, find_faces
+    from reclaim.signals.faces import find_faces
 
     lfw = SHARED / "lfw-gray"
     ids = sorted(d.name for d in lfw.iterdir() if d.is_dir() and half(d.name) == "calibration")
@@ -404,7 +418,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
                     files[name] = ident
         man_path.write_text(json.dumps(files))
     files = json.loads(man_path.read_text())
-    key = hashlib.sha1((DESCRIPTOR_KIND + repr(FaceOptions())).encode()).hexdigest()[:12]
+    key = hashlib.sha1(pipeline_fingerprint().encode()).hexdigest()[:12]
     cache = root / f"faces_{key}.json"
     if not cache.exists():
         t0 = time.perf_counter()

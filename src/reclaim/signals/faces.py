@@ -543,9 +543,11 @@ def _onnx_model(mean: tuple[float, float, float], layers: list[tuple[Any, ...]])
     g = OnnxGraph("dlib_face_resnet")
     const, node = g.const, g.node
     x = node("Cast", ["chips"], to=ONNX_FLOAT)
-    x = node("Sub", [x, const(np.array(mean, dtype=np.float32))])
-    x = node("Mul", [x, const(np.array(1 / 256, dtype=np.float32))])  # dlib: (p - mean) / 256
+    # Channels first, then dlib's (p - mean) / 256: the same values, and onnxruntime subtracts
+    # per plane (per pixel of 3 channels it took 8% of the network's time).
     x = node("Transpose", [x], perm=[0, 3, 1, 2])
+    x = node("Sub", [x, const(np.array(mean, dtype=np.float32).reshape(1, 3, 1, 1))])
+    x = node("Mul", [x, const(np.array(1 / 256, dtype=np.float32))])
     side, chans = CHIP_SIZE, 3
     block_in: tuple[str, int, int] | None = None  # residual input: name, channels, side
     in_blocks = False
