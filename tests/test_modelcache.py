@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,17 @@ def test_cached_hog_detector_is_dlibs_detector(cache: Path, tmp_path: Path) -> N
     assert len(list(cache.glob("dlib-hog-*.bin"))) == 1
     img = np.asarray(photo_like(8, (320, 240)).convert("L"))
     assert repr(fresh.run(img, 1, -0.5)) == repr(second.run(img, 1, -0.5))
+    # An entry intact on disk that dlib cannot read (written by something else): dlib's own
+    # detector is used, and the entry is dropped to be built again on the next load.
+    (entry,) = cache.glob("dlib-hog-*.bin")
+    entry.write_bytes(b"not a detector")
+    entry.with_suffix(".sha256").write_text(hashlib.sha256(b"not a detector").hexdigest())
+    third = F._load_hog(dlib)
+    third.save(str(tmp_path / "hog3.svm"))
+    assert (tmp_path / "hog3.svm").read_bytes() == saved[0]
+    assert not entry.exists()
+    F._load_hog(dlib)
+    assert entry.read_bytes() == saved[0]
 
 
 def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:

@@ -306,7 +306,7 @@ def _load_hog(dlib: Any) -> Any:
         try:
             return dlib.fhog_object_detector(str(path))
         except RuntimeError:
-            pass  # unreadable after all: build it
+            modelcache.discard("dlib-hog", key)  # unreadable after all: built again next time
     return dlib.get_frontal_face_detector()
 
 

@@ -22,6 +22,7 @@ turns the cache off.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["cache_dir", "check_key", "cpu_signature", "entry", "key_of", "verdict"]
+__all__ = ["cache_dir", "check_key", "cpu_signature", "discard", "entry", "key_of", "verdict"]
 
 ENV = "RECLAIM_CACHE_DIR"
 
@@ -143,6 +144,14 @@ def entry(name: str, key: str, build: Callable[[Path], None]) -> Path | None:
     except OSError:
         return None
     return data_path if _store(data_path, sum_path, data) else None
+
+
+def discard(name: str, key: str) -> None:
+    """Remove an entry (intact on disk but unusable): the next ``entry`` call builds it again."""
+    paths = _paths(name, key)
+    for p in paths or ():
+        with contextlib.suppress(OSError):
+            p.unlink(missing_ok=True)
 
 
 def verdict(name: str, key: str, check: Callable[[], str | None]) -> str | None:
