@@ -192,7 +192,10 @@ def expand_prelu(model: Any) -> Any:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
+    if not any(n.op_type == "PRelu" for n in g.node):
+        return m
     zero = "prelu_zero"
+    g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
     nodes = []
     for k, n in enumerate(g.node):
         if n.op_type != "PRelu":
@@ -206,8 +209,6 @@ def expand_prelu(model: Any) -> Any:
             helper.make_node("Mul", [neg, slope], [scaled]),
             helper.make_node("Add", [pos, scaled], [n.output[0]]),
         ]
-    if len(nodes) != len(g.node):
-        g.initializer.append(numpy_helper.from_array(np.zeros((), np.float32), zero))
     del g.node[:]
     g.node.extend(nodes)
     return m
