@@ -444,11 +444,11 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
         1 for n in files if files[n] in temps and not faces.get(n)
     )
     va, vb = part_vectors(vec, "dlib"), part_vectors(vec, "sface")
-    parts = {}
+    parts = {}  # squared distances of every face to each template, per network
     for ident, t in temps.items():
-        da = np.sqrt(((va[:, None] - part_vectors(t, "dlib")) ** 2).sum(-1))
-        db = np.sqrt(((vb[:, None] - part_vectors(t, "sface")) ** 2).sum(-1))
-        parts[ident] = (da**2, db**2)
+        da2 = ((va[:, None] - part_vectors(t, "dlib")) ** 2).sum(-1)
+        db2 = ((vb[:, None] - part_vectors(t, "sface")) ** 2).sum(-1)
+        parts[ident] = (da2, db2)
     table = []
     for w in WEIGHT_GRID:
         pos, neg = [], []
@@ -517,17 +517,14 @@ def fit_template() -> np.ndarray:
     ]
     with ProcessPoolExecutor(2) as ex:
         marks = [r for r in ex.map(_landmarks_5_68, paths, chunksize=16) if r is not None]
+    from reclaim.signals.sface import align_matrix
+
     placed = []
     for p5, p68 in marks:
         a = np.array(p68, dtype=np.float64)
         five = np.stack([a[36:42].mean(0), a[42:48].mean(0), a[30], a[48], a[54]])
-        # least-squares similarity (Umeyama, complex form) taking the five points to ARCFACE_5
-        zs = (five - five.mean(0)) @ [1, 1j]
-        zd = (ARCFACE_5 - ARCFACE_5.mean(0)) @ [1, 1j]
-        k = (np.conj(zs) @ zd) / (np.abs(zs) ** 2).sum()
-        z5 = (np.array(p5, dtype=np.float64) - five.mean(0)) @ [1, 1j]
-        w = k * z5 + complex(*ARCFACE_5.mean(0))
-        placed.append(np.stack([w.real, w.imag], axis=1))
+        m = align_matrix(five, ARCFACE_5)  # the five points onto the ArcFace crop's
+        placed.append(np.array(p5, dtype=np.float64) @ m[:, :2].T + m[:, 2])
     med = np.median(np.array(placed), axis=0)
     log(f"SFace template fitted on {len(placed)} faces of the LFW calibration half")
     return np.asarray(med)
@@ -792,22 +789,17 @@ def recall_curve(
 def by_part(man: dict[str, Any], case: Path, cal: dict[str, Any]) -> dict[str, Any]:
     """Recall and false positives of each network's part alone on the corpus, at that part's own
     threshold (0.1 % false positives on the LFW calibration half), from the case's stored faces."""
-    files = man["files"]
-    npos = sum(1 for f in files.values() if f["identity"] in man["enrolled"])
-    nneg = len(man["enrolled"]) * len(files) - npos
     out = {}
     for part in PARTS:
         thr = float(cal["parts"][part]["threshold_at_fpr_0.1pct"])
         dist = all_distances(case, part)
-        found = sum(1 for (i, n), d in dist.items() if files[n]["identity"] == i and d <= thr)
-        fp = sum(1 for (i, n), d in dist.items() if files[n]["identity"] != i and d <= thr)
-        curve = recall_curve(man, dist, thr)
+        score = score_matches(man, dist, thr)
         out[part] = {
             "threshold": thr,
-            "recall": round(found / npos, 4),
-            "false_positives": fp,
-            "fpr": round(fp / nneg, 6),
-            "oracle_recall_at_fpr_0.1pct": curve["oracle_recall_at_fpr_0.1pct"],
+            **{k: score[k] for k in ("recall", "false_positives", "fpr")},
+            "oracle_recall_at_fpr_0.1pct": recall_curve(man, dist, thr)[
+                "oracle_recall_at_fpr_0.1pct"
+            ],
         }
     return out
 
@@ -1006,6 +998,13 @@ def per_image_cost(man: dict[str, Any], work: Path, n: int = 30) -> dict[str, An
     return out
 
 
+def print_weight_table(rows: list[dict[str, Any]]) -> None:
+    """An SFace-weight table (``weight_row`` rows), one line per weight."""
+    for row in rows:
+        tprs = " ".join(f"{v:.4f}" for k, v in row.items() if k.startswith("tpr"))
+        print(f"  w {row['weight']:<4} {tprs}  mean {row['mean']:.4f}")
+
+
 def _model_cache_state() -> str:
     """Whether reclaim's model cache (signals/modelcache) held entries when the bench began:
     with it, each process loads the face models ~1.5 s faster."""
@@ -1077,20 +1076,14 @@ def main() -> None:
         f"{cal['logistic']['midpoint']})))"
     )
     print("SFace weight (LFW calibration half, 3 templates; TPR at FPR 0.01/0.03/0.1%):")
-    for row in cal["sface_weight_selection"]:
-        vals = [v for k, v in row.items() if k.startswith("tpr")]
-        tprs = " ".join(f"{v:.4f}" for v in vals)
-        print(f"  w {row['weight']:<4} {tprs}  mean {row['mean']:.4f}")
+    print_weight_table(cal["sface_weight_selection"])
     vt = cal["sface_weight_selection_variants"]
     print(
         f"SFace weight on manipulated variants of the calibration half ({vt['identities']} "
         f"identities, {vt['positives']} positives, {vt['negative_pairs']} negative pairs; TPR at "
         "FPR 0.01/0.03/0.1%):"
     )
-    for row in vt["table"]:
-        vals = [v for k, v in row.items() if k.startswith("tpr")]
-        tprs = " ".join(f"{v:.4f}" for v in vals)
-        print(f"  w {row['weight']:<4} {tprs}  mean {row['mean']:.4f}")
+    print_weight_table(vt["table"])
     if args.only_calibration:
         RESULTS.parent.mkdir(exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")

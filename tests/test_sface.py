@@ -115,6 +115,10 @@ def test_align_matrix_undoes_a_similarity() -> None:
     m = S.align_matrix(pts)
     back = pts @ m[:, :2].T + m[:, 2]
     assert np.allclose(back, S.TEMPLATE_5, atol=1e-9)
+    # Any other five points as the destination (the bench fits TEMPLATE_5 onto ArcFace's).
+    dst = np.array([[10.0, 20.0], [50.0, 18.0], [30.0, 45.0], [14.0, 60.0], [46.0, 62.0]])
+    other = S.align_matrix(dst @ rot.T + t, dst)
+    assert np.allclose((dst @ rot.T + t) @ other[:, :2].T + other[:, 2], dst, atol=1e-9)
     # Degenerate points (all in one place) give a translation, not a division by zero.
     assert np.isfinite(S.align_matrix(np.ones((5, 2)))).all()
 

@@ -92,11 +92,11 @@ def model_path() -> Path:
     return Path(locs[0]) / MODEL_FILE
 
 
-def align_matrix(points: np.ndarray) -> np.ndarray:
-    """2 × 3 similarity transform (least squares, Umeyama) taking dlib's 5 landmarks (x, y) to
-    ``TEMPLATE_5``."""
+def align_matrix(points: np.ndarray, dst: np.ndarray = TEMPLATE_5) -> np.ndarray:
+    """2 × 3 similarity transform (least squares, Umeyama) taking 5 points (x, y) to ``dst``:
+    dlib's 5 landmarks to ``TEMPLATE_5`` unless told otherwise."""
     src = np.asarray(points, dtype=np.float64).reshape(5, 2)
-    dst = TEMPLATE_5
+    dst = np.asarray(dst, dtype=np.float64).reshape(5, 2)
     ms, md = src.mean(0), dst.mean(0)
     s, d = src - ms, dst - md
     # Complex-number form of the 2-D similarity: d ≈ a · s with a = scale · e^{iθ}.
@@ -230,7 +230,8 @@ class SFace:
         import onnx
 
         data = (path or model_path()).read_bytes()
-        if path is None and hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+        digest = hashlib.sha256(data).digest()
+        if path is None and digest.hex() != MODEL_SHA256:
             raise SFaceMissing(f"the SFace model file is not the expected one: {INSTALL_HINT}")
         shipped = onnx.load_from_string(data)
         folded = expand_prelu(fold_weights(shipped)).SerializeToString()
@@ -241,7 +242,7 @@ class SFace:
         #: differed) or "folded, not checked: why" (onnxruntime refused the shipped graph).
         self.backend = "folded"
         key = modelcache.check_key(
-            "sface", hashlib.sha256(data).digest(), hashlib.sha256(folded).digest(),
+            "sface", digest, hashlib.sha256(folded).digest(),
             code=(__file__,),
         )  # fmt: skip
         modelcache.verdict("sface-folded", key, lambda: self._check(shipped))
