@@ -59,3 +59,21 @@ def test_scan_check_and_pack_make_no_connection(
     assert rec["verdict"] and "nudity" in rec and rec["checks"]["synthetic"] == "checked"
     assert rec["maps"]
     assert attempts == []
+
+
+def test_onnxruntime_telemetry_is_off_whatever_the_environment_says() -> None:
+    # onnxruntime's own telemetry runs in native code, below the socket patches above: it is
+    # turned off by reclaim's package before onnxruntime loads, even when asked for.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, reclaim.signals.dlibnet; "
+        "print(os.environ['ORT_DISABLE_TELEMETRY'], 'onnxruntime' in sys.modules)"
+    )
+    env = {**os.environ, "ORT_DISABLE_TELEMETRY": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["1", "False"]  # set, and onnxruntime not loaded yet at that point
