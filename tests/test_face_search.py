@@ -141,7 +141,7 @@ def test_calibration_score_and_shipped_file() -> None:
     # 300 pairs cannot resolve 0.1 %, but a threshold outside that gap would be wrong on them).
     m = src["master_csv"]
     assert m["max_same_person_distance"] < shipped.threshold < m["min_different_person_distance"]
-    # The logistic's even-odds point lies near the operating threshold (v3: 0.45 at it).
+    # The logistic's even-odds point lies near the operating threshold (0.60 at it).
     assert 0.3 < shipped.score(shipped.threshold) < 0.7
     with pytest.raises(Exception, match="malformed"):
         Calibration.from_dict({"threshold": 0.5})
