@@ -293,7 +293,7 @@ def test_descriptor_reader_refuses_files_it_does_not_know() -> None:
 def test_dlib_computes_descriptors_when_the_fast_path_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(data: bytes) -> None:
+    def broken(*args: object) -> None:
         raise F._NetFormatError("stand-in failure")
 
     monkeypatch.setattr(F, "_OrtDescriptor", broken)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,38 @@ def test_an_entry_is_built_once_and_rebuilt_when_damaged(cache: Path) -> None:
     b = C.entry("thing", C.key_of("v2"), build)
     assert b != a and len(builds) == 3
     assert sorted(p.suffix for p in cache.iterdir()) == [".bin", ".bin", ".sha256", ".sha256"]
+
+
+def test_a_blob_is_built_once_and_rebuilt_when_damaged(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"graph bytes"
+
+    want = (b"graph bytes", hashlib.sha256(b"graph bytes").digest())
+    assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == 1
+    assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == 1
+    (kept,) = cache.glob("graph-*.bin")
+    kept.write_bytes(b"graph bytez")  # damaged on disk: built again, and kept again
+    assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == 2
+    assert kept.read_bytes() == b"graph bytes"
+    # Blobs of other keys unused for STALE_DAYS go when a new one is kept; recent ones stay.
+    (old,) = cache.glob("graph-*.bin")
+    long_ago = time.time() - (C.STALE_DAYS + 1) * 86400
+    os.utime(old, (long_ago, long_ago))
+    C.blob("graph-x", C.key_of("v1"), build)  # another name: not a candidate
+    C.blob("graph", C.key_of("v2"), build)
+    assert not old.exists() and not old.with_suffix(".sha256").exists()
+    assert len(list(cache.glob("graph-*.bin"))) == 2
+    C.blob("graph", C.key_of("v3"), build)  # v2 was just used: kept
+    assert len(list(cache.glob("graph-*.bin"))) == 3
+    monkeypatch.setenv(C.ENV, "off")  # no cache: built on every call
+    n = len(builds)
+    assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == n + 1
+    assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == n + 2
 
 
 def test_off_or_unwritable_means_no_entry(
@@ -124,8 +160,11 @@ def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
     assert first._encoder is not None  # dlib's own network ran the check
     first.cnn_detect(np.zeros((64, 64, 3), np.uint8))
     assert first.detector_backend == "onnxruntime"
-    names = sorted(p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in cache.glob("*.bin"))
-    assert names == ["dlib-descriptor", "dlib-hog", "dlib-mmod", "sface-folded"]
+    names = sorted(p.name.rsplit("-", 1)[0] for p in cache.glob("*.bin"))
+    assert names == [
+        "dlib-descriptor", "dlib-descriptor-graph", "dlib-hog", "dlib-mmod", "sface-folded",
+        "sface-graph",
+    ]  # fmt: skip
     second = F._Models()
     assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
     assert second._encoder is None  # not loaded: the check passed before on this machine
@@ -133,3 +172,32 @@ def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
     assert second.detector_backend == "onnxruntime" and second._cnn is None
     chips = [np.asarray(photo_like(2, (150, 150)))]
     assert np.array_equal(first.describe(chips), second.describe(chips))
+
+
+def test_a_warm_cache_loads_the_models_without_deriving_graphs(cache: Path) -> None:
+    """The derived graphs are read back: a second process neither imports onnx (SFace's folding
+    needs it) nor parses dlib's model file into a graph, and computes the same descriptors."""
+    code = """
+import sys
+import numpy as np
+from reclaim.signals import faces as F
+calls = []
+real = F._descriptor_graph
+F._descriptor_graph = lambda data: calls.append(1) or real(data)
+m = F._models()
+chips = [np.full((150, 150, 3), 90, np.uint8)]
+print(int("onnx" in sys.modules), len(calls), m.descriptor_backend, m.sface.backend)
+np.save(sys.argv[1], F.describe_faces(m, chips[0], chips, [np.array(
+    [[100, 60], [80, 60], [40, 60], [60, 60], [70, 90]], float)]))
+"""
+    runs = []
+    for n in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(cache.parent / f"d{n}.npy")],
+            capture_output=True, text=True, check=True, env={**os.environ, C.ENV: str(cache)},
+        ).stdout.split()  # fmt: skip
+        runs.append(out)
+    assert runs[0] == ["1", "1", "onnxruntime", "folded"]  # cold: derived and checked
+    assert runs[1] == ["0", "0", "onnxruntime", "folded"]  # warm: read back
+    a, b = (np.load(cache.parent / f"d{n}.npy") for n in range(2))
+    assert a.shape == (1, F.DESCRIPTOR_DIM) and np.array_equal(a, b)

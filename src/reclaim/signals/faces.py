@@ -86,7 +86,7 @@ from reclaim.errors import DecodeError, ReclaimError
 from reclaim.media import Media, MediaKind
 from reclaim.media.image import iter_frames
 from reclaim.media.video import iter_video_frames
-from reclaim.signals import mmod, modelcache
+from reclaim.signals import dlibnet, mmod, modelcache
 from reclaim.signals.base import Comparison, SignalType, SignalValue
 from reclaim.signals.dlibnet import (
     ONNX_FLOAT,
@@ -214,11 +214,20 @@ class _Models:
         self.descriptor_backend = "dlib"
         try:
             data = (d / MODEL_FILES["descriptor"]).read_bytes()
-            fast = _OrtDescriptor(data)
+            digest = hashlib.sha256(data).digest()
+            # The ONNX graph written from the model file is kept in the model cache (~0.2 s to
+            # derive on every load).
+            graph_key = modelcache.check_key(
+                "dlib descriptor graph", digest, code=(__file__, dlibnet.__file__)
+            )
+            fast = _OrtDescriptor(
+                *modelcache.blob(
+                    "dlib-descriptor-graph", graph_key, lambda: _descriptor_graph(data)
+                )
+            )
             key = modelcache.check_key(
-                "dlib descriptor", hashlib.sha256(data).digest(), fast.graph_sha256,
-                code=(__file__,),
-            )  # fmt: skip
+                "dlib descriptor", digest, fast.graph_sha256, code=(__file__,)
+            )
             why = modelcache.verdict("dlib-descriptor", key, lambda: self._check(fast))
         except (_NetFormatError, ImportError, OSError, RuntimeError) as e:
             self.descriptor_backend = f"dlib: {type(e).__name__}: {e}"
@@ -465,8 +474,9 @@ def descriptor_from_bytes(b: bytes) -> np.ndarray:
 # with the same weights read from the same ``dlib_face_recognition_resnet_model_v1.dat``, run by
 # onnxruntime (already a dependency) takes ~6 ms per face on one thread and gives the same
 # descriptors (largest difference ~3e-7 on 128 values of magnitude ~0.1). Nothing is shipped or
-# downloaded: the ONNX graph is built in memory when the models load, and it is used only if its
-# output on a check chip equals dlib's (else dlib computes the descriptors, as before).
+# downloaded: the ONNX graph is built from the model file when the models load (and kept in the
+# local model cache, ``modelcache``), and it is used only if its output on a check chip equals
+# dlib's (else dlib computes the descriptors, as before).
 
 _MAX_DESCRIPTOR_DIFF = 1e-4  # vs dlib on the check chip; calibration resolves 1e-4 at best
 _MEAN_RGB_DEFAULT = (122.782, 117.001, 104.298)  # dlib's input_rgb_image averages
@@ -605,13 +615,17 @@ def _onnx_model(mean: tuple[float, float, float], layers: list[tuple[Any, ...]])
     )
 
 
-class _OrtDescriptor:
-    """dlib's face ResNet run by onnxruntime on one thread (scans run a process per core)."""
+def _descriptor_graph(model_file: bytes) -> bytes:
+    """The ONNX graph of dlib's face ResNet file (``_NetFormatError`` when not that network)."""
+    return _onnx_model(*_read_resnet(model_file))
 
-    def __init__(self, model_file: bytes) -> None:
-        mean, layers = _read_resnet(model_file)
-        graph = _onnx_model(mean, layers)
-        self.graph_sha256 = hashlib.sha256(graph).digest()
+
+class _OrtDescriptor:
+    """dlib's face ResNet run by onnxruntime on one thread (scans run a process per core), from
+    its ONNX graph (``_descriptor_graph``)."""
+
+    def __init__(self, graph: bytes, graph_sha256: bytes | None = None) -> None:
+        self.graph_sha256 = graph_sha256 or hashlib.sha256(graph).digest()
         self.session: Any = ort_session(graph, _NetFormatError)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:

@@ -2,22 +2,26 @@
 
 Loading the face models took ~2 s per process, most of it spent re-deriving the same things:
 dlib's HOG face detector is rebuilt from its text form (~0.6 s; a binary copy loads in ~2 ms),
-and each faster path (dlib's networks run by onnxruntime, SFace's float32 graph) is checked
-against the reference implementation on every load (~0.3–0.8 s each). ``reclaim enroll`` pays
-that per call and every scan worker per process.
+the onnxruntime graphs are derived from the model files (~0.2 s each, and ~0.4 s to import
+``onnx`` for SFace's), and each faster path (dlib's networks run by onnxruntime, SFace's float32
+graph) is checked against the reference implementation (~0.3–0.8 s each). ``reclaim enroll``
+pays that per call and every scan worker per process; with the cache, loading takes ~0.55 s.
 
 What is kept here, under ``cache_dir()``:
 
 * ``entry(name, key)`` files: a binary copy of the HOG detector as dlib saved it;
+* ``blob(name, key)``: the derived onnxruntime graphs (dlib's descriptor network written as
+  ONNX, SFace with float32 weights), ~61 MB in all; one of another key (older code or library
+  versions) is deleted when unused for ``STALE_DAYS``;
 * ``verdict(name, key)``: that one faster path was checked equal to its reference on this machine.
 
 Every key holds what the cached thing depends on: the model file's SHA-256 (and the derived
-graph's), the versions of dlib and onnxruntime, and this CPU's instruction-set flags (integer and
-float kernels differ between CPUs). Each file is stored beside its SHA-256 and read back only
-when they match; a damaged or missing entry is rebuilt. Nothing here is fetched from anywhere,
-and no image or face is ever written to it. Caching is best effort: a read-only or missing home
-folder only means the work is done again. ``RECLAIM_CACHE_DIR`` chooses the folder; ``off``
-turns the cache off.
+graph's), the source of the modules that derive and run it, the versions of dlib, onnxruntime,
+onnx and numpy, and this CPU's instruction-set flags (integer and float kernels differ between
+CPUs). Each file is stored beside its SHA-256 and read back only when they match; a damaged or
+missing entry is rebuilt. Nothing here is fetched from anywhere, and no image or face is ever
+written to it. Caching is best effort: a read-only or missing home folder only means the work
+is done again. ``RECLAIM_CACHE_DIR`` chooses the folder; ``off`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -27,11 +31,21 @@ import hashlib
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["cache_dir", "check_key", "cpu_signature", "discard", "entry", "key_of", "verdict"]
+__all__ = [
+    "blob",
+    "cache_dir",
+    "check_key",
+    "cpu_signature",
+    "discard",
+    "entry",
+    "key_of",
+    "verdict",
+]
 
 ENV = "RECLAIM_CACHE_DIR"
 
@@ -69,20 +83,25 @@ def key_of(*parts: str | bytes) -> str:
     return h.hexdigest()
 
 
-def check_key(*parts: str | bytes, code: tuple[str, ...] = ()) -> str:
-    """The key of a faster path's check: what it was built from (``parts``), the source of the
-    modules that build and run it (``code``: file paths), the versions of the libraries that
-    compute it, and this CPU."""
+@lru_cache(maxsize=1)
+def _versions() -> tuple[str, ...]:
     from importlib import metadata
 
     versions = []
-    for dist in ("dlib-bin", "dlib", "onnxruntime", "numpy"):
+    for dist in ("dlib-bin", "dlib", "onnxruntime", "onnx", "numpy"):
         try:
             versions.append(f"{dist}={metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             continue
+    return tuple(versions)
+
+
+def check_key(*parts: str | bytes, code: tuple[str, ...] = ()) -> str:
+    """The key of a faster path's check or of a derived file: what it was built from
+    (``parts``), the source of the modules that build and run it (``code``: file paths), the
+    versions of the libraries that compute it, and this CPU."""
     sources = [Path(f).read_bytes() for f in code]
-    return key_of(*parts, *versions, cpu_signature(), *sources)
+    return key_of(*parts, *_versions(), cpu_signature(), *sources)
 
 
 def _paths(name: str, key: str) -> tuple[Path, Path] | None:
@@ -94,12 +113,51 @@ def _paths(name: str, key: str) -> tuple[Path, Path] | None:
 
 
 def _read(data_path: Path, sum_path: Path) -> bytes | None:
+    got = _read_summed(data_path, sum_path)
+    return None if got is None else got[0]
+
+
+def _read_summed(data_path: Path, sum_path: Path) -> tuple[bytes, bytes] | None:
+    """(data, SHA-256) of an entry whose data matches its stored SHA-256, else None."""
     try:
         data = data_path.read_bytes()
         want = sum_path.read_text().strip()
     except OSError:
         return None
-    return data if hashlib.sha256(data).hexdigest() == want else None
+    digest = hashlib.sha256(data).digest()
+    return (data, digest) if digest.hex() == want else None
+
+
+def blob(name: str, key: str, build: Callable[[], bytes]) -> tuple[bytes, bytes]:
+    """(bytes, their SHA-256) kept under (name, key): read back when intact, else ``build()``
+    (and kept when the cache is on and writable; otherwise built again on every call)."""
+    paths = _paths(name, key)
+    if paths is not None:
+        got = _read_summed(*paths)
+        if got is not None:
+            with contextlib.suppress(OSError):
+                os.utime(paths[0])  # in use: not pruned
+            return got
+    data = build()
+    if paths is not None and _store(*paths, data):
+        _prune(name, paths[0])
+    return data, hashlib.sha256(data).digest()
+
+
+#: Blobs of another key (older code or library versions) unused for this long are deleted when
+#: a new one of the same name is kept: each is tens of MB.
+STALE_DAYS = 14
+
+
+def _prune(name: str, keep: Path) -> None:
+    cutoff = time.time() - STALE_DAYS * 86400
+    for p in keep.parent.glob(f"{name}-*.bin"):
+        if p == keep or p.name[len(name) + 1 :].count("-"):
+            continue  # this entry, or one of another name that starts with this one
+        with contextlib.suppress(OSError):
+            if p.stat().st_mtime < cutoff:
+                p.with_suffix(".sha256").unlink(missing_ok=True)
+                p.unlink()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
