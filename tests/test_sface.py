@@ -91,6 +91,20 @@ def test_expanded_prelu_gives_the_same_values_to_the_bit() -> None:
     ]
     assert np.array_equal(runs[0], runs[1])
     assert np.array_equal(runs[1], np.where(x > 0, x, x * slope[None]))
+    # A slope that is not a constant (here a graph input) is left to PRelu.
+    other = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("PRelu", ["x", "s"], ["y"])],
+            "prelu_input_slope",
+            [
+                helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5]),
+                helper.make_tensor_value_info("s", TensorProto.FLOAT, [4, 1, 1]),
+            ],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        ),
+        opset_imports=[helper.make_opsetid("", 13)],
+    )
+    assert [n.op_type for n in S.expand_prelu(other).graph.node] == ["PRelu"]
     # SFace's graph as reclaim runs it has none left.
     sface_graph = S.expand_prelu(S.fold_weights(onnx.load(str(S.model_path()))))
     assert "PRelu" not in {n.op_type for n in sface_graph.graph.node}
