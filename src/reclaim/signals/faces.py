@@ -54,7 +54,7 @@ instead of one (~6 ms each).
 variants of the LFW calibration half): the squared distance is dlib's plus 0.64 × SFace's.
 Measured in ``bench/face_search.py`` (numbers there and in its results file): on plain LFW
 photos SFace alone is far better than dlib at 0.1 % false positives; on manipulated variants
-the two together find more than either. Cost: SFace takes ~25 ms per face on one
+the two together find more than either. Cost: SFace takes ~20 ms per face on one
 core, about as much as dlib's three views. Descriptors of older kinds (v1: 128 values,
 v2: 256) are not comparable; a case holding them says so (``StaleDescriptors``).
 
