@@ -1,4 +1,4 @@
-"""Sources: where items come from. Each source module registers itself, Pillow-plugin style.
+"""Sources: where items come from, each a module with an opener (Pillow-plugin style).
 
 ``open_source(spec)`` asks each registered opener, in order, whether it recognises the spec;
 a new built-in source is one module plus one line in ``_register_builtin``; others call
@@ -7,6 +7,7 @@ a new built-in source is one module plus one line in ``_register_builtin``; othe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,20 +52,22 @@ def open_source(spec: str, limits: SourceLimits | None = None) -> Source:
 
 
 _BUILTIN_DONE: list[bool] = []
+_BUILTIN_LOCK = threading.Lock()
 
 
 def _register_builtin() -> None:
     """Put the built-in sources first, once, when a source is first opened (importing them, and
     httpx with the URL list, costs ~0.1 s that commands which open no source need not pay)."""
-    if _BUILTIN_DONE:
-        return
-    from reclaim.sources import archive, folder, telegram, urllist
+    with _BUILTIN_LOCK:
+        if _BUILTIN_DONE:
+            return
+        from reclaim.sources import archive, folder, telegram, urllist
 
-    _OPENERS[:0] = [
-        _Opener("telegram", telegram.detect, telegram.open_telegram),
-        _Opener("urllist", urllist.detect, urllist.refuse_without_fetch),
-        _Opener("archive", archive.detect, archive.open_archive),
-        _Opener("folder", folder.detect, folder.open_folder),
-        _Opener("file", folder.detect_file, folder.open_file),
-    ]
-    _BUILTIN_DONE.append(True)
+        _OPENERS[:0] = [
+            _Opener("telegram", telegram.detect, telegram.open_telegram),
+            _Opener("urllist", urllist.detect, urllist.refuse_without_fetch),
+            _Opener("archive", archive.detect, archive.open_archive),
+            _Opener("folder", folder.detect, folder.open_folder),
+            _Opener("file", folder.detect_file, folder.open_file),
+        ]
+        _BUILTIN_DONE.append(True)
