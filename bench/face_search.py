@@ -31,8 +31,11 @@ Prints, and writes to bench/results/face_search.json:
    tolerance 0.6, at reclaim's threshold, and at the tolerance where it makes no more false
    positives than reclaim; it matches on the nearest reference). Plus the cost of the CNN
    detector (off / as fallback / on every image) on a sample, to show why it is a fallback.
+   ``--repeats N`` runs N such pairs, their order alternating, and prints each pair's speed
+   ratios with their median and range (machines are noisy).
 
     python bench/face_search.py [--calibrate] [--skip-fr] [--work DIR] [--identities 20]
+                                [--repeats 3]
 
 Generated files (corpus, cached descriptors) go to ``--work`` (default: a folder in the system
 temp dir), never into the repo. Needs ``../shared/data/faces``.
