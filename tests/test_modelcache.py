@@ -76,6 +76,47 @@ def test_a_blob_is_built_once_and_rebuilt_when_damaged(
     assert C.blob("graph", C.key_of("v1"), build) == want and len(builds) == n + 2
 
 
+def test_a_kept_blob_that_cannot_be_loaded_is_built_again(cache: Path) -> None:
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"good graph"
+
+    def load(data: bytes, sha: bytes) -> bytes:
+        if data != b"good graph":
+            raise ValueError("not a graph")
+        assert sha == hashlib.sha256(data).digest()
+        return data
+
+    assert C.loaded_blob("g", "k", build, load, (ValueError,)) == b"good graph"
+    (kept,) = cache.glob("g-*.bin")
+    kept.write_bytes(b"garbage")  # intact on disk (its checksum matches) but unusable
+    kept.with_suffix(".sha256").write_text(hashlib.sha256(b"garbage").hexdigest())
+    assert C.loaded_blob("g", "k", build, load, (ValueError,)) == b"good graph"
+    assert kept.read_bytes() == b"good graph" and len(builds) == 2
+
+    def never(data: bytes, sha: bytes) -> bytes:
+        raise ValueError("never loads")
+
+    with pytest.raises(ValueError, match="never loads"):  # built afresh and still failing
+        C.loaded_blob("g", "k", build, never, (ValueError,))
+
+
+def test_models_load_past_an_unusable_kept_graph(cache: Path) -> None:
+    first = F._Models()
+    graphs = sorted(cache.glob("*-graph-*.bin"))
+    assert [p.name.rsplit("-", 1)[0] for p in graphs] == ["dlib-descriptor-graph", "sface-graph"]
+    for p in graphs:
+        p.write_bytes(b"not an onnx graph")
+        p.with_suffix(".sha256").write_text(hashlib.sha256(b"not an onnx graph").hexdigest())
+    second = F._Models()
+    assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
+    assert all(p.read_bytes() != b"not an onnx graph" for p in graphs)  # rebuilt
+    chips = [np.asarray(photo_like(5, (150, 150)))]
+    assert np.array_equal(first.describe(chips), second.describe(chips))
+
+
 def test_off_or_unwritable_means_no_entry(
     cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -220,11 +220,10 @@ class _Models:
             graph_key = modelcache.check_key(
                 "dlib descriptor graph", digest, code=(__file__, dlibnet.__file__)
             )
-            fast = _OrtDescriptor(
-                *modelcache.blob(
-                    "dlib-descriptor-graph", graph_key, lambda: _descriptor_graph(data)
-                )
-            )
+            fast = modelcache.loaded_blob(
+                "dlib-descriptor-graph", graph_key, lambda: _descriptor_graph(data),
+                _OrtDescriptor, (_NetFormatError,),
+            )  # fmt: skip
             key = modelcache.check_key(
                 "dlib descriptor", digest, fast.graph_sha256, code=(__file__,)
             )

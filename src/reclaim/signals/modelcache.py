@@ -11,8 +11,9 @@ What is kept here, under ``cache_dir()``:
 
 * ``entry(name, key)`` files: a binary copy of the HOG detector as dlib saved it;
 * ``blob(name, key)``: the derived onnxruntime graphs (dlib's descriptor network written as
-  ONNX, SFace with float32 weights), ~61 MB in all; one of another key (older code or library
-  versions) is deleted when unused for ``STALE_DAYS``;
+  ONNX, SFace with float32 weights), ~61 MB in all; one that onnxruntime refuses is derived
+  again (``loaded_blob``), and one of another key (older code or library versions) is deleted
+  when unused for ``STALE_DAYS``;
 * ``verdict(name, key)``: that one faster path was checked equal to its reference on this machine.
 
 Every key holds what the cached thing depends on: the model file's SHA-256 (and the derived
@@ -35,6 +36,7 @@ import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "blob",
@@ -44,10 +46,12 @@ __all__ = [
     "discard",
     "entry",
     "key_of",
+    "loaded_blob",
     "verdict",
 ]
 
 ENV = "RECLAIM_CACHE_DIR"
+T = TypeVar("T")
 
 
 def cache_dir() -> Path | None:
@@ -142,6 +146,23 @@ def blob(name: str, key: str, build: Callable[[], bytes]) -> tuple[bytes, bytes]
     if paths is not None and _store(*paths, data):
         _prune(name, paths[0])
     return data, hashlib.sha256(data).digest()
+
+
+def loaded_blob(
+    name: str,
+    key: str,
+    build: Callable[[], bytes],
+    load: Callable[[bytes, bytes], T],
+    errors: tuple[type[Exception], ...],
+) -> T:
+    """``load(bytes, sha256)`` of ``blob(name, key, build)``. A kept blob that is intact on disk
+    but cannot be loaded (``errors``) is discarded and built again once; an error then is the
+    caller's, as without a cache."""
+    try:
+        return load(*blob(name, key, build))
+    except errors:
+        discard(name, key)
+    return load(*blob(name, key, build))
 
 
 #: Blobs of another key (older code or library versions) unused for this long are deleted when

@@ -260,8 +260,10 @@ class SFace:
         # The folded graph is kept in the model cache: deriving it costs ~0.2 s, and importing
         # onnx to do so ~0.4 s more, on every load (each ``reclaim enroll``, each scan worker).
         graph_key = modelcache.check_key("sface graph", digest, code=(__file__,))
-        folded, folded_sha256 = modelcache.blob("sface-graph", graph_key, derive)
-        self.session: Any = ort_session(folded, NetFormatError)
+        folded_sha256, self.session = modelcache.loaded_blob(
+            "sface-graph", graph_key, derive,
+            lambda g, sha: (sha, ort_session(g, NetFormatError)), (NetFormatError,),
+        )  # fmt: skip
         self.input = self.session.get_inputs()[0].name
         #: "folded" (float32 weights and PRelu expanded, checked equal to the shipped graph, now
         #: or on an earlier load on this machine: ``modelcache``), "as shipped: why" (they
