@@ -623,8 +623,8 @@ class _OrtDescriptor:
     """dlib's face ResNet run by onnxruntime on one thread (scans run a process per core), from
     its ONNX graph (``_descriptor_graph``)."""
 
-    def __init__(self, graph: bytes, graph_sha256: bytes | None = None) -> None:
-        self.graph_sha256 = graph_sha256 or hashlib.sha256(graph).digest()
+    def __init__(self, graph: bytes, graph_sha256: bytes) -> None:
+        self.graph_sha256 = graph_sha256
         self.session: Any = ort_session(graph, _NetFormatError)
 
     def __call__(self, chips: np.ndarray) -> np.ndarray:

@@ -226,7 +226,8 @@ def entry(name: str, key: str, build: Callable[[Path], None]) -> Path | None:
 
 
 def discard(name: str, key: str) -> None:
-    """Remove an entry (intact on disk but unusable): the next ``entry`` call builds it again."""
+    """Remove an entry or blob (intact on disk but unusable): the next ``entry`` or ``blob``
+    call builds it again."""
     paths = _paths(name, key)
     for p in paths or ():
         with contextlib.suppress(OSError):
