@@ -106,15 +106,23 @@ def test_a_kept_blob_that_cannot_be_loaded_is_built_again(cache: Path) -> None:
 def test_models_load_past_an_unusable_kept_graph(cache: Path) -> None:
     first = F._Models()
     graphs = sorted(cache.glob("*-graph-*.bin"))
-    assert [p.name.rsplit("-", 1)[0] for p in graphs] == ["dlib-descriptor-graph", "sface-graph"]
+    names = [p.name.rsplit("-", 1)[0] for p in graphs]
+    assert names == ["dlib-descriptor-graph", "sface-graph", "yunet-graph"]
     for p in graphs:
         p.write_bytes(b"not an onnx graph")
         p.with_suffix(".sha256").write_text(hashlib.sha256(b"not an onnx graph").hexdigest())
     second = F._Models()
     assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
+    assert second.yunet.backend == "folded"
     assert all(p.read_bytes() != b"not an onnx graph" for p in graphs)  # rebuilt
     chips = [np.asarray(photo_like(5, (150, 150)))]
     assert np.array_equal(first.describe(chips), second.describe(chips))
+    scene = np.asarray(photo_like(6, (320, 240)))
+    boxes = [
+        [(f.x, f.y, f.width, f.height, f.score) for f in m.yunet(scene, min_score=0.0)[:3]]
+        for m in (first, second)
+    ]
+    assert boxes[0] == boxes[1] and len(boxes[0]) == 3
 
 
 def test_off_or_unwritable_means_no_entry(
@@ -204,10 +212,11 @@ def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
     names = sorted(p.name.rsplit("-", 1)[0] for p in cache.glob("*.bin"))
     assert names == [
         "dlib-descriptor", "dlib-descriptor-graph", "dlib-hog", "dlib-mmod", "sface-folded",
-        "sface-graph",
+        "sface-graph", "yunet-folded", "yunet-graph",
     ]  # fmt: skip
     second = F._Models()
     assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
+    assert second.yunet.backend == "folded"
     assert second._encoder is None  # not loaded: the check passed before on this machine
     second.cnn_detect(np.zeros((64, 64, 3), np.uint8))
     assert second.detector_backend == "onnxruntime" and second._cnn is None
@@ -227,7 +236,8 @@ real = F._descriptor_graph
 F._descriptor_graph = lambda data: calls.append(1) or real(data)
 m = F._models()
 chips = [np.full((150, 150, 3), 90, np.uint8)]
-print(int("onnx" in sys.modules), len(calls), m.descriptor_backend, m.sface.backend)
+print(int("onnx" in sys.modules), len(calls), m.descriptor_backend, m.sface.backend,
+      m.yunet.backend)
 np.save(sys.argv[1], F.describe_faces(m, chips[0], chips, [np.array(
     [[100, 60], [80, 60], [40, 60], [60, 60], [70, 90]], float)]))
 """
@@ -238,7 +248,7 @@ np.save(sys.argv[1], F.describe_faces(m, chips[0], chips, [np.array(
             capture_output=True, text=True, check=True, env={**os.environ, C.ENV: str(cache)},
         ).stdout.split()  # fmt: skip
         runs.append(out)
-    assert runs[0] == ["1", "1", "onnxruntime", "folded"]  # cold: derived and checked
-    assert runs[1] == ["0", "0", "onnxruntime", "folded"]  # warm: read back
+    assert runs[0] == ["1", "1", "onnxruntime", "folded", "folded"]  # cold: derived, checked
+    assert runs[1] == ["0", "0", "onnxruntime", "folded", "folded"]  # warm: read back
     a, b = (np.load(cache.parent / f"d{n}.npy") for n in range(2))
     assert a.shape == (1, F.DESCRIPTOR_DIM) and np.array_equal(a, b)

