@@ -130,9 +130,10 @@ def pipeline_fingerprint() -> str:
     import reclaim.signals.faces
     import reclaim.signals.mmod
     import reclaim.signals.sface
+    import reclaim.signals.yunet
 
     mods = (reclaim.media.image, reclaim.signals.dlibnet, reclaim.signals.faces,
-            reclaim.signals.mmod, reclaim.signals.sface)  # fmt: skip
+            reclaim.signals.mmod, reclaim.signals.sface, reclaim.signals.yunet)  # fmt: skip
     code = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in mods)).hexdigest()
     f = reclaim.signals.faces
     return f"{f.DESCRIPTOR_KIND} {f.FaceOptions()!r} {code}"
@@ -1095,7 +1096,7 @@ def main() -> None:
     results["calibration"] = cal
     results["shipped_threshold"] = shipped["threshold"]
     m, lf = cal["master_csv"], cal["lfw_calibration_half"]
-    print("\n(1) verification ROC (reclaim pipeline: HOG+CNN fallback, 5-point, descriptor v3)")
+    print("\n(1) verification ROC (reclaim: HOG, CNN fallback, YuNet; 5-point; descriptor v3)")
     print(f"{'set':<40}{'pairs +/-':>14}{'AUC':>8}{'EER':>8}{'TPR@1%':>8}{'TPR@0.1%':>10}")
     rows = [("deepface master.csv", m), ("LFW calibration half, 3 templates", lf)]
     rows += [(f"  LFW cal., {PARTS[k]}", cal["parts"][k]) for k in ("dlib", "sface")]
