@@ -229,7 +229,7 @@ def test_face_signal_text_form_and_compare() -> None:
 
 def test_cnn_runs_when_hog_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o: calls.append("hog") or [])
+    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [])
     monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: calls.append("cnn") or [])
     img = np.asarray(photo_like(5, (120, 90)))
     assert find_faces(img, FaceOptions()) == []
@@ -240,14 +240,14 @@ def test_cnn_runs_when_hog_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     # A big HOG face: no CNN; a small one: CNN too, and overlapping CNN boxes are dropped.
     calls.clear()
     big = F._Det(0, 0, 100, 100, 1.0, "hog")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o: calls.append("hog") or [big])
+    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [big])
     dets = F._detect(F._models(), img, FaceOptions())
     assert calls == ["hog"] and len(dets) == 1
     calls.clear()
     small = F._Det(0, 0, 40, 40, 1.0, "hog")
     dup = F._Det(2, 2, 42, 42, 0.9, "cnn")
     other = F._Det(60, 40, 110, 90, 0.9, "cnn")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o: calls.append("hog") or [small])
+    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [small])
     monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: calls.append("cnn") or [dup, other])
     dets = F._detect(F._models(), img, FaceOptions())
     assert calls == ["hog", "cnn"]

@@ -94,7 +94,7 @@ def test_a_foreign_model_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pa
 def test_yunet_faces_are_added_where_no_other_face_is(monkeypatch: pytest.MonkeyPatch) -> None:
     img = np.asarray(photo_like(5, (200, 120)))
     hog = F._Det(0, 0, 100, 100, 1.0, "hog")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o: [F._Det(0, 0, 100, 100, 1.0, "hog")])
+    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: [F._Det(0, 0, 100, 100, 1.0, "hog")])
     monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: [])
     same = F._Det(5, 5, 105, 105, 0.9, "yunet")  # HOG's face again: dropped
     other = F._Det(150, 30, 230, 110, 0.8, "yunet")  # a face HOG missed: kept, clipped
@@ -127,8 +127,36 @@ def test_a_face_only_yunet_finds_gets_a_descriptor_close_to_hogs(
     d = shared_data("faces", "deepface-pairs")
     rgb = np.asarray(Media((d / "img1.jpg").read_bytes()).image(max_side=800))
     (ref,) = F.find_faces(rgb)
-    monkeypatch.setattr(F, "_hog", lambda m, img, o: [])
+    monkeypatch.setattr(F, "_hog", lambda m, img, o, *a: [])
     monkeypatch.setattr(F, "_cnn", lambda m, img, o: [])
     (yn,) = F.find_faces(rgb)
     assert yn.detector == "yunet" and ref.detector == "hog"
     assert np.linalg.norm(yn.descriptor - ref.descriptor) < 0.25
+
+
+def test_hog_is_scaled_to_the_smallest_yunet_face(monkeypatch: pytest.MonkeyPatch) -> None:
+    img = np.asarray(photo_like(5, (300, 200)))
+    seen: list[tuple[int, ...]] = []
+
+    class Hog:
+        def run(self, im: np.ndarray, up: int, adjust: float) -> tuple[list[object], ...]:
+            seen.append(im.shape[:2])
+            return [], [], []
+
+    m = F._models()
+    monkeypatch.setattr(m, "hog", Hog())
+    monkeypatch.setattr(F, "_cnn", lambda *a: [])
+
+    def hog_input(yunet_faces: list[F._Det], **options: int) -> tuple[int, ...]:
+        monkeypatch.setattr(F, "_yunet", lambda *a: list(yunet_faces))
+        F._detect(m, img, F.FaceOptions(**options))  # type: ignore[arg-type]
+        return seen[-1]
+
+    face = F._Det(10, 10, 110, 110, 0.9, "yunet")  # 100 px
+    large = F._Det(150, 0, 290, 140, 0.9, "yunet")  # 140 px
+    assert hog_input([]) == (400, 600)  # no YuNet face: upsampled ×2 as usual
+    assert hog_input([face, large]) == (280, 420)  # the smallest becomes 140 px: ×1.4
+    assert hog_input([large]) == (200, 300)  # already 140 px: the image's own size
+    assert hog_input([F._Det(0, 0, 280, 280, 0.9, "yunet")]) == (100, 150)  # ×0.5
+    assert hog_input([F._Det(0, 0, 20, 20, 0.9, "yunet")]) == (400, 600)  # never beyond ×2
+    assert hog_input([face], hog_face_px=0) == (400, 600)  # off: the usual scale
