@@ -160,3 +160,22 @@ def test_hog_is_scaled_to_the_smallest_yunet_face(monkeypatch: pytest.MonkeyPatc
     assert hog_input([F._Det(0, 0, 280, 280, 0.9, "yunet")]) == (100, 150)  # ×0.5
     assert hog_input([F._Det(0, 0, 20, 20, 0.9, "yunet")]) == (400, 600)  # never beyond ×2
     assert hog_input([face], hog_face_px=0) == (400, 600)  # off: the usual scale
+
+
+def test_the_check_does_not_use_yunets_faces(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reclaim import forensics
+
+    def no_yunet(*a: object) -> list[F._Det]:
+        raise AssertionError("the check looked for faces with YuNet")
+
+    monkeypatch.setattr(F, "_yunet", no_yunet)
+    img = np.asarray(photo_like(3, (160, 120)))
+    assert forensics._regions(img, None, forensics.DetectorOptions()) == []
+    kw = {"confidence": 1.0, "size": 50, "blur": 100.0, "pose": 0.0, "descriptor": np.zeros(3)}
+    faces = [
+        F.Face(box=(0, 0, 50, 50), detector="hog", **kw),  # type: ignore[arg-type]
+        F.Face(box=(60, 0, 110, 50), detector="yunet", **kw),  # type: ignore[arg-type]
+        F.Face(box=(0, 60, 50, 110), detector="cnn", **kw),  # type: ignore[arg-type]
+        F.Face(box=(0, 0, 50, 50), detector="hog", frame=3, **kw),  # type: ignore[arg-type]
+    ]
+    assert forensics.check_boxes(faces) == [(0, 0, 50, 50), (0, 60, 50, 110)]

@@ -61,7 +61,23 @@ def _regions(
         return regions_from_boxes(rgb, big)
     if not o.find_faces:
         return []
-    return face_regions(rgb, max_faces=o.max_faces)
+    return face_regions(rgb, check_face_options(), max_faces=o.max_faces)
+
+
+def check_face_options() -> Any:
+    """How the check looks for faces itself: HOG and the CNN fallback at their usual scales, as
+    when its detectors and fusion were fitted and measured (``bench/detect.py``). Face search
+    also runs YuNet, and scales HOG by YuNet's faces; the check has not been measured on those
+    faces, so it does not use YuNet's (``check_boxes``)."""
+    from reclaim.signals.faces import FaceOptions
+
+    return FaceOptions(yunet_max_side=0)
+
+
+def check_boxes(faces: Iterable[Any]) -> list[tuple[int, int, int, int]]:
+    """Boxes of face search's faces (``signals.faces.Face``) of a still image that the check
+    looks at: not those only YuNet found (see ``check_face_options``)."""
+    return [f.box for f in faces if f.frame is None and f.detector != "yunet"]
 
 
 def image_signals(

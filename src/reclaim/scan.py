@@ -147,7 +147,7 @@ def _add_check(item: ItemRecord, media: Media, level: str) -> None:
     """The item's manipulation check; a failure is left unrecorded (``reclaim check`` can
     still be run on the file) and never loses the item's hashes and faces."""
     from reclaim.check import check_media
-    from reclaim.forensics import DetectorOptions
+    from reclaim.forensics import DetectorOptions, check_boxes
 
     detectors: DetectorOptions | None = None
     boxes: list[tuple[int, int, int, int]] | None = None
@@ -157,7 +157,7 @@ def _add_check(item: ItemRecord, media: Media, level: str) -> None:
     elif level == "faces" and item.faces:
         done = "faces"
         if media.kind == "photo":
-            boxes = [f.box for f in item.faces if f.frame is None]
+            boxes = check_boxes(item.faces)
             detectors = DetectorOptions(find_faces=False, synthetic=True)
         else:  # videos: the frames checked are not the frames searched; faces found again
             detectors = DetectorOptions()
