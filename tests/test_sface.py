@@ -182,7 +182,7 @@ def test_missing_or_foreign_model_file_is_said(
     monkeypatch.undo()
     other = tmp_path / "other.onnx"
     other.write_bytes(b"not the model")
-    monkeypatch.setattr(S, "model_path", lambda: other)
+    monkeypatch.setattr(S, "model_path", lambda *a: other)
     with pytest.raises(S.SFaceMissing, match="not the expected one"):
         S.SFace()
 

@@ -86,8 +86,8 @@ def test_the_check_falls_back_to_opencv_or_says_it_could_not_run(
 def test_a_foreign_model_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     other = tmp_path / "other.onnx"
     other.write_bytes(b"not the model")
-    monkeypatch.setattr(Y, "model_path", lambda *a: other)
-    with pytest.raises(S.SFaceMissing, match="YuNet model file is not the expected one"):
+    monkeypatch.setattr(S, "model_path", lambda *a: other)
+    with pytest.raises(S.SFaceMissing, match="YuNet face detector file is not the expected one"):
         Y.YuNet()
 
 

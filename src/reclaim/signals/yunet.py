@@ -26,7 +26,6 @@ mouth corners); decoding and non-maximum suppression as OpenCV's ``FaceDetectorY
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,7 @@ from typing import Any
 import numpy as np
 
 from reclaim.signals import modelcache
-from reclaim.signals.dlibnet import NetFormatError, ort_session
-from reclaim.signals.sface import INSTALL_HINT, SFaceMissing, fold_weights, model_path
+from reclaim.signals.sface import derived_session, fold_weights, read_model
 
 __all__ = ["MODEL_SHA256", "YuNet", "YuNetFace"]
 
@@ -60,25 +58,10 @@ class YuNet:
     """YuNet on one thread (scans run a process per core)."""
 
     def __init__(self, path: Path | None = None) -> None:
-        data = (path or model_path(MODEL_FILE, "YuNet face detector")).read_bytes()
-        digest = hashlib.sha256(data).digest()
-        if path is None and digest.hex() != MODEL_SHA256:
-            raise SFaceMissing(f"the YuNet model file is not the expected one: {INSTALL_HINT}")
-
-        def shipped() -> Any:
-            import onnx
-
-            return onnx.load_from_string(data)
-
-        def derive() -> bytes:
-            return bytes(_any_size(fold_weights(shipped())).SerializeToString())
-
-        # Kept in the model cache like SFace's graph: importing onnx to derive it costs ~0.4 s.
-        graph_key = modelcache.check_key("yunet graph", digest, code=(__file__,))
-        folded_sha256, self.session = modelcache.loaded_blob(
-            "yunet-graph", graph_key, derive,
-            lambda g, sha: (sha, ort_session(g, NetFormatError)), (NetFormatError,),
-        )  # fmt: skip
+        data, digest = read_model(path, MODEL_FILE, MODEL_SHA256, "YuNet face detector")
+        folded_sha256, self.session = derived_session(
+            "yunet", data, digest, lambda m: _any_size(fold_weights(m)), __file__
+        )
         #: OpenCV's network of the shipped file, run instead when the folded graph's check fails.
         self.opencv_net: Any = None
         #: "folded" (checked equal to OpenCV's run of the shipped file, now or on an earlier
