@@ -36,7 +36,7 @@ Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.
   occluded, turned and tightly cropped faces HOG misses (HOG missed 210 of 300 tight face
   photos of the real-color set; the CNN found them). ``cnn="off"`` disables it, ``"always"``
   runs it on every image.
-* **YuNet beside them** (``yunet.py``: a 76,000-parameter CNN detector shipped in the same
+* **YuNet beside them** (``yunet.py``: a CNN detector of 53,000 weights, shipped in the same
   package as SFace, ~4 ms per image on one core at its 640 px input cap). It runs on every
   image, first; its faces that no HOG or CNN face overlaps are added (``yunet_max_side=0``
   turns it off, and HOG then runs at its usual scale). Its boxes are mapped onto HOG's

