@@ -143,9 +143,10 @@ def blob(name: str, key: str, build: Callable[[], bytes]) -> tuple[bytes, bytes]
                 os.utime(paths[0])  # in use: not pruned
             return got
     data = build()
-    if paths is not None and _store(*paths, data):
+    digest = hashlib.sha256(data).digest()
+    if paths is not None and _store(*paths, data, digest):
         _prune(name, paths[0])
-    return data, hashlib.sha256(data).digest()
+    return data, digest
 
 
 def loaded_blob(
@@ -192,11 +193,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _store(data_path: Path, sum_path: Path, data: bytes) -> bool:
+def _store(data_path: Path, sum_path: Path, data: bytes, digest: bytes | None = None) -> bool:
+    """Write ``data`` and its SHA-256 (``digest`` when the caller has it) atomically; False when
+    the folder cannot be written."""
     try:
         data_path.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(data_path, data)
-        _write_atomic(sum_path, hashlib.sha256(data).hexdigest().encode())
+        _write_atomic(sum_path, (digest or hashlib.sha256(data).digest()).hex().encode())
     except OSError:
         return False
     return True
