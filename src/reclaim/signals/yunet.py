@@ -20,9 +20,10 @@ weights are turned back into float32 (``sface.fold_weights``) and its input size
 only when its outputs on a check input equal those of OpenCV's own run of the shipped file
 (onnxruntime refuses the shipped graph); otherwise OpenCV runs the shipped file.
 
-Output per face: box (x, y, width, height, in the image's pixels), score (0–1: the square root
-of class and objectness scores, as OpenCV computes it) and 5 landmarks (eye centres, nose tip,
-mouth corners); decoding and non-maximum suppression as OpenCV's ``FaceDetectorYN``.
+Output per face: box (x, y, width, height, in the image's pixels) and score (0–1: the square
+root of class and objectness scores, as OpenCV computes it); decoding and non-maximum
+suppression as OpenCV's ``FaceDetectorYN``. The network's 5 landmarks are not decoded: faces
+are aligned on dlib's landmarks, found in the box mapped to HOG's (``faces._yunet``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ class YuNetFace:
     width: float
     height: float
     score: float
-    landmarks: np.ndarray  # 5 × 2: right eye, left eye, nose tip, mouth corners (x, y)
 
 
 class YuNet:
@@ -81,11 +81,12 @@ class YuNet:
         try:
             reference = cv2.dnn.readNetFromONNX(np.frombuffer(data, dtype=np.uint8))
             x = np.random.default_rng(20261127).uniform(0, 255, (1, 3, 640, 640))
-            ref = self._run_cv(reference, x.astype(np.float32))
+            x = x.astype(np.float32)
+            ref = self._run_cv(reference, x)
         except cv2.error as e:
             self.backend = f"folded, not checked: OpenCV cannot run the shipped file: {e}"
             return self.backend
-        ours = self._run_ort(x.astype(np.float32))
+        ours = self._run_ort(x)
         diff = max(float(np.abs(ours[k] - ref[k]).max()) for k in OUTPUTS)
         if diff > _MAX_CHECK_DIFF:
             self.opencv_net = reference
@@ -125,7 +126,7 @@ class YuNet:
         x = np.zeros((1, 3, ph, pw), dtype=np.float32)
         x[0, :, :ih, :iw] = img[:, :, ::-1].transpose(2, 0, 1)  # BGR, 0-255, as OpenCV feeds it
         out = self._run_ort(x) if self.opencv_net is None else self._run_cv(self.opencv_net, x)
-        boxes, scores, marks = [], [], []
+        boxes, scores = [], []
         for st in STRIDES:
             rows, cols = ph // st, pw // st
             cls = np.clip(out[f"cls_{st}"].reshape(-1), 0.0, 1.0)
@@ -136,25 +137,20 @@ class YuNet:
                 continue
             r, c = (keep // cols).astype(np.float32), (keep % cols).astype(np.float32)
             b = out[f"bbox_{st}"].reshape(rows * cols, 4)[keep]
-            k = out[f"kps_{st}"].reshape(rows * cols, 10)[keep]
             cx, cy = (c + b[:, 0]) * st, (r + b[:, 1]) * st
             bw, bh = np.exp(b[:, 2]) * st, np.exp(b[:, 3]) * st
             boxes.append(np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1))
             scores.append(score[keep])
-            pts = k.reshape(-1, 5, 2)
-            marks.append(np.stack([(pts[..., 0] + c[:, None]) * st,
-                                   (pts[..., 1] + r[:, None]) * st], axis=2))  # fmt: skip
         if not boxes:
             return []
-        allb, alls, allm = np.concatenate(boxes), np.concatenate(scores), np.concatenate(marks)
+        allb, alls = np.concatenate(boxes), np.concatenate(scores)
         # OpenCV's FaceDetectorYN: NMS on integer boxes, the score threshold again, top k.
         rects = [[int(v) for v in bb] for bb in allb]
         idx = cv2.dnn.NMSBoxes(rects, alls.tolist(), min_score, nms_iou, top_k=top_k)
         faces = []
         for i in np.asarray(idx, dtype=np.int64).reshape(-1):
             bx, by, bw_, bh_ = (float(v) for v in allb[i])
-            pts = allm[i].astype(np.float64) / np.array([sx, sy])
-            faces.append(YuNetFace(bx / sx, by / sy, bw_ / sx, bh_ / sy, float(alls[i]), pts))
+            faces.append(YuNetFace(bx / sx, by / sy, bw_ / sx, bh_ / sy, float(alls[i])))
         return faces
 
 
