@@ -204,3 +204,57 @@ def test_protect_page_gives_the_same_rows_as_the_cli(client: TestClient, tmp_pat
 
     assert rows(web) == rows(out.read_text())
     assert {r[0] for r in rows(web)} == {"vpdq", "video_md5", "pdq", "md5"}
+
+
+@pytest.mark.parametrize(
+    "referer",
+    [
+        "http://evil.example/",
+        "https://evil.example/x",
+        "//evil.example/x",
+        "/\\evil.example/x",
+        "\\\\evil.example/x",
+        "/\t/evil.example/x",  # browsers drop tabs and newlines from URLs
+        "https:evil.example",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "http://127.0.0.1:8765@evil.example/",
+        "http://127.0.0.1:8765.evil.example/",
+        "http://127.0.0.1:9999/sources",  # another port is another origin
+        "https://127.0.0.1:8765/sources",  # so is another scheme
+        "http://localhost:8765/sources",  # and another name
+        "http://127.0.0.1:8765//evil.example/x",
+        "http://127.0.0.1:8765/\\evil.example",
+        "sources",
+    ],
+)
+def test_back_redirects_stay_on_this_app(client: TestClient, referer: str) -> None:
+    """/lang and /settings/reveal send the person back where she was: only to a page of this
+    app, never to wherever a Referer points (open redirect)."""
+    answers = (
+        client.get("/lang/en", headers={"referer": referer}, follow_redirects=False),
+        client.post(
+            "/settings/reveal",
+            data={"reveal_all": "1"},
+            headers={"referer": referer},
+            follow_redirects=False,
+        ),
+    )
+    for r in answers:
+        assert r.status_code == 303
+        assert r.headers["location"] == "/", (referer, r.headers["location"])
+
+
+def test_back_redirects_return_to_the_page(client: TestClient) -> None:
+    for referer, back in (
+        ("http://127.0.0.1:8765/sources?tab=runs#x", "/sources?tab=runs"),
+        ("/findings", "/findings"),
+        (None, "/"),
+    ):
+        headers = {"referer": referer} if referer else {}
+        r = client.get("/lang/fr", headers=headers, follow_redirects=False)
+        assert r.headers["location"] == back
+        r = client.post(
+            "/settings/reveal", data={"reveal_all": "0"}, headers=headers, follow_redirects=False
+        )
+        assert r.headers["location"] == back

@@ -11,8 +11,11 @@ retried after ``backoff_s * 2**(attempt-1)`` seconds, up to ``max_attempts``, th
 Deliveries live in the database, so a restart resumes pending retries.
 
 Receivers must be on public addresses (``reclaim.netguard``): the host is checked when the
-webhook is registered and again before every attempt, so a tenant cannot make the server post to
-its own loopback services, the private network or a cloud metadata endpoint. A refused attempt
+webhook is registered and again at every attempt, so a tenant cannot make the server post to
+its own loopback services, the private network or a cloud metadata endpoint. At an attempt the
+check is made by the connection itself (``GuardedTransport``): the name is resolved once and the
+request goes to an address of that answer, all of whose addresses were found public (a name
+that answers public to a check and loopback to the connection gains nothing). A refused attempt
 is recorded with its reason, and retried like any failure (DNS may change back).
 """
 
@@ -29,7 +32,7 @@ from typing import Any
 import httpx
 
 from reclaim import __version__
-from reclaim.netguard import host_problem
+from reclaim.netguard import GuardedTransport, host_problem, refusal
 from reclaim.platform.store import Delivery, PlatformStore
 
 __all__ = ["WebhookSender", "sign", "url_problem", "verify"]
@@ -56,8 +59,9 @@ def verify(secret: str, header: str, body: bytes, tolerance_s: float = 300.0) ->
     return hmac.compare_digest(expected, given)
 
 
-def url_problem(url: str, *, allow_private: bool = False) -> str | None:
-    """None when ``url`` is an http(s) URL the server may post to, else a one-line reason."""
+def url_problem(url: str, *, allow_private: bool = False, resolve: bool = True) -> str | None:
+    """None when ``url`` is an http(s) URL the server may post to, else a one-line reason.
+    ``resolve=False``: its form only (the guarded transport checks the host as it connects)."""
     try:
         u = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError) as e:
@@ -66,7 +70,7 @@ def url_problem(url: str, *, allow_private: bool = False) -> str | None:
         return "webhook url must be http:// or https://"
     if not u.host:
         return "webhook url has no host"
-    if allow_private:
+    if allow_private or not resolve:
         return None
     return host_problem(u.host)
 
@@ -86,8 +90,14 @@ class WebhookSender:
         self.allow_private = allow_private
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
+        #: Only reclaim's own client pins connections; a client passed in connects as it likes,
+        #: so its hosts are checked (one more lookup) before each attempt.
+        self._pinned = client is None
         self.client = client or httpx.Client(
-            timeout=timeout_s, follow_redirects=False, trust_env=False
+            timeout=timeout_s,
+            follow_redirects=False,
+            trust_env=False,
+            transport=GuardedTransport(allow_private=allow_private),
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -111,7 +121,7 @@ class WebhookSender:
         }
         status: int | None = None
         error: str | None = None
-        refused = url_problem(d.url, allow_private=self.allow_private)
+        refused = url_problem(d.url, allow_private=self.allow_private, resolve=not self._pinned)
         if refused is not None:
             ok, error = False, f"refused: {refused}"[:300]
         else:
@@ -123,7 +133,8 @@ class WebhookSender:
                     error = f"HTTP {status}"
             except httpx.HTTPError as e:
                 ok = False
-                error = f"{type(e).__name__}: {e}"[:300]
+                why = refusal(e)
+                error = (f"refused: {why}" if why else f"{type(e).__name__}: {e}")[:300]
         attempts = d.attempts + 1
         retry_at = None
         if not ok and attempts < self.max_attempts:

@@ -10,6 +10,9 @@ Guards (all from ``SourceLimits``):
 - only ``http``/``https``, for listed URLs and every redirect target (``file://``, ``ftp://``
   and the like are refused);
 - redirects followed by hand, at most ``url_max_redirects``;
+- ``url_public_only`` (the platform's ``?url=`` fetch): every hop's host resolved once, refused
+  unless all its addresses are public, and connected to an address of that same answer
+  (``reclaim.netguard.GuardedTransport``: no DNS-rebinding window);
 - connect/read timeouts of ``url_timeout_s`` plus a total per-URL deadline (by default
   ``DEADLINE_FACTOR * url_timeout_s``) checked while streaming, so a server dribbling bytes
   cannot hold the scan;
@@ -43,7 +46,7 @@ import httpx
 from reclaim import __version__
 from reclaim.errors import FetchError, InputError, SourceError
 from reclaim.media.sniff import sniff
-from reclaim.netguard import host_problem
+from reclaim.netguard import GuardedTransport, host_problem, refusal
 from reclaim.sources.base import Entry, Locator, Source, SourceLimits
 
 __all__ = [
@@ -244,20 +247,26 @@ class UrlListSource:
             deadline_s if deadline_s is not None else DEADLINE_FACTOR * limits.url_timeout_s
         )
         self._client = client
+        self._pinned: httpx.Client | None = None  # the client _make_client built, if any
 
     def describe(self) -> str:
         return f"url list {self.spec} ({len(self.urls)} URLs)"
 
     def _make_client(self) -> httpx.Client:
+        """reclaim's own client. Its transport resolves each host once and connects to an
+        address of that answer; with ``url_public_only`` every address of it must be public
+        (``reclaim.netguard``), so the check and the connection cannot disagree."""
         no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
         t = self.limits.url_timeout_s
-        return httpx.Client(
+        self._pinned = httpx.Client(
             follow_redirects=False,
             trust_env=False,
             cookies=no_cookies,
             timeout=httpx.Timeout(t),
             headers={"User-Agent": self.user_agent},
+            transport=GuardedTransport(allow_private=not self.limits.url_public_only),
         )
+        return self._pinned
 
     def entries(self) -> Iterator[Entry]:
         own = self._client is None
@@ -301,7 +310,9 @@ class UrlListSource:
             if left <= 0:
                 raise over_deadline()
             t = min(limits.url_timeout_s, left)
-            if limits.url_public_only:
+            if limits.url_public_only and client is not self._pinned:
+                # A caller's own client connects as it likes: check the host beforehand (its
+                # transport resolves again; reclaim's own client checks as it connects).
                 refused = host_problem(url.host)
                 if refused is not None:
                     raise FetchError(f"refused: {refused}")
@@ -441,6 +452,9 @@ class UrlListSource:
 
     @staticmethod
     def _network_error(e: httpx.HTTPError) -> str:
+        refused = refusal(e)
+        if refused is not None:
+            return f"refused: {refused}"
         detail = _one_line(str(e)) or type(e).__name__
         if isinstance(e, httpx.ConnectError):
             return f"connection failed: {detail}"

@@ -315,17 +315,40 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             return page(request, "item.html.j2", status=400, problem=str(e), rec=None)
         return RedirectResponse(f"/item/{sha}", status_code=303)
 
+    def back_path(request: Request) -> str:
+        """Where to send the person back to: the Referer's path and query when it is a page of
+        this app (same scheme, host and port, or a path from the root), else "/". Never
+        another site (open redirect): no "//host", no backslash (browsers read it as "/"), no
+        whitespace or control character (browsers drop tabs and newlines, so "/", a tab,
+        "/evil.com" would become "//evil.com")."""
+        from urllib.parse import urlsplit
+
+        ref = request.headers.get("referer") or ""
+        if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in ref):
+            return "/"
+        try:
+            parts = urlsplit(ref)
+        except ValueError:
+            return "/"
+        if parts.scheme or parts.netloc:
+            own = (request.url.scheme, (request.headers.get("host") or "").lower())
+            if (parts.scheme.lower(), parts.netloc.lower()) != own:
+                return "/"
+        path = parts.path
+        if not path.startswith("/") or path.startswith("//"):
+            return "/"
+        return path + (f"?{parts.query}" if parts.query else "")
+
     @app.get("/lang/{lang}")
     def set_lang(lang: str, request: Request) -> RedirectResponse:
-        back = request.headers.get("referer") or "/"
-        resp = RedirectResponse(back if back.startswith("http://") else "/", status_code=303)
+        resp = RedirectResponse(back_path(request), status_code=303)
         if lang in LANGS:
             resp.set_cookie("lang", lang, samesite="strict", httponly=True)
         return resp
 
     @app.post("/settings/reveal")
     def set_reveal(request: Request, reveal_all: str = Form("0")) -> RedirectResponse:
-        resp = RedirectResponse(request.headers.get("referer") or "/", status_code=303)
+        resp = RedirectResponse(back_path(request), status_code=303)
         resp.set_cookie("reveal_all", "1" if reveal_all == "1" else "0", samesite="strict")
         return resp
 
