@@ -9,7 +9,15 @@ concurrent requests for a fixed time. Half the queries are near-duplicates (dist
 bank hashes, half random. Reports lookups/s, p50/p90/p99 latency, errors, and whether every
 near-duplicate was found. Client and server share the same 2 cores.
 
+Each concurrency level runs twice in the same server: clean, then with hostile uploads mixed
+in — ``--hostile-clients`` clients that keep posting the crafted files of
+``tests/hostile_media.py`` (GIF screen/frame bombs, APNG/WebP with many huge frames, a TIFF
+page bomb) to ``POST /h/hash`` while the lookups run. They are hashed in the service's bounded,
+sandboxed worker pool (refused, stopped at the time limit or memory ceiling, or answered 503
+when the pool is full), never on the event loop. Target: lookup p99 within 2x of the clean run.
+
 Usage: python bench/service_load.py [--hashes 1000000] [--seconds 30] [--concurrency 8]
+       [--hostile-clients 2]
 """
 
 from __future__ import annotations
@@ -35,6 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from reclaim.platform.store import SqlitePlatformStore  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+from tests.hostile_media import hostile_samples  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "service_load.json"
 
 
@@ -42,7 +53,7 @@ def build_db(path: Path, n: int, rng: np.random.Generator) -> tuple[str, np.ndar
     store = SqlitePlatformStore(path)
     store.migrate()
     tid = store.create_tenant("bench")
-    token = store.create_token(tid, "load", ["match"])
+    token = store.create_token(tid, "load", ["match", "hash"])
     bank = store.create_bank(tid, "BENCH")
     store.close()
     seeds = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
@@ -89,8 +100,30 @@ def serve(db: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+async def hostile(client: httpx.AsyncClient, stop: float, k: int, seen: dict[str, int]) -> None:
+    """Keep posting hostile files to /h/hash until ``stop``; count the answers by status."""
+    samples = list(hostile_samples().items())
+    i = k
+    while time.perf_counter() < stop:
+        name, data = samples[i % len(samples)]
+        i += 1
+        try:
+            r = await client.post("/h/hash", files={"photo": (name, data)}, timeout=120)
+            key = str(r.status_code)
+            if r.status_code == 503:
+                await asyncio.sleep(float(r.headers.get("Retry-After", "1")))
+        except httpx.HTTPError as e:
+            key = type(e).__name__
+        seen[key] = seen.get(key, 0) + 1
+
+
 async def load(
-    base: str, token: str, queries: list[tuple[str, int]], seconds: float, conc: int
+    base: str,
+    token: str,
+    queries: list[tuple[str, int]],
+    seconds: float,
+    conc: int,
+    hostile_clients: int = 0,
 ) -> dict[str, Any]:
     lat: list[float] = []
     errors = 0
@@ -123,9 +156,14 @@ async def load(
                 elif want >= 0 and want not in {m["bank_content_id"] for m in r.json()["matches"]}:
                     missed += 1
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(conc)))
-        wall = time.perf_counter() - t0
+        seen: dict[str, int] = {}
+        async with httpx.AsyncClient(base_url=base, headers=headers) as bad:
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(worker(w) for w in range(conc)),
+                *(hostile(bad, stop, k, seen) for k in range(hostile_clients)),
+            )
+            wall = time.perf_counter() - t0
     arr = np.array(lat) * 1000
     return {
         "requests": done,
@@ -136,6 +174,8 @@ async def load(
         "p99_ms": round(float(np.percentile(arr, 99)), 2),
         "errors": errors,
         "near_duplicates_missed": missed,
+        "hostile_clients": hostile_clients,
+        "hostile_answers": seen,
     }
 
 
@@ -144,6 +184,7 @@ def main() -> None:
     ap.add_argument("--hashes", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--hostile-clients", type=int, default=2)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     rng = np.random.default_rng(7)
@@ -183,10 +224,12 @@ def main() -> None:
             runs = []
             for conc in args.concurrency:
                 asyncio.run(load(base, token, queries[:200], 2.0, conc))  # warm-up
-                r = asyncio.run(load(base, token, queries, args.seconds, conc))
-                r["concurrency"] = conc
-                print(json.dumps(r), flush=True)
-                runs.append(r)
+                for bad in (0, args.hostile_clients):
+                    r = asyncio.run(load(base, token, queries, args.seconds, conc, bad))
+                    r["concurrency"] = conc
+                    r["mix"] = "clean" if bad == 0 else "hostile"
+                    print(json.dumps(r), flush=True)
+                    runs.append(r)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -197,13 +240,22 @@ def main() -> None:
         "server_startup_s": round(startup_s, 1),
         "runs": runs,
     }
-    print("\n| concurrency | lookups/s | p50 ms | p90 ms | p99 ms | errors | near-dups missed |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| concurrency | mix | lookups/s | p50 ms | p90 ms | p99 ms | errors "
+        "| near-dups missed | hostile answers |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         print(
-            f"| {r['concurrency']} | {r['lookups_per_s']:,} | {r['p50_ms']} | {r['p90_ms']} "
-            f"| {r['p99_ms']} | {r['errors']} | {r['near_duplicates_missed']} |"
+            f"| {r['concurrency']} | {r['mix']} | {r['lookups_per_s']:,} | {r['p50_ms']} "
+            f"| {r['p90_ms']} | {r['p99_ms']} | {r['errors']} | {r['near_duplicates_missed']} "
+            f"| {r['hostile_answers'] or ''} |"
         )
+    for conc in args.concurrency:
+        pair = {r["mix"]: r for r in runs if r["concurrency"] == conc}
+        if len(pair) == 2:
+            ratio = pair["hostile"]["p99_ms"] / max(pair["clean"]["p99_ms"], 1e-9)
+            print(f"concurrency {conc}: hostile p99 / clean p99 = {ratio:.2f} (target <= 2)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 

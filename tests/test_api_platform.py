@@ -326,7 +326,7 @@ def test_tenant_isolation(env: Env) -> None:
     assert c.get("/c/bank/A_ONLY", headers=b).status_code == 404
     assert c.get(f"/c/bank/A_ONLY/content/{ca}", headers=b).status_code == 404
     assert c.get(f"/c/bank/SHARED_NAME/content/{ca}", headers=b).status_code == 404
-    assert c.delete(f"/c/bank/SHARED_NAME/content/{ca}", headers=b).json() == {"deleted": 0}
+    assert c.delete(f"/c/bank/SHARED_NAME/content/{ca}", headers=b).status_code == 404
     assert c.get("/c/bank/SHARED_NAME/export", headers=b).json()["items"] == []
     q = {"signal": base, "signal_type": "pdq"}
     assert c.get("/m/raw_lookup", headers=b, params=q).json() == {"matches": []}
@@ -346,8 +346,8 @@ def test_tenant_isolation(env: Env) -> None:
     assert r.status_code == 404
     assert c.get(f"/review/items/{item}", headers=a).json()["status"] == "pending"
     c.post(f"/review/items/{item}/decision", headers=a, json={"action": "remove"})
-    assert all(
-        "review_item" not in e["target"]
+    assert all(  # b's log holds only b's own (refused) attempt on a's item
+        "review_item" not in e["target"] or e["action"] == "review.decision.not_found"
         for e in c.get("/review/audit", headers=b).json()["entries"]
     )
     assert any(
@@ -636,3 +636,183 @@ def test_other_process_changes_are_picked_up(store: PlatformStore) -> None:
     one.client.delete(f"/c/bank/B/content/{cid}", headers=h)
     assert two.client.get("/m/raw_lookup", headers=h, params=q).json() == {"matches": []}
     assert one.client.get("/openapi.json").json()["paths"]["/m/raw_lookup"]
+
+
+# -- hostile input: 4xx with a reason, never 500 -------------------------------------------------
+
+
+def test_out_of_range_integers_are_4xx(env: Env) -> None:
+    h = env.all_scopes("a")
+    c = env.client
+    c.post("/c/banks", headers=h, json={"name": "B"})
+    for v in (str(2**63), str(10**30), "1e30", str(-(2**63) - 1)):
+        for method, url, kw in (
+            ("GET", f"/c/bank/B/content/{v}", {}),
+            ("DELETE", f"/c/bank/B/content/{v}", {}),
+            ("GET", f"/review/items/{v}", {}),
+            ("GET", f"/review/items/{v}/preview", {}),
+            ("POST", f"/review/items/{v}/decision", {"json": {"action": "keep"}}),
+            ("DELETE", f"/review/webhooks/{v}", {}),
+            ("DELETE", f"/tokens/{v}", {}),
+            ("GET", "/review/items", {"params": {"after_id": v}}),
+            ("GET", "/review/audit", {"params": {"after_id": v}}),
+            ("GET", "/review/items", {"params": {"limit": v}}),
+            ("GET", "/review/audit", {"params": {"limit": v}}),
+        ):
+            r = c.request(method, url, headers=h, **kw)
+            assert 400 <= r.status_code < 500, (method, url, kw, r.status_code, r.text)
+            assert r.json()["message"] and "Traceback" not in r.text
+    r = c.post("/c/bank/B/signal", headers=h, json={"pdq": "ab" * 32, "quality": {"pdq": 2**70}})
+    assert r.status_code == 400
+    for body in ({"enabled_ratio": 10**400}, {"pdq_distance": 2**70}):
+        r = c.put("/c/bank/B", headers=h, json=body)
+        assert r.status_code == 400, r.text
+    r = c.post(
+        "/c/bank/B/import",
+        headers=h,
+        json={"items": [{"signals": {"pdq": "ab" * 32}, "quality": {"pdq": 10**30}}]},
+    )
+    assert r.status_code == 400
+    # the store refuses them too (another caller than the API)
+    from reclaim.errors import ReclaimError
+
+    tid = env.store.tenant_id("a")
+    assert tid is not None
+    with pytest.raises(ReclaimError, match="out of range"):
+        env.store.get_review_item(tid, 2**63)
+
+
+def test_deeply_nested_json_is_4xx(env: Env) -> None:
+    h = env.all_scopes("a")
+    c = env.client
+    c.post("/c/banks", headers=h, json={"name": "B"})
+    deep_list = ("[" * 100_000 + "]" * 100_000).encode()
+    deep_obj = ('{"a":' * 50_000 + "1" + "}" * 50_000).encode()
+    nested = json.loads('{"a":' * 100 + "1" + "}" * 100)  # under Python's limit, over ours
+    js = {**h, "Content-Type": "application/json"}
+    for url in ("/c/banks", "/c/bank/B/signal", "/c/bank/B/import", "/review/webhooks"):
+        for body in (deep_list, deep_obj):
+            r = c.post(url, headers=js, content=body)
+            assert 400 <= r.status_code < 500, (url, r.status_code, r.text)
+            assert r.json()["message"]
+    r = c.put("/c/bank/B", headers=js, content=deep_obj)
+    assert 400 <= r.status_code < 500
+    r = c.post("/c/bank/B/signal", headers=h, json={"pdq": "ab" * 32, "metadata": nested})
+    assert r.status_code == 400 and "nested" in r.json()["message"]
+    r = c.post(
+        "/c/bank/B/import",
+        headers=h,
+        json={"items": [{"signals": {"pdq": "ab" * 32}, "metadata": nested}]},
+    )
+    assert r.status_code == 400 and "nested" in r.json()["message"]
+    r = c.post(
+        "/c/bank/B/content",
+        headers=h,
+        files={"photo": ("x.png", photo(6), "image/png")},
+        data={"metadata": deep_obj.decode()},
+    )
+    assert r.status_code == 400, r.text
+    for signal in (deep_list.decode()[:20_000] + "]" * 0, "[" * 5000 + "]" * 5000):
+        r = c.get("/m/raw_lookup", headers=h, params={"signal": signal, "signal_type": "vpdq"})
+        assert r.status_code == 400, r.text
+    assert c.get("/c/bank/B", headers=h).json()["content_count"] == 0
+
+
+def _csv_import_refused(env: Env, bodies: tuple[str, ...]) -> None:
+    h = {**env.all_scopes("a"), "Content-Type": "text/csv"}
+    c = env.client
+    c.post("/c/banks", headers=h, json={"name": "B"})
+    for body in bodies:
+        r = c.post("/c/bank/B/import", headers=h, content=body.encode())
+        assert r.status_code == 400, (body[:80], r.status_code, r.text)
+        assert "row 2" in r.json()["message"], r.text
+    assert c.get("/c/bank/B", headers=h).json()["content_count"] == 0
+    r = c.post(
+        "/c/bank/B/import",
+        headers=h,
+        content=f"signal_type,signal,tool\npdq,{'ab' * 32},x\n".encode(),
+    )
+    assert r.status_code == 200 and r.json()["imported"] == 1
+
+
+def test_csv_import_oversized_fields_are_4xx(env: Env) -> None:
+    pdq = "ab" * 32
+    _csv_import_refused(
+        env,
+        (
+            f"signal_type,signal\npdq,{'x' * 200_000}\n",  # over the csv module's field limit
+            f"signal_type,signal,note\npdq,{pdq},{'x' * 200_000}\n",
+        ),
+    )
+
+
+def test_csv_extra_columns_count_toward_the_metadata_cap(env: Env) -> None:
+    pdq = "ab" * 32
+    cols = ",".join(f"c{i}" for i in range(40))
+    _csv_import_refused(
+        env,
+        (
+            # 40 columns of 1000 characters, each under the field limit: 40 KB over the 16 KB cap
+            f"signal_type,signal,{cols}\npdq,{pdq}," + ",".join("y" * 1000 for _ in range(40)),
+            # 10 KB in the metadata column plus 10 KB of extra columns
+            f"signal_type,signal,metadata,{cols}\npdq,{pdq},"
+            + '"{""k"": ""'
+            + "z" * 10_000
+            + '""}",'
+            + ",".join("y" * 250 for _ in range(40)),
+            # a metadata 'json' that is not an object, with extra columns to merge into it
+            "signal_type,signal,metadata,tool\npdq," + pdq + ',"{""json"": ""x""}",reclaim\n',
+            "signal_type,signal,metadata\npdq," + pdq + ',"[1]"\n',
+        ),
+    )
+
+
+def test_index_status_counts_only_the_tenants_hashes(env: Env) -> None:
+    a, b = env.all_scopes("a"), env.all_scopes("b")
+    c = env.client
+    for h in (a, b):
+        c.post("/c/banks", headers=h, json={"name": "X"})
+    for i in range(3):
+        c.post("/c/bank/X/signal", headers=a, json={"pdq": PdqHash(bytes([i] * 32)).__str__()})
+    c.post("/c/bank/X/signal", headers=a, json={"md5": "ab" * 16})
+    c.post("/c/bank/X/signal", headers=b, json={"pdq": PdqHash(bytes([9] * 32)).__str__()})
+    frames = [{"frame": 0, "quality": 90, "hash": "cd" * 32, "timestamp": 0.0}]
+    c.post("/c/bank/X/signal", headers=b, json={"vpdq": json.dumps(frames)})
+    sa = c.get("/m/index/status", headers=a).json()
+    sb = c.get("/m/index/status", headers=b).json()
+    assert (sa["pdq"]["size"], sa["vpdq"]["size"], sa["md5"]["size"]) == (3, 0, 1)
+    assert (sb["pdq"]["size"], sb["vpdq"]["size"], sb["md5"]["size"]) == (1, 1, 0)
+    assert set(sa["pdq"]) >= {"present", "built_to", "size"}
+
+
+def test_tokens_are_listed_and_revoked_at_once(env: Env) -> None:
+    c = env.client
+    admin = env.token("a", "tokens", "review")
+    m = env.token("a", "match")
+    other = env.token("b", "tokens")
+    q = {"signal": "ab" * 32, "signal_type": "pdq"}
+    assert c.get("/m/raw_lookup", headers=m, params=q).status_code == 200  # now cached
+    r = c.get("/tokens", headers=admin)
+    assert r.status_code == 200, r.text
+    listed = r.json()["tokens"]
+    for secret in (admin, m):  # no secret and no stored hash in the listing
+        s = secret["Authorization"].split()[1]
+        assert s not in r.text and hashlib.sha256(s.encode()).hexdigest() not in r.text
+    by_name = {t["name"]: t for t in listed}
+    assert set(by_name) == {"a-tokens-review", "a-match"}
+    mid = by_name["a-match"]["id"]
+    assert by_name["a-match"]["scopes"] == ["match"] and by_name["a-match"]["revoked_at"] is None
+    assert c.get("/tokens", headers=m).status_code == 403  # needs the tokens scope
+    assert c.delete(f"/tokens/{mid}", headers=other).status_code == 404  # not b's
+    assert c.get("/m/raw_lookup", headers=m, params=q).status_code == 200
+    r = c.delete(f"/tokens/{mid}", headers=admin)
+    assert r.status_code == 200 and r.json() == {"revoked": mid}
+    r = c.get("/m/raw_lookup", headers=m, params=q)  # at once, not after the cache TTL
+    assert r.status_code == 401 and "revoked" in r.json()["message"]
+    assert c.delete(f"/tokens/{mid}", headers=admin).status_code == 404
+    got = {t["id"]: t for t in c.get("/tokens", headers=admin).json()["tokens"]}
+    assert got[mid]["revoked_at"] is not None
+    actions = [
+        (e["action"], e["target"]) for e in c.get("/review/audit", headers=admin).json()["entries"]
+    ]
+    assert ("token.revoke", f"token:{mid}") in actions

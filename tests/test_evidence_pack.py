@@ -202,3 +202,199 @@ def test_custody_chain_stays_whole_over_many_appends(tmp_path: Path) -> None:
     entries = log.entries()
     assert [e["seq"] for e in entries] == list(range(1, 301))
     assert verify_chain(entries) == []
+
+
+# --- What two ZIP readers could see differently (issue 18, item 6) --------------------------
+
+
+def _copy_zip(src: Path, dst: Path, first: list[tuple[str, bytes]] | None = None) -> None:
+    """Copy every member of ``src`` to ``dst``, after ``first`` (name, bytes) members."""
+    import warnings
+
+    with (
+        zipfile.ZipFile(src) as zin,
+        zipfile.ZipFile(dst, "w") as zout,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")  # "Duplicate name": that is the point
+        for name, data in first or []:
+            zout.writestr(name, data)
+        for info in zin.infolist():
+            zout.writestr(info, zin.read(info.filename))
+
+
+def test_duplicate_member_name_is_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    # unzip extracts the first of two same-named members, Python's zipfile reads the last:
+    # the tampered copy first, the genuine one after, so a check that reads the last passes.
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    bad = tmp_path / "bad.zip"
+    target = f"originals/{shas[0]}.jpg"
+    _copy_zip(out, bad, first=[(target, b"tampered")])
+    check = verify_pack(bad)
+    assert not check.ok
+    assert any(target in p and "twice" in p for p in check.problems), check.problems
+
+
+def test_directory_entry_not_in_the_manifest_is_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    with zipfile.ZipFile(out, "a") as z:
+        z.writestr(zipfile.ZipInfo("hidden/"), b"")
+    problems = verify_pack(out).problems
+    assert any(p.startswith("hidden/: ") and "not listed" in p for p in problems), problems
+
+
+def test_archive_and_member_comments_are_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    commented = tmp_path / "commented.zip"
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(commented, "w") as zout:
+        for info in zin.infolist():
+            if info.filename == "manifest.json":
+                info.comment = b"the real victim is someone else"
+            zout.writestr(info, zin.read(info.filename))
+        zout.comment = b"see originals elsewhere"
+    problems = verify_pack(commented).problems
+    assert any(p.startswith("the ZIP has an archive comment") for p in problems), problems
+    assert any(p.startswith("manifest.json: has a comment") for p in problems), problems
+
+
+def test_extra_field_that_renames_a_member_for_unzip_is_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    # An Info-ZIP Unicode Path field (0x7075) makes unzip extract the member under another name
+    # than the one Python (and the check) reads.
+    import struct
+    import zlib
+
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    bad = tmp_path / "bad.zip"
+    name = b"pharos.txt"
+    alias = b"originals/pharos.txt"
+    field = struct.pack("<BI", 1, zlib.crc32(name)) + alias
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for info in zin.infolist():
+            if info.filename == name.decode():
+                info.extra = struct.pack("<HH", 0x7075, len(field)) + field
+            zout.writestr(info, zin.read(info.filename))
+    problems = verify_pack(bad).problems
+    assert any(p.startswith("pharos.txt: has extra fields") for p in problems), problems
+
+
+def test_bytes_before_the_first_member_are_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    # A streaming reader reads local headers from the start: a tampered member prepended before
+    # the archive is what it sees first, while the central directory still points at the rest.
+    import io
+
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    hidden = io.BytesIO()
+    with zipfile.ZipFile(hidden, "w") as z:
+        z.writestr(f"originals/{shas[0]}.jpg", b"tampered")
+    head = hidden.getvalue()
+    head = head[: head.index(b"PK\x01\x02")]  # the local entry only, no directory
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(head + out.read_bytes())
+    problems = verify_pack(bad).problems
+    assert any("before the first member" in p for p in problems), problems
+
+
+def test_names_two_systems_would_read_differently_are_refused(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    for evil in ("../escape.txt", "/etc/x.txt", "README.TXT", "notices\\x.txt", "caf\u00e9.txt"):
+        bad = tmp_path / "bad.zip"
+        _copy_zip(out, bad, first=[(evil, b"x")])
+        problems = verify_pack(bad).problems
+        assert any(p.startswith(f"{evil}: ") and "name" in p for p in problems), (evil, problems)
+
+
+def test_consistent_rewrite_is_found(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    # Whoever rewrites an original AND the manifest, the custody export entry and the seal
+    # consistently passes a check that only follows hashes: the signature is what catches it.
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    _pack(case, shas, out)
+    bad = tmp_path / "bad.zip"
+    consistent_rewrite(out, bad, f"originals/{shas[0]}.jpg", b"not the original")
+    check = verify_pack(bad)
+    assert not check.ok
+    assert any("SEAL" in p and "signature" in p for p in check.problems), check.problems
+
+
+def consistent_rewrite(src: Path, dst: Path, target: str, new: bytes, sign: object = None) -> None:
+    """Replace ``target`` by ``new`` and recompute every hash that covers it: manifest, custody
+    export entry (and its chain hash), SEAL.json. With ``sign`` (an Ed25519 private key), the
+    forger also re-signs the seal with that key and puts its public half everywhere."""
+    import hashlib
+
+    from reclaim.report.custody import entry_hash
+
+    with zipfile.ZipFile(src) as z:
+        files = {i.filename: z.read(i.filename) for i in z.infolist()}
+    old_sha = hashlib.sha256(files[target]).hexdigest()
+    new_sha = hashlib.sha256(new).hexdigest()
+    new_target = target.replace(old_sha, new_sha)
+    del files[target]
+    files[new_target] = new
+    key_info = None
+    if sign is not None:
+        from reclaim.report import seal as seal_mod
+
+        key_info = seal_mod.public_key_info(sign.public_key())  # type: ignore[attr-defined]
+        files["seal-key.pem"] = seal_mod.public_key_pem(sign.public_key())  # type: ignore[attr-defined]
+    manifest = json.loads(files["manifest.json"])
+    for it in manifest["items"]:
+        if it["sha256"] == old_sha:
+            it.update(sha256=new_sha, size=len(new), file=new_target, md5="0" * 32)
+    if key_info is not None:
+        manifest["seal_key"] = key_info
+    files["manifest.json"] = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
+    entries = [json.loads(x) for x in files["custody.jsonl"].decode().splitlines() if x.strip()]
+    export = entries[-1]
+    details = export["details"]
+    details["items"] = [new_sha if s == old_sha else s for s in details["items"]]
+    if key_info is not None and "seal_key" in details:
+        details["seal_key"] = key_info["fingerprint"]
+    recorded = {k: v for k, v in details["files"].items() if k != target}
+    recorded[new_target] = new_sha
+    for name in ("manifest.json", "seal-key.pem"):
+        if name in recorded:
+            recorded[name] = hashlib.sha256(files[name]).hexdigest()
+    details["files"] = dict(sorted(recorded.items()))
+    details["manifest_sha256"] = hashlib.sha256(files["manifest.json"]).hexdigest()
+    export["hash"] = entry_hash(export)
+    files["custody.jsonl"] = "".join(
+        json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in entries
+    ).encode()
+    seal = json.loads(files["SEAL.json"])
+    seal["custody_head"] = export["hash"]
+    if key_info is not None:
+        seal["key"] = key_info
+    files["SEAL.json"] = json.dumps(seal, indent=2).encode()
+    if sign is not None:
+        files["SEAL.sig"] = sign.sign(files["SEAL.json"])  # type: ignore[attr-defined]
+    files.pop("SEAL.tsr", None)
+    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(files):
+            z.writestr(name, files[name])

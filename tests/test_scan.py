@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -163,3 +164,71 @@ def test_kill_9_mid_scan_then_resume_loses_and_duplicates_nothing(tmp_path: Path
         runs = store.runs()
     assert [r["status"] for r in runs] == ["interrupted", "done"]
     assert runs[-1]["stats"]["skipped"] == sightings_before
+
+
+# -- places that are not regular files (issue 18, item 4) ---------------------------------------
+
+
+def _without_root_overrides() -> None:
+    """preexec_fn: take away root's power to read any folder (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH, from the capability bounding set, so the command it runs does not get
+    them back): root then meets a chmod 000 folder as anyone would. Nothing to do for a user."""
+    import ctypes
+
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+        for cap in (cap_dac_override, cap_dac_read_search):
+            libc.prctl(pr_capbset_drop, cap, 0, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_fifo_socket_link_and_unreadable_folder_recorded_with_reason(tmp_path: Path) -> None:
+    import socket
+
+    d = tmp_path / "folder"
+    (d / "locked").mkdir(parents=True)
+    (d / "locked" / "hidden.jpg").write_bytes(jpeg_bytes(photo_like(3)))
+    (d / "good.jpg").write_bytes(jpeg_bytes(photo_like(4)))
+    os.mkfifo(d / "pipe.jpg")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(d / "sock"))
+    sock.close()
+    (d / "elsewhere").symlink_to(tmp_path)  # a link to a folder: not followed, but said
+    (d / "locked").chmod(0o000)
+    try:
+        _scan_and_check_reasons(d, tmp_path / "case")
+    finally:
+        (d / "locked").chmod(0o755)
+
+
+def _scan_and_check_reasons(d: Path, case: Path) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import os; os.listdir({str(d / 'locked')!r})"],
+        capture_output=True,
+        preexec_fn=_without_root_overrides,
+    )
+    if probe.returncode == 0:
+        pytest.skip("cannot make a folder unreadable here (root without CAP_SETPCAP?)")
+    reclaim = [sys.executable, "-m", "reclaim.cli"]
+    scanned = subprocess.run(
+        [*reclaim, "scan", str(d), "--case", str(case), "-j", "0"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        preexec_fn=_without_root_overrides,
+    )
+    assert scanned.returncode == 0, scanned.stderr
+    status = subprocess.run(
+        [*reclaim, "status", "--case", str(case), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    errs = dict(json.loads(status.stdout)["errors"])
+    assert "named pipe (FIFO)" in errs.get(str(d / "pipe.jpg"), ""), errs
+    assert "socket" in errs.get(str(d / "sock"), ""), errs
+    assert "symbolic link not followed" in errs.get(str(d / "elsewhere"), ""), errs
+    assert "folder cannot be read" in errs.get(str(d / "locked"), ""), errs
+    assert str(d / "good.jpg") not in errs

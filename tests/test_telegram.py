@@ -591,3 +591,63 @@ def test_damaged_export_detected_by_its_folders(tmp_path: Path) -> None:
     assert detect(str(export.root))
     with pytest.raises(SourceError, match="truncated"):
         open_source(str(export.root))
+
+
+# --------------------------------------------------------------------------- not regular files
+
+
+def _fifo_export(tmp_path: Path) -> Path:
+    """A chat whose messages list a FIFO as a document (no name, no MIME type: only its bytes
+    could say what it is) and as a photo, with a third FIFO and a socket no message lists."""
+    import socket
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("FIFOs not available")
+    root = tmp_path / "export"
+    (root / "files").mkdir(parents=True)
+    (root / "photos").mkdir()
+    os.mkfifo(root / "files" / "doc")
+    os.mkfifo(root / "photos" / "pipe.jpg")
+    os.mkfifo(root / "photos" / "stray")
+    (root / "photos" / "ok.png").write_bytes(_png())
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(root / "photos" / "sock"))
+    sock.close()
+    base = {"type": "message", "date": "2024-01-01T00:00:00", "date_unixtime": "1704067200"}
+    base |= {"from": "A", "from_id": "user1", "text": ""}
+    msgs = [
+        {**base, "id": 1, "file": "files/doc"},
+        {**base, "id": 2, "photo": "photos/pipe.jpg"},
+        {**base, "id": 3, "photo": "photos/ok.png"},
+    ]
+    chat = {"name": "P", "type": "personal_chat", "id": 9, "messages": msgs}
+    (root / "result.json").write_text(json.dumps(chat), encoding="utf-8")
+    return root
+
+
+@pytest.mark.timeout(30)
+def test_fifo_in_export_is_refused_without_hanging(tmp_path: Path) -> None:
+    # Issue 18, item 4: sniffing the document's first bytes opened the FIFO and waited for ever
+    # for a writer (before the fix this test ran into its 30 s timeout).
+    root = _fifo_export(tmp_path)
+    by_member = {e.locator.member: e for e in _entries(root)}
+    assert by_member["photos/ok.png"].path is not None
+    for member in ("files/doc", "photos/pipe.jpg", "photos/stray"):
+        e = by_member[member]
+        assert e.path is None and e.error is not None and "named pipe (FIFO)" in e.error, member
+    sock = by_member["photos/sock"]
+    assert sock.error is not None and "socket" in sock.error
+    assert by_member["photos/stray"].locator.meta["unreferenced"] is True
+
+
+@pytest.mark.timeout(60)
+def test_fifo_in_export_recorded_by_a_scan(tmp_path: Path) -> None:
+    from reclaim.scan import scan
+    from reclaim.store import CaseStore
+
+    root = _fifo_export(tmp_path)
+    with CaseStore.open(tmp_path / "case", create=True) as store:
+        scan(store, [open_source(str(root))], workers=0)
+        errs = store.errors()
+    fifo = [where for where, why in errs if "named pipe (FIFO)" in why]
+    assert len(fifo) == 3, errs

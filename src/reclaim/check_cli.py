@@ -79,6 +79,32 @@ def _print_human(rec: dict[str, Any], lang: str) -> None:
         )
 
 
+#: Seconds allowed to check one photo, models' first load included (a video gets
+#: ``MediaLimits.video_timeout_s``).
+CHECK_PHOTO_TIMEOUT_S = 120.0
+
+
+def check_time_limit(path: Path, limits: Any) -> float:
+    """The wall-clock limit for checking ``path``: by its kind, read from its first bytes."""
+    from reclaim.media.sniff import sniff
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        head = b""  # check_file reports the problem
+    if sniff(head)[0] == "video":
+        return max(CHECK_PHOTO_TIMEOUT_S, float(limits.video_timeout_s))
+    return CHECK_PHOTO_TIMEOUT_S
+
+
+def _check_one(path: Path, nudity: bool, detectors: Any, maps: Path | None) -> dict[str, Any]:
+    """Worker side of ``check_cmd``: one file's check (run in a ``Sandbox``)."""
+    from reclaim.check import check_file
+
+    return check_file(path, nudity=nudity, detectors=detectors, maps_dir=maps)
+
+
 def check_cmd(
     files: Annotated[list[Path], typer.Argument(help="Image or video files to check.")],
     as_json: Annotated[
@@ -112,14 +138,21 @@ def check_cmd(
     consistency, a face-blend model, an AI-image model) are fused into a score calibrated so
     that at most 2% of real photos are called manipulated. Evidence, never proof.
     """
-    from reclaim.check import check_file
     from reclaim.forensics import DetectorOptions
+    from reclaim.media import MediaLimits
+    from reclaim.media.sandbox import Sandbox
 
     detectors = DetectorOptions() if pixels else None
     failures = 0
+    limits = MediaLimits()
+    # One worker for the whole command (its models load once), within the memory ceiling; it is
+    # killed and replaced when a file overruns its time.
+    sandbox = Sandbox(limits.max_memory_bytes)
     for f in files:
         try:
-            rec = check_file(f, nudity=nudity, detectors=detectors, maps_dir=maps)
+            rec = sandbox.call(
+                _check_one, (f, nudity, detectors, maps), check_time_limit(f, limits)
+            )
         except ReclaimError as e:
             msg = str(e) if str(e).startswith(str(f)) else f"{f}: {e}"  # which file, always
             err.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)

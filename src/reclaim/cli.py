@@ -251,9 +251,10 @@ def status_cmd(
 
 
 def _hash_file(path: Path, limits: MediaLimits) -> dict[str, Any]:
-    from reclaim.scan import analyze_bytes
+    from reclaim.media.sandbox import analyze_isolated
 
-    item = analyze_bytes(
+    # In a worker process within limits.max_memory_bytes and the per-item time limit.
+    item = analyze_isolated(
         read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits
     )
     sig = {name: (value, q) for name, value, q in item.signals}
@@ -325,15 +326,15 @@ def protect_cmd(
     The images never leave this machine and the file holds no names or paths: only numbers a
     platform can match against (ThreatExchange/HMA signal types pdq, md5, video_md5, vpdq).
     """
+    from reclaim.media.sandbox import analyze_isolated
     from reclaim.protect import now_stamp, protect_rows, rows_to_csv
-    from reclaim.scan import analyze_bytes
 
     limits = MediaLimits()
     rows: list[dict[str, Any]] = []
     created = now_stamp()
 
     def one(f: Path) -> None:
-        item = analyze_bytes(
+        item = analyze_isolated(
             read_user_file(f, limits, f"use `reclaim scan {f} --case DIR`"), limits
         )
         if item.error:
@@ -588,8 +589,19 @@ def pack_cmd(
     ] = None,
     lang: Annotated[str, typer.Option(help="fr or en.")] = "fr",
     reveal: Annotated[bool, typer.Option(help="Unblurred thumbnails in the report.")] = False,
+    timestamp: Annotated[
+        str | None,
+        typer.Option(
+            "--timestamp",
+            metavar="URL",
+            help="Have the seal time-stamped by this RFC 3161 authority (goes online: sends "
+            "the seal's SHA-256 only).",
+        ),
+    ] = None,
 ) -> None:
-    """Build an evidence pack: originals, manifest, custody log, report, DSA notices, PHAROS."""
+    """Build an evidence pack: originals, manifest, custody log, report, DSA notices, PHAROS.
+
+    The seal is signed with the case's key (created on the first pack, in CASE/keys/)."""
     from reclaim.decisions import confirmed_items
     from reclaim.report.notices import Notifier
     from reclaim.report.pack import PackOptions, build_pack
@@ -611,29 +623,94 @@ def pack_cmd(
                 reveal=reveal,
                 decisions=decisions_for_pack(store),
                 findings=findings_for_pack(store),
+                timestamp_url=timestamp,
             ),
         )
     out.print(
         f"wrote {res.path}: {res.items} items, {res.notices} DSA notices"
-        + (f", {len(res.unreadable)} no longer readable" if res.unreadable else "")
+        + (f", {len(res.unreadable)} no longer readable" if res.unreadable else ""),
+        highlight=False,
     )
+    out.print(f"signed with the case's key {res.key_fingerprint}", highlight=False, soft_wrap=True)
+    if res.timestamp is not None:
+        out.print(
+            f"time-stamped {res.timestamp.time.isoformat()} by {res.timestamp.tsa}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if res.timestamp_error:
+        err.print(
+            f"[bold red]error:[/] the pack is written but not time-stamped: {res.timestamp_error}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("verify-pack")
-def verify_pack_cmd(pack: Annotated[Path, typer.Argument(help="Evidence pack ZIP.")]) -> None:
-    """Recompute every hash of a pack and walk its custody chain; name anything altered."""
+def verify_pack_cmd(
+    pack: Annotated[Path, typer.Argument(help="Evidence pack ZIP.")],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="FINGERPRINT_OR_FILE",
+            help="The signing key you expect: its fingerprint, its PEM public key, or the case.",
+        ),
+    ] = None,
+    tsa_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tsa-cert", help="The time-stamping authority you trust: certificate (PEM or DER)."
+        ),
+    ] = None,
+) -> None:
+    """Check a pack offline: its ZIP read strictly, every hash, the custody chain, the seal's
+    signature (and whose key made it) and its time-stamp; name anything altered."""
+    from reclaim.report.seal import resolve_pin
+    from reclaim.report.timestamp import load_certificates
     from reclaim.report.verify import verify_pack
 
     with user_errors():
-        check = verify_pack(pack)
+        pin = resolve_pin(key) if key else None
+        certs = None
+        if tsa_cert is not None:
+            try:
+                certs = load_certificates(tsa_cert.read_bytes())
+            except (OSError, ValueError) as e:
+                raise InputError(f"{tsa_cert}: not a readable certificate ({e})") from e
+        check = verify_pack(pack, expected_key=pin, tsa_certs=certs)
     if check.ok:
         out.print(
             f"OK: {check.items} items, {check.files_checked} files and "
-            f"{check.custody_entries} custody entries verified"
+            f"{check.custody_entries} custody entries verified",
+            highlight=False,
         )
+        out.print(
+            f"signed by key {check.signer}"
+            + (
+                " (the expected key)"
+                if check.key_pinned
+                else " (not pinned: compare it with the fingerprint the sender gave you, "
+                "or pass --key)"
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        ts = check.timestamp
+        if ts is not None:
+            out.print(
+                f"time-stamped {ts.time.isoformat()} by {ts.tsa}; authority certificate "
+                f"{ts.cert_subject} {ts.cert_fingerprint}"
+                + (" (the trusted authority)" if ts.pinned else " (not pinned: --tsa-cert)"),
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            out.print("not time-stamped")
         return
     for p in check.problems:
-        err.print(f"[bold red]altered:[/] {p}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]problem:[/] {p}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from reclaim.errors import InputError, ItemTimeout, MediaError, MediaTooLarge
+from reclaim.errors import InputError, ItemTimeout, MediaError
 from reclaim.media import Media, MediaLimits, sniff
 from reclaim.signals import SignalType, default_signals
 from reclaim.sources import Entry, Locator, Source
+from reclaim.sources.base import FileTooLarge
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
 from reclaim.store.case import FaceRecord
 
@@ -114,6 +115,9 @@ def analyze_bytes(
             _add_check(item, media, check)
     except MediaError as e:
         item.error = f"{type(e).__name__}: {e}"
+        item.signals = item.signals[:2]
+    except MemoryError as e:  # past a scan worker's memory ceiling (see _limit_memory)
+        item.error = f"ran out of memory (a worker's memory ceiling): {_first_line(e)}".rstrip(": ")
         item.signals = item.signals[:2]
     except Exception as e:  # a decoder bug must not stop the scan; record it plainly
         item.error = f"unexpected decoder error: {type(e).__name__}: {e}"
@@ -219,18 +223,17 @@ def analyze_entry(
     try:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, limits.timeout_s)
-        try:
-            if entry.path is not None:
-                size = entry.path.stat().st_size
-                if size > limits.max_bytes:
-                    raise MediaTooLarge(f"file of {size} bytes exceeds the {limits.max_bytes} cap")
-            data = entry.read()
+            _arm_hard_deadline(limits.timeout_s)
+        try:  # a path is opened only when it is a regular file (never a FIFO: no hang)
+            data = entry.read(limits.max_bytes)
+        except FileTooLarge as e:
+            return Outcome(SightingRecord(loc, None, entry.fingerprint, str(e)))
         except OSError as e:
             return Outcome(SightingRecord(loc, None, None, f"cannot read: {e.strerror or e}"))
-        except MediaTooLarge as e:
-            return Outcome(SightingRecord(loc, None, entry.fingerprint, str(e)))
         if use_alarm and sniff(data[:64])[0] == "video":
-            signal.setitimer(signal.ITIMER_REAL, max(limits.timeout_s, limits.video_timeout_s))
+            video_s = max(limits.timeout_s, limits.video_timeout_s)
+            signal.setitimer(signal.ITIMER_REAL, video_s)
+            _arm_hard_deadline(video_s)
         item = analyze_bytes(data, limits, faces, check)
     except ItemTimeout as e:
         if data is None:
@@ -238,6 +241,7 @@ def analyze_entry(
         item = _error_item(data, str(e))
     finally:
         if use_alarm:
+            _arm_hard_deadline(0)
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old)
     keep = data if loc.kind == "url" else None
@@ -261,13 +265,198 @@ def _in_main_thread() -> bool:
 def _work_chunk(
     entries: list[Entry], limits: MediaLimits, faces: FaceOptions | None = None, check: str = "off"
 ) -> list[Outcome]:
-    return [analyze_entry(e, limits, faces, check) for e in entries]
+    return [_analyze_or_record(e, limits, faces, check) for e in entries]
 
 
-def _worker_init() -> None:
-    # Ctrl-C is handled by the parent, which stops the pool; workers just die with it.
+def _analyze_or_record(
+    entry: Entry, limits: MediaLimits, faces: FaceOptions | None, check: str
+) -> Outcome:
+    """analyze_entry, with anything it still raises (a MemoryError while reading the bytes
+    under the worker's memory ceiling, a bug) recorded for this entry alone, not raised into
+    the chunk (which would lose the chunk's other items, or stop the scan)."""
+    try:
+        return analyze_entry(entry, limits, faces, check)
+    except Exception as e:
+        why = f"analysis failed: {type(e).__name__}: {_first_line(e)}".rstrip(": ")
+        return Outcome(SightingRecord(entry.locator, None, None, why))
+
+
+def _first_line(e: BaseException) -> str:
+    return next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+
+
+def _worker_init(parent_pid: int, memory_budget: int) -> None:
+    """Set up a scan worker: it dies with the scan, within a memory ceiling and a hard
+    per-item wall-clock limit.
+
+    - Ctrl-C is handled by the parent, which stops the pool; workers ignore it.
+    - Die with the parent: ``PR_SET_PDEATHSIG`` asks the kernel to SIGKILL this worker when the
+      scan process dies (kill -9 included), so no orphan keeps decoding (or, as once, keeps the
+      case locked). The parent may have died between the fork and this call, in which case
+      the signal will never come: the parent pid is checked after setting it, and a worker
+      whose parent is already gone exits at once. (The kernel ties the signal to the thread
+      that forked the worker: the pool is made, used and shut down by one thread, which
+      outlives it, in the web app's scan thread as on the command line.)
+    - Memory ceiling (``RLIMIT_DATA``, see ``_limit_memory``): a hostile file makes the
+      worker's allocations fail (MemoryError, recorded with the item) or the worker die (the
+      pool is restarted and the item recorded), instead of taking the machine's memory.
+    - Hard wall-clock limit (``_HardDeadline``): the per-item SIGALRM only interrupts Python
+      code; a decoder stuck in C is killed by a kernel timer a little after it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent_pid)
+    _limit_memory(memory_budget)
+    global _HARD
+    _HARD = _HardDeadline.create()
     _keep_freed_memory()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent check below still runs once
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+#: Memory a scan worker may add to what it started with (``RLIMIT_DATA``: heap and private
+#: writable mappings, which is where decoded frames and model tensors live). Measured peak data
+#: size of one worker (``VmData``, Python 3.11, Linux, dlib and onnxruntime models loaded) over
+#: 14 face photos, a 12 MP and a 108 MP JPEG and a short HD video: 1.30 GiB with faces searched and
+#: checked at level ``faces``, 1.83 GiB at level ``full``. With a 3 GiB ceiling that corpus
+#: scans without an error; an item allocating (and touching) memory without end is stopped at
+#: the ceiling with MemoryError, and the same worker then analyses the 108 MP photo normally.
+#: The default shares half the machine's memory among the workers, between 3 and 8 GiB each.
+WORKER_MEMORY_MIN = 3 * 1024**3
+WORKER_MEMORY_MAX = 8 * 1024**3
+
+
+def default_worker_memory(workers: int) -> int:
+    """Bytes each of ``workers`` scan workers may allocate beyond what it started with."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return WORKER_MEMORY_MIN
+    per_worker = total // (2 * max(1, workers))
+    return max(WORKER_MEMORY_MIN, min(WORKER_MEMORY_MAX, per_worker))
+
+
+def _limit_memory(budget: int) -> None:
+    """Cap this process's data size at what it holds now plus ``budget`` bytes (0: no cap).
+
+    ``RLIMIT_DATA``, not ``RLIMIT_AS``: the address-space limit also counts what is only
+    reserved, never used (thread stacks, glibc's per-thread malloc arenas, 64 MiB each, and
+    the libraries' mappings), which grows with the cores onnxruntime and OpenCV start threads
+    for: at a peak data size of 1.83 GiB the address space was 2.29 GiB on 2 cores, and more
+    on a many-core machine. What the worker starts with (copied from the parent by fork:
+    large in the web app) is counted in, so the ceiling is what the worker may add.
+    """
+    import resource
+
+    if budget <= 0:
+        return
+    start = _vm_data_bytes()
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    limit = start + budget
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft)
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _vm_data_bytes() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class _HardDeadline:
+    """A kernel timer that SIGKILLs this worker when an item overruns its time limit.
+
+    The per-item SIGALRM raises ItemTimeout only when the interpreter runs Python code again; a
+    decoder looping in C (or blocked with the signal masked) would hold the worker for ever.
+    This POSIX timer (``timer_create``, ``CLOCK_MONOTONIC``, delivering SIGKILL) needs no
+    Python code to run: past the limit plus a grace, the worker is killed, the pool is
+    restarted, and an item that kills a worker twice is recorded with the reason. Only in pool
+    workers (never in the scan's own process) and only on Linux; elsewhere, absent.
+    """
+
+    def __init__(self, libc: Any, timer: Any) -> None:
+        self._libc = libc
+        self._timer = timer
+
+    @classmethod
+    def create(cls) -> _HardDeadline | None:
+        import ctypes
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            return None
+
+        class SigEvent(ctypes.Structure):
+            _fields_ = [
+                ("sigev_value", ctypes.c_void_p),
+                ("sigev_signo", ctypes.c_int),
+                ("sigev_notify", ctypes.c_int),
+                ("_pad", ctypes.c_int * 12),  # struct sigevent is 64 bytes on Linux
+            ]
+
+        clock_monotonic, sigev_signal = 1, 0
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            create = libc.timer_create
+        except (OSError, AttributeError):  # glibc < 2.34 keeps it in librt
+            try:
+                libc = ctypes.CDLL("librt.so.1", use_errno=True)
+                create = libc.timer_create
+            except (OSError, AttributeError):
+                return None
+        timer = ctypes.c_void_p()
+        event = SigEvent(None, signal.SIGKILL, sigev_signal)
+        if create(clock_monotonic, ctypes.byref(event), ctypes.byref(timer)) != 0:
+            return None
+        return cls(libc, timer)
+
+    def arm(self, seconds: float) -> None:
+        """Kill this process in ``seconds`` (0: disarm)."""
+        import ctypes
+
+        class TimeSpec(ctypes.Structure):
+            _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+        class ITimerSpec(ctypes.Structure):
+            _fields_ = [("it_interval", TimeSpec), ("it_value", TimeSpec)]
+
+        whole = int(seconds)
+        value = TimeSpec(whole, int((seconds - whole) * 1e9))
+        spec = ITimerSpec(TimeSpec(0, 0), value)
+        self._libc.timer_settime(self._timer, 0, ctypes.byref(spec), None)
+
+
+_HARD: _HardDeadline | None = None
+
+
+def hard_deadline_s(limit_s: float) -> float:
+    """When a worker stuck on an item is killed: the item's limit plus a grace for the
+    ItemTimeout to be raised and recorded the ordinary way."""
+    return limit_s + max(5.0, 0.25 * limit_s)
+
+
+def _arm_hard_deadline(limit_s: float) -> None:
+    if _HARD is not None:
+        _HARD.arm(hard_deadline_s(limit_s) if limit_s > 0 else 0.0)
 
 
 def _keep_freed_memory() -> None:
@@ -316,6 +505,7 @@ def scan(
     faces: bool | None = None,
     face_options: FaceOptions | None = None,
     check: str = "auto",
+    worker_memory: int | None = None,
 ) -> ScanStats:
     """Scan ``sources`` into ``store``. Returns counts; per-item problems are recorded, not raised.
 
@@ -324,7 +514,8 @@ def scan(
     ``None`` (default) does so when the case has an enrollment, so a hash-only case pays
     nothing (``reclaim faces`` searches items scanned before an enrollment); True/False force it.
     ``check``: one of CHECK_LEVELS, or ``auto``: ``faces`` when faces are searched, else
-    ``metadata``.
+    ``metadata``. ``worker_memory``: bytes each worker may allocate (default
+    ``default_worker_memory``; 0: no ceiling).
     """
     if check not in (*CHECK_LEVELS, "auto"):
         raise InputError(
@@ -386,9 +577,11 @@ def scan(
     try:
         if workers == 0:
             for e in todo():
-                take(analyze_entry(e, limits, face_opts, check))
+                take(_analyze_or_record(e, limits, face_opts, check))
         else:
-            _run_pool(todo(), limits, workers, take, faces=face_opts, check=check)
+            _run_pool(
+                todo(), limits, workers, take, faces=face_opts, check=check, memory=worker_memory
+            )
         flush()
         if face_opts is not None:
             from reclaim.match.faces import search_new_faces
@@ -448,22 +641,26 @@ def _run_pool(
     chunk: int = 8,
     faces: FaceOptions | None = None,
     check: str = "off",
+    memory: int | None = None,
 ) -> None:
     """Feed entries to a process pool with bounded memory (at most a few chunks in flight).
 
-    A worker that dies (a decoder crash) breaks the pool: it is restarted, the chunks that were
-    in flight are retried one entry at a time, and an entry that kills a worker twice is
-    recorded as an error instead of stopping the scan.
+    A worker that dies (a decoder crash, past its memory ceiling or its hard time limit: see
+    ``_worker_init``) breaks the pool: it is restarted, and the entries that were in flight
+    are retried one at a time, each alone in the pool, so that a second death is the entry's
+    own and no other entry is blamed for it; an entry that kills a worker twice is recorded as
+    an error instead of stopping the scan.
     """
     max_inflight = workers * 3
+    budget = default_worker_memory(workers) if memory is None else memory
     retry: list[_Unit] = []
     it = iter(entries)
     exhausted = False
 
-    def next_chunk() -> list[_Unit]:
+    def next_chunk(busy: bool) -> list[_Unit]:
         nonlocal exhausted
-        if retry:
-            return [retry.pop(0)]
+        if retry:  # suspects of a crash run alone
+            return [] if busy else [retry.pop(0)]
         out: list[_Unit] = []
         while len(out) < chunk and not exhausted:
             try:
@@ -473,17 +670,31 @@ def _run_pool(
         return out
 
     while True:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, initializer=_worker_init, initargs=(os.getpid(), budget)
+        )
         inflight: dict[Future[list[Outcome]], list[_Unit]] = {}
         broken = False
         try:
             while True:
                 while len(inflight) < max_inflight:
-                    units = next_chunk()
+                    units = next_chunk(bool(inflight))
                     if not units:
                         break
-                    fut = pool.submit(_work_chunk, [u.entry for u in units], limits, faces, check)
+                    try:
+                        fut = pool.submit(
+                            _work_chunk, [u.entry for u in units], limits, faces, check
+                        )
+                    except BrokenProcessPool:  # a worker died since the last wait
+                        retry[:0] = units  # these never ran: no attempt counted
+                        broken = True
+                        break
                     inflight[fut] = units
+                if broken:
+                    for units in inflight.values():
+                        _requeue(units, retry, take)
+                    inflight.clear()
+                    break
                 if not inflight:
                     return
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -510,15 +721,16 @@ def _requeue(units: list[_Unit], retry: list[_Unit], take: Callable[[Outcome], N
     for u in units:
         u.attempts += 1
         if u.attempts >= 2 and len(units) == 1:
-            take(
-                Outcome(
-                    SightingRecord(
-                        u.entry.locator, None, None, "the decoder crashed on this item (skipped)"
-                    )
-                )
-            )
+            take(Outcome(SightingRecord(u.entry.locator, None, None, CRASHED)))
         else:
             retry.append(u)
+
+
+#: The reason recorded for an item whose worker died twice, the second time alone in the pool.
+CRASHED = (
+    "the worker analysing this item died twice (a decoder crash, or past the worker's memory "
+    "ceiling or the item's time limit); skipped"
+)
 
 
 # -- faces of items already scanned (``reclaim faces``) -----------------------------------------
@@ -571,7 +783,10 @@ def _backfill_entries(store: CaseStore, pending: list[str]) -> Iterator[Entry]:
             if loc.kind == "file":
                 p = Path(loc.path)
             elif loc.kind == "telegram" and loc.member:
-                p = Path(loc.path) / loc.member
+                # read where a link inside the export points, as the scan did (never outside)
+                p = (Path(loc.path) / loc.member).resolve()
+                if not p.is_relative_to(loc.path):
+                    continue
             else:
                 continue
             if p.is_file():
@@ -668,7 +883,7 @@ def find_faces_in_case(
         level = check if wanted & to_check else "off"
         if workers == 0:
             for e in entries:
-                take(analyze_entry(e, limits, opts, level))
+                take(_analyze_or_record(e, limits, opts, level))
         else:
             _run_pool(entries, limits, workers, take, faces=opts, check=level)
         flush()

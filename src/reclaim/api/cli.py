@@ -88,18 +88,62 @@ def serve_platform_cmd(
 def platform_token_cmd(
     tenant: Annotated[str, typer.Argument(help="Tenant (platform) name; created if new.")],
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated scopes: hash, match, curate, review.")
+        str, typer.Option(help="Comma-separated scopes: hash, match, curate, review, tokens.")
     ] = "hash,match",
     name: Annotated[str, typer.Option(help="A label for the token.")] = "api",
+    list_: Annotated[
+        bool,
+        typer.Option("--list", help="List the tenant's tokens (id, name, scopes, state)."),
+    ] = False,
+    revoke: Annotated[
+        int | None, typer.Option(help="Revoke the tenant's token with this id (see --list).")
+    ] = None,
     db: DbOpt = "reclaim-platform.db",
 ) -> None:
-    """Create an API token for a tenant; prints the secret once (it is stored hashed)."""
+    """Create an API token for a tenant; prints the secret once (it is stored hashed).
+
+    With --list, lists the tenant's tokens (never their secrets); with --revoke ID, revokes one
+    (a running service refuses it within its 5 s token cache). Both are written to the tenant's
+    audit log. The `tokens` scope lets a token list and revoke its tenant's tokens over the API.
+    """
+    import datetime
+
     from reclaim.platform.store import open_store
 
+    def when(t: float | None) -> str:
+        if t is None:
+            return "-"
+        return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
     try:
+        if list_ and revoke is not None:
+            raise ReclaimError("give --list or --revoke, not both")
         store = open_store(db)
+        if list_ or revoke is not None:
+            tid = store.tenant_id(tenant)
+            if tid is None:
+                raise ReclaimError(f"tenant {tenant!r} not found")
+            if list_:
+                for t in store.list_tokens(tid):
+                    state = "active" if t["revoked_at"] is None else "revoked"
+                    typer.echo(
+                        f"{t['id']}\t{t['name']}\t{','.join(t['scopes'])}\t"
+                        f"created {when(t['created_at'])}\t{state} {when(t['revoked_at'])}"
+                    )
+                return
+            assert revoke is not None
+            if not store.revoke_token(tid, revoke):
+                raise ReclaimError(
+                    f"token {revoke} not found for tenant {tenant!r} (or already revoked)"
+                )
+            store.audit(tid, "cli", "token.revoke", f"token:{revoke}", {})
+            typer.echo(f"revoked token {revoke}")
+            return
         tid = store.ensure_tenant(tenant)
         secret = store.create_token(tid, name, [s.strip() for s in scopes.split(",") if s.strip()])
+        made = store.token_for_secret(secret)
+        target = f"token:{made.id}" if made else f"token:{name}"
+        store.audit(tid, "cli", "token.create", target, {"name": name, "scopes": scopes})
     except (ReclaimError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

@@ -2,7 +2,8 @@
 
 Bank names follow HMA (``UPPER_WITH_UNDERSCORE``) and belong to the token's tenant; another
 tenant's bank of the same name is a different bank and is never visible. Every change is written
-to the audit log.
+to the audit log; so is an attempt to remove content that is not in the named bank of the
+token's tenant (404, nothing changed).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 
-from reclaim.api.app import Platform, PlatformDep, require
-from reclaim.api.hashing import fetch_url, hash_bytes, json_field, read_upload
+from reclaim.api.app import Platform, PlatformDep, RowId, require
+from reclaim.api.hashing import hash_bytes, hash_url, json_field, read_upload
 from reclaim.platform.signals import (
     SignalRejected,
     check_metadata,
     export_csv,
+    load_json,
     parse_bulk,
     signals_from_mapping,
 )
@@ -40,9 +42,9 @@ def _bank(platform: Platform, token: Token, name: str) -> Bank:
 
 async def _json(request: Request) -> dict[str, Any]:
     try:
-        data = await request.json()
-    except ValueError as e:
-        raise HTTPException(400, "this endpoint expects a JSON object body") from e
+        data = load_json(await request.body(), "the request body")
+    except SignalRejected as e:
+        raise HTTPException(400, f"this endpoint expects a JSON object body: {e}") from e
     if not isinstance(data, dict):
         raise HTTPException(400, "this endpoint expects a JSON object body")
     return data
@@ -52,7 +54,7 @@ def _ratio(data: dict[str, Any], default: float) -> float:
     if "enabled_ratio" in data:
         try:
             r = float(data["enabled_ratio"])
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise HTTPException(400, "enabled_ratio must be a number in 0..1") from e
         if not 0.0 <= r <= 1.0:
             raise HTTPException(400, "enabled_ratio must be a number in 0..1")
@@ -98,7 +100,10 @@ async def bank_create(
 @router.get("/bank/{bank_name}")
 def bank_show(bank_name: str, platform: PlatformDep, token: CurateToken) -> dict[str, Any]:
     bank = _bank(platform, token, bank_name)
-    return {**bank.as_hma(), "content_count": platform.store.count_contents(bank)}
+    return {
+        **bank.as_hma(),
+        "content_count": platform.store.count_contents(token.tenant_id, bank),
+    }
 
 
 @router.put("/bank/{bank_name}")
@@ -114,6 +119,7 @@ async def bank_update(
         raise HTTPException(400, "Bank names must be UPPER_WITH_UNDERSCORE")
     try:
         updated = platform.store.update_bank(
+            token.tenant_id,
             bank,
             name=new_name,
             enabled_ratio=_ratio(data, bank.enabled_ratio),
@@ -121,6 +127,8 @@ async def bank_update(
         )
     except Conflict as e:
         raise HTTPException(403, "Bank already exists") from e
+    if updated is None:  # deleted since it was looked up
+        raise HTTPException(404, f"bank '{bank_name[:100]}' not found")
     platform.matcher.refresh(force=True)
     platform.audit(token, "bank.update", f"bank:{bank_name}", **updated.as_hma())
     return updated.as_hma()
@@ -130,9 +138,10 @@ async def bank_update(
 def bank_delete(bank_name: str, platform: PlatformDep, token: CurateToken) -> dict[str, str]:
     bank = platform.store.get_bank(token.tenant_id, bank_name)
     if bank is not None:  # HMA: deleting a missing bank is not an error
-        n = platform.store.delete_bank(bank)
-        platform.matcher.refresh(force=True)
-        platform.audit(token, "bank.delete", f"bank:{bank_name}", contents=n)
+        n = platform.store.delete_bank(token.tenant_id, bank)
+        if n is not None:
+            platform.matcher.refresh(force=True)
+            platform.audit(token, "bank.delete", f"bank:{bank_name}", contents=n)
     return {"message": "Done"}
 
 
@@ -143,7 +152,7 @@ def _add(
     signals: list[tuple[str, str, int | None]],
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
-    (cid,) = platform.store.add_contents(bank, [(signals, metadata)])
+    (cid,) = platform.store.add_contents(token.tenant_id, bank, [(signals, metadata)])
     platform.matcher.refresh(force=True)
     platform.audit(
         token,
@@ -166,11 +175,11 @@ async def bank_add_file(
     or, where the server fetches URLs, by ``?url=``. Returns ``{"id", "signals"}``."""
     bank = _bank(platform, token, bank_name)
     if url:
-        hashed = hash_bytes(fetch_url(url, platform), platform)
+        hashed = await hash_url(url, platform)
         metadata: Any = None
     else:
         data, _hint, fields = await read_upload(request)
-        hashed = hash_bytes(data, platform)
+        hashed = await hash_bytes(data, platform)
         metadata = json_field(fields, "metadata")
     try:
         meta = check_metadata(metadata)
@@ -205,7 +214,7 @@ async def bank_add_signals(
 
 @router.get("/bank/{bank_name}/content/{content_id}")
 def bank_get_content(
-    bank_name: str, content_id: int, platform: PlatformDep, token: CurateToken
+    bank_name: str, content_id: RowId, platform: PlatformDep, token: CurateToken
 ) -> dict[str, Any]:
     bank = _bank(platform, token, bank_name)
     got = [
@@ -228,14 +237,18 @@ def bank_get_content(
 
 @router.delete("/bank/{bank_name}/content/{content_id}")
 def bank_delete_content(
-    bank_name: str, content_id: int, platform: PlatformDep, token: CurateToken
+    bank_name: str, content_id: RowId, platform: PlatformDep, token: CurateToken
 ) -> dict[str, int]:
+    """Remove one content item of the bank: ``{"deleted": 1}``; 404 when the bank has no such
+    item (another bank's, or another tenant's: nothing is changed, the attempt is audited)."""
     bank = _bank(platform, token, bank_name)
-    n = platform.store.remove_content(bank, content_id)
+    target = f"bank:{bank_name}/content:{content_id}"
+    if not platform.store.remove_content(token.tenant_id, bank, content_id):
+        platform.audit(token, "content.remove.not_found", target)
+        raise HTTPException(404, f"content {content_id} not found in bank '{bank_name}'")
     platform.matcher.refresh(force=True)
-    if n:
-        platform.audit(token, "content.remove", f"bank:{bank_name}/content:{content_id}")
-    return {"deleted": n}
+    platform.audit(token, "content.remove", target)
+    return {"deleted": 1}
 
 
 @router.post("/bank/{bank_name}/import")
@@ -253,7 +266,7 @@ async def bank_import(
         raise HTTPException(400, f"nothing imported: {e}") from e
     if len(records) > MAX_IMPORT_ITEMS:
         raise HTTPException(413, f"import has more than {MAX_IMPORT_ITEMS} items; split it")
-    ids = platform.store.add_contents(bank, records)
+    ids = platform.store.add_contents(token.tenant_id, bank, records)
     platform.matcher.refresh(force=True)
     platform.audit(token, "content.import", f"bank:{bank_name}", items=len(ids))
     return {"imported": len(ids), "ids": ids}
@@ -273,7 +286,7 @@ def bank_export(
     items = []
     after = 0
     while True:
-        page = platform.store.list_contents(bank, after_id=after, limit=1000)
+        page = platform.store.list_contents(token.tenant_id, bank, after_id=after, limit=1000)
         if not page:
             break
         items.extend(page)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import io
-import json
+import asyncio
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from reclaim.api.app import Platform, PlatformDep, require
+from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
 from reclaim.media import MediaLimits
+from reclaim.media.sandbox import PoolFull, analyze_in_worker, preview_in_worker
 from reclaim.platform.store import Token
-from reclaim.scan import analyze_bytes
 from reclaim.signals import te_signal_type
 
 router = APIRouter(prefix="/h", tags=["hashing"])
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,15 +34,50 @@ class Hashed:
     data: bytes = b""
 
 
-def hash_bytes(data: bytes, platform: Platform) -> Hashed:
-    """Signals for uploaded bytes; 400 with the reason when it is not a readable image/video."""
+def _limits(platform: Platform) -> MediaLimits:
+    cfg = platform.settings
+    return MediaLimits(
+        max_bytes=cfg.max_upload_bytes,
+        video_max_seconds=300.0,
+        max_memory_bytes=cfg.hash_memory_bytes,
+        timeout_s=cfg.hash_timeout_s,
+        video_timeout_s=cfg.hash_timeout_s,
+    )
+
+
+async def in_pool(platform: Platform, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in the platform's decoding pool, never on the event loop.
+
+    503 with Retry-After when the pool is full; 413 when the worker ran out of memory; 422
+    when it ran out of time (the worker is killed and replaced: the pool recovers); 400 when
+    the worker died otherwise."""
+    try:
+        return await platform.decoders.run(fn, args, platform.settings.hash_timeout_s)
+    except PoolFull as e:
+        retry = str(max(1, round(platform.settings.hash_timeout_s / 6)))
+        raise HTTPException(503, str(e), headers={"Retry-After": retry}) from e
+    except MediaTooLarge as e:
+        raise HTTPException(413, f"cannot hash this file: {e}") from e
+    except ItemTimeout as e:
+        raise HTTPException(422, f"cannot hash this file: {e}") from e
+    except MediaError as e:
+        raise HTTPException(400, f"cannot hash this file: {e}") from e
+
+
+async def hash_bytes(data: bytes, platform: Platform) -> Hashed:
+    """Signals for uploaded bytes, computed in the decoding pool (``in_pool``); 400 with the
+    reason when it is not a readable image/video (413 over a size cap, 422 out of time)."""
     if not data:
         raise HTTPException(400, "the uploaded file is empty")
-    limits = MediaLimits(max_bytes=platform.settings.max_upload_bytes, video_max_seconds=300.0)
-    item = analyze_bytes(data, limits)
+    item = await in_pool(platform, analyze_in_worker, data, _limits(platform))
     if item.error or item.kind == "other":
         reason = item.error or "not an image or video reclaim reads"
-        raise HTTPException(400, f"cannot hash this file: {reason}")
+        status = 400
+        if reason.startswith("MediaTooLarge"):
+            status = 413
+        elif reason.startswith("ItemTimeout"):
+            status = 422
+        raise HTTPException(status, f"cannot hash this file: {reason}")
     out = Hashed({}, {}, item.kind, item.sha256, data)
     for name, value, quality in item.signals:
         st = te_signal_type(name, item.kind)
@@ -49,6 +86,11 @@ def hash_bytes(data: bytes, platform: Platform) -> Hashed:
         out.signals[st] = value
         out.quality[st] = quality
     return out
+
+
+async def hash_url(url: str, platform: Platform) -> Hashed:
+    """Fetch ``url`` (in a thread: the download must not block the event loop) and hash it."""
+    return await hash_bytes(await asyncio.to_thread(fetch_url, url, platform), platform)
 
 
 async def read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
@@ -108,34 +150,30 @@ async def hash_post(
     Returns ``{signal_type: value}`` in HMA vocabulary: ``pdq`` + ``md5`` for photos,
     ``video_md5`` + ``vpdq`` for videos, and ``sha256``."""
     data, _hint, _ = await read_upload(request)
-    return hash_bytes(data, platform).signals
+    return (await hash_bytes(data, platform)).signals
 
 
 @router.get("/hash")
-def hash_get(
+async def hash_get(
     url: str,
     platform: PlatformDep,
     token: Annotated[Token, Depends(require("hash"))],
 ) -> dict[str, str]:
     """Fetch ``url`` (if the server allows URL fetching) and hash it."""
-    return hash_bytes(fetch_url(url, platform), platform).signals
+    return (await hash_url(url, platform)).signals
 
 
-def blurred_preview(h: Hashed) -> bytes | None:
-    """A small, heavily blurred JPEG for moderators (never the original)."""
+async def blurred_preview(h: Hashed, platform: Platform) -> bytes | None:
+    """A small, heavily blurred JPEG for moderators (never the original), made in the decoding
+    pool; None when it cannot be made (a preview is a convenience, the item is queued
+    without one)."""
     if h.kind != "photo":
         return None
     try:
-        from PIL import ImageFilter
-
-        from reclaim.media import Media
-
-        im = Media(h.data, MediaLimits()).image(max_side=256).convert("RGB")
-        im = im.filter(ImageFilter.GaussianBlur(radius=max(6, max(im.size) // 12)))
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=60)
-        return buf.getvalue()
-    except Exception:  # a preview is a convenience; the item is queued without one
+        return await platform.decoders.run(
+            preview_in_worker, (h.data, _limits(platform)), platform.settings.hash_timeout_s
+        )
+    except MediaError:
         return None
 
 
@@ -143,7 +181,9 @@ def json_field(fields: dict[str, str], name: str) -> Any:
     raw = fields.get(name)
     if raw is None:
         return None
+    from reclaim.platform.signals import SignalRejected, load_json
+
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise HTTPException(400, f"{name} is not valid JSON: {e.msg}") from e
+        return load_json(raw, name)  # bounded nesting: never a RecursionError
+    except SignalRejected as e:
+        raise HTTPException(400, str(e)) from e

@@ -110,7 +110,7 @@ async def lookup_post(
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Hash an uploaded file and look up every signal: ``{signal_type: {bank: [...]}}``."""
     data, _hint, _ = await read_upload(request)
-    hashed = hash_bytes(data, platform)
+    hashed = await hash_bytes(data, platform)
     wanted = _banks(banks)
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for st, value in hashed.signals.items():
@@ -126,7 +126,7 @@ async def lookup_post(
             media_kind=hashed.kind,
             signals={k: v for k, v in hashed.signals.items() if k != "vpdq"},
             matches=out,
-            preview=blurred_preview(hashed),
+            preview=await blurred_preview(hashed, platform),
             submitted_by=f"token:{token.id}:{token.name}",
         )
         platform.audit(token, "review.queued", f"review_item:{item_id}", reason="match")
@@ -136,6 +136,7 @@ async def lookup_post(
 
 @router.get("/index/status")
 def index_status(platform: PlatformDep, token: MatchToken) -> dict[str, dict[str, object]]:
-    """HMA's index status: ``{signal_type: {present, built_to, size}}``."""
+    """HMA's index status: ``{signal_type: {present, built_to, size}}``; ``size`` counts the
+    token's tenant's hashes only."""
     platform.matcher.refresh()
-    return platform.matcher.status()
+    return platform.matcher.status(token.tenant_id)

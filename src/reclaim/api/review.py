@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from reclaim.api.app import PlatformDep, require
+from reclaim.api.app import AfterId, Limit, PlatformDep, RowId, require
 from reclaim.api.hashing import blurred_preview, hash_bytes, read_upload
 from reclaim.platform.store import Token
 from reclaim.platform.webhooks import url_problem
@@ -45,7 +45,7 @@ async def flag_upload(
     ``reason`` (free text, up to 500 characters)."""
     data, _hint, fields = await read_upload(request)
     reason = (fields.get("reason") or "flagged").strip()[:500]
-    hashed = hash_bytes(data, platform)
+    hashed = await hash_bytes(data, platform)
     item_id = platform.store.create_review_item(
         token.tenant_id,
         reason=f"flag: {reason}",
@@ -53,7 +53,7 @@ async def flag_upload(
         media_kind=hashed.kind,
         signals={k: v for k, v in hashed.signals.items() if k != "vpdq"},
         matches={},
-        preview=blurred_preview(hashed),
+        preview=await blurred_preview(hashed, platform),
         submitted_by=f"token:{token.id}:{token.name}",
     )
     platform.audit(token, "review.queued", f"review_item:{item_id}", reason="flag")
@@ -65,8 +65,8 @@ def list_items(
     platform: PlatformDep,
     token: ReviewToken,
     status: str | None = "pending",
-    after_id: int = 0,
-    limit: int = 100,
+    after_id: AfterId = 0,
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     if status is not None and status not in (*STATUSES, "all"):
         raise HTTPException(400, f"status must be one of {', '.join(STATUSES)} or all")
@@ -77,7 +77,7 @@ def list_items(
 
 
 @router.get("/items/{item_id}")
-def get_item(item_id: int, platform: PlatformDep, token: ReviewToken) -> dict[str, Any]:
+def get_item(item_id: RowId, platform: PlatformDep, token: ReviewToken) -> dict[str, Any]:
     item = platform.store.get_review_item(token.tenant_id, item_id)
     if item is None:
         raise HTTPException(404, f"review item {item_id} not found")
@@ -85,7 +85,7 @@ def get_item(item_id: int, platform: PlatformDep, token: ReviewToken) -> dict[st
 
 
 @router.get("/items/{item_id}/preview")
-def get_preview(item_id: int, platform: PlatformDep, token: ReviewToken) -> Response:
+def get_preview(item_id: RowId, platform: PlatformDep, token: ReviewToken) -> Response:
     """The blurred thumbnail (JPEG). 404 when the item has none (videos, undecodable)."""
     data = platform.store.review_preview(token.tenant_id, item_id)
     if data is None:
@@ -95,7 +95,7 @@ def get_preview(item_id: int, platform: PlatformDep, token: ReviewToken) -> Resp
 
 @router.post("/items/{item_id}/decision")
 def decide(
-    item_id: int, body: DecisionIn, platform: PlatformDep, token: ReviewToken
+    item_id: RowId, body: DecisionIn, platform: PlatformDep, token: ReviewToken
 ) -> dict[str, Any]:
     if body.action not in STATUS_OF:
         raise HTTPException(400, "action must be remove, keep or escalate")
@@ -103,6 +103,7 @@ def decide(
     status = STATUS_OF[body.action]
     did = platform.store.decide(token.tenant_id, item_id, body.action, body.note, actor, status)
     if did is None:
+        platform.audit(token, "review.decision.not_found", f"review_item:{item_id}")
         raise HTTPException(404, f"review item {item_id} not found")
     platform.audit(
         token, "review.decision", f"review_item:{item_id}", action=body.action, note=body.note
@@ -129,7 +130,7 @@ def decide(
 
 @router.get("/audit")
 def audit_log(
-    platform: PlatformDep, token: ReviewToken, after_id: int = 0, limit: int = 100
+    platform: PlatformDep, token: ReviewToken, after_id: AfterId = 0, limit: Limit = 100
 ) -> dict[str, Any]:
     return {
         "entries": platform.store.list_audit(token.tenant_id, max(1, min(limit, 1000)), after_id)
@@ -157,8 +158,9 @@ def list_webhooks(platform: PlatformDep, token: ReviewToken) -> list[dict[str, A
 
 
 @router.delete("/webhooks/{webhook_id}")
-def delete_webhook(webhook_id: int, platform: PlatformDep, token: ReviewToken) -> dict[str, Any]:
+def delete_webhook(webhook_id: RowId, platform: PlatformDep, token: ReviewToken) -> dict[str, Any]:
     if not platform.store.delete_webhook(token.tenant_id, webhook_id):
+        platform.audit(token, "webhook.delete.not_found", f"webhook:{webhook_id}")
         raise HTTPException(404, f"webhook {webhook_id} not found")
     platform.audit(token, "webhook.delete", f"webhook:{webhook_id}")
     return {"deleted": 1}

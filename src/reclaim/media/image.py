@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from collections.abc import Iterator
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from reclaim.errors import DecodeError, MediaTooLarge, UnsupportedMedia
+from reclaim.media.bounds import check_declared, too_large
 from reclaim.media.limits import MediaLimits
 
 try:  # HEIC/AVIF support is optional at import time but a declared dependency
@@ -26,12 +28,33 @@ Image.MAX_IMAGE_PIXELS = None
 
 _ORIENT_TAG = 0x0112
 
+#: What Pillow and its plugins raise on malformed input besides their own errors: fuzzing found
+#: TypeError ("Missing dimensions", TIFF), SyntaxError ("unknown pixel mode"), RuntimeError
+#: (AVIF), IndexError and KeyError (GIF and TIFF tables) from crafted headers. All of them mean
+#: "this file is corrupt" (DecodeError); MemoryError means "too large" (MediaTooLarge).
+DECODER_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    RuntimeError,
+    ZeroDivisionError,
+    OverflowError,
+    struct.error,
+)
+
 
 def open_checked(data: bytes, limits: MediaLimits) -> Image.Image:
     """Open (without decoding pixels) and check the pixel cap.
 
+    GIF frame descriptors and a WebP's canvas are checked before Pillow opens the file (see
+    ``reclaim.media.bounds``: both allocate from declarations inside ``Image.open``).
     Raises UnsupportedMedia, MediaTooLarge, DecodeError.
     """
+    check_declared(data, limits.max_pixels, limits.max_frames)
     # Truncated files must be reported, never silently padded: some libraries (WeasyPrint, on
     # import) switch this process-wide Pillow flag on, so it is reset before every decode.
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -41,17 +64,23 @@ def open_checked(data: bytes, limits: MediaLimits) -> Image.Image:
             im = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as e:
         raise UnsupportedMedia("not an image format reclaim can read") from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except MemoryError as e:
+        raise MediaTooLarge("image header too large to read in memory") from e
+    except DECODER_ERRORS as e:
         raise DecodeError(f"corrupt image header: {e}") from e
+    _check_size(im, limits, "image")
+    return im
+
+
+def _check_size(im: Image.Image, limits: MediaLimits, what: str) -> int:
+    """The pixels of ``im``'s current frame as declared (nothing decoded yet); raises
+    DecodeError for an empty size and MediaTooLarge over ``limits.max_pixels``."""
     w, h = im.size
     if w <= 0 or h <= 0:
-        raise DecodeError(f"invalid image size {w}x{h}")
+        raise DecodeError(f"invalid {what} size {w}x{h}")
     if w * h > limits.max_pixels:
-        raise MediaTooLarge(
-            f"image of {w}x{h} = {w * h / 1e6:.0f} MP exceeds the {limits.max_pixels / 1e6:.0f} MP "
-            "cap (possible decompression bomb)"
-        )
-    return im
+        raise too_large(what, w, h, limits.max_pixels)
+    return w * h
 
 
 def _orientation(im: Image.Image) -> int:
@@ -94,7 +123,7 @@ def load_rgb(
                 im.thumbnail((max_side, max_side), reducing_gap=None)
     except MemoryError as e:
         raise MediaTooLarge("image too large to decode in memory") from e
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+    except DECODER_ERRORS as e:
         raise DecodeError(f"corrupt or truncated image: {e}") from e
     return im, (full_w, full_h), orient
 
@@ -114,19 +143,42 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def iter_frames(
     data: bytes, limits: MediaLimits, max_side: int | None = None
 ) -> Iterator[tuple[int, float, Image.Image]]:
-    """Frames of an animated image (GIF, animated WebP/PNG) as (index, timestamp_s, RGB image).
+    """Frames of an animated image (GIF, animated WebP/PNG, multi-page TIFF, HEIF sequences) as
+    (index, timestamp_s, RGB image).
 
     Frames are taken about ``limits.video_fps`` per second of animation time (the first always),
-    at most ``limits.max_frames`` frames decoded. Raises DecodeError on corrupt data.
+    at most ``limits.max_frames`` frames decoded. Each frame's declared size is checked before
+    it is decoded (MediaTooLarge over ``limits.max_pixels``): GIF descriptors up front, as
+    Pillow's ``seek`` already allocates from them; other formats after ``seek``, which only reads
+    the declaration, and before ``copy`` decodes. Decoding stops, as at ``max_frames``, once the
+    frames decoded would exceed ``limits.max_total_pixels`` (each frame costs its whole canvas).
+    Raises DecodeError on corrupt data.
     """
+    gif = check_declared(data, limits.max_pixels, limits.max_frames)
     im = open_checked(data, limits)
-    n = int(getattr(im, "n_frames", 1) or 1)
     t = 0.0
     next_t = 0.0
     step = 1.0 / limits.video_fps if limits.video_fps > 0 else 0.0
+    spent = 0
     try:
+        if gif is not None:
+            n = len(gif.canvases) + (1 if gif.more else 0)
+        else:
+            n = int(getattr(im, "n_frames", 1) or 1)  # some formats walk the file to count
         for i in range(min(n, limits.max_frames)):
-            im.seek(i)
+            if gif is not None:
+                # Pillow's seek(i) decodes frame i-1 and fills frame i's disposal area at once.
+                cw, ch = gif.canvases[i]
+                cost = cw * ch
+                if spent + cost > limits.max_total_pixels:
+                    break
+                im.seek(i)
+            else:
+                im.seek(i)
+                cost = _check_size(im, limits, f"frame {i}")
+                if spent + cost > limits.max_total_pixels:
+                    break
+            spent += cost
             dur = float(im.info.get("duration", 100) or 100) / 1000.0
             if t + 1e-9 >= next_t:
                 frame = _to_rgb(im.copy())
@@ -139,10 +191,18 @@ def iter_frames(
             t += dur
             if t > limits.video_max_seconds:
                 break
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
+    except MemoryError as e:
+        raise MediaTooLarge("animated image too large to decode in memory") from e
+    except DECODER_ERRORS as e:
         raise DecodeError(f"corrupt animated image: {e}") from e
 
 
 def is_animated(data: bytes, limits: MediaLimits) -> bool:
+    """Whether the image has more than one frame (DecodeError when counting them fails)."""
     im = open_checked(data, limits)
-    return bool(getattr(im, "is_animated", False))
+    try:
+        return bool(getattr(im, "is_animated", False))
+    except MemoryError as e:
+        raise MediaTooLarge("animated image too large to decode in memory") from e
+    except DECODER_ERRORS as e:
+        raise DecodeError(f"corrupt animated image: {e}") from e

@@ -2,7 +2,8 @@
 
 PDQ hashes go into one ``PdqIndex`` (FAISS; ids are signal ids), vPDQ frame hashes into another
 (candidates are then scored with Meta's vPDQ rule), MD5/SHA-256 are looked up by key in the
-store. Results are filtered to the asking tenant's banks, and PDQ by each bank's own distance.
+store within the asking tenant's signals. Results are filtered to the asking tenant's banks, and
+PDQ by each bank's own distance; the index status counts only the asking tenant's hashes.
 
 Freshness: writes made through this process call ``refresh(force=True)`` and are matchable
 when the request returns; other processes sharing the database pick them up from the change log
@@ -171,7 +172,7 @@ class Matcher:
         if signal_type == "vpdq":
             return self._lookup_vpdq(tenant_id, frames_from_json(value), banks)
         out = []
-        for _sid, cid, bid in self.store.exact_lookup(signal_type, value):
+        for _sid, cid, bid in self.store.exact_lookup(tenant_id, signal_type, value):
             b = self._bank_ok(bid, tenant_id, banks)
             if b is not None:
                 out.append(Match(cid, b.id, b.name, "0"))
@@ -217,16 +218,13 @@ class Matcher:
                 )
         return out
 
-    def status(self) -> dict[str, dict[str, object]]:
+    def status(self, tenant_id: int) -> dict[str, dict[str, object]]:
+        """HMA's index status for one tenant: ``size`` counts that tenant's hashes only (PDQ:
+        those the index matches on, quality >= 50 or unknown); ``built_to`` is when this
+        process last applied a change."""
         built = int(self.built_at)
+        counts = self.store.signal_counts(tenant_id, PDQ_MIN_QUALITY)
         return {
-            "pdq": {
-                "present": True,
-                "built_to": built,
-                "size": len(self.pdq),
-                "index": self.pdq.kind,
-            },
-            "vpdq": {"present": True, "built_to": built, "size": len(self.vpdq_frames)},
-            "md5": {"present": True, "built_to": built, "size": -1},
-            "video_md5": {"present": True, "built_to": built, "size": -1},
+            st: {"present": True, "built_to": built, "size": counts.get(st, 0)}
+            for st in ("pdq", "vpdq", "md5", "video_md5", "sha256")
         }

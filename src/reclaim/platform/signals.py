@@ -10,6 +10,12 @@ Bulk formats:
   tool``) — and any CSV with ``signal_type`` and ``signal`` columns: one content item per row,
   other columns kept as metadata;
 - JSON in HMA vocabulary: ``{"items": [{"signals": {"pdq": "…"}, "metadata": {…}}]}``.
+
+Hostile input is refused with a reason, never a crash: JSON nested deeper than
+``MAX_JSON_DEPTH`` (Python's parser would otherwise hit its recursion limit; a value nested a
+few hundred levels could also be stored and then fail every later read), CSV fields over the
+``csv`` module's 128 KiB field limit, and metadata over ``MAX_METADATA_BYTES`` however it is
+given (a metadata column, extra CSV columns, or both).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ __all__ = [
     "SignalRejected",
     "canonical",
     "export_csv",
+    "load_json",
     "parse_bulk",
 ]
 
@@ -42,12 +49,43 @@ SIGNAL_TYPES = ("pdq", "md5", "video_md5", "vpdq", "sha256")
 #: Metadata keys HMA accepts on banked content (plus anything under "json").
 HMA_METADATA_KEYS = frozenset({"content_id", "content_uri", "json"})
 MAX_METADATA_BYTES = 16 * 1024
+#: Deepest nesting of arrays/objects accepted in any JSON the platform reads from a caller.
+MAX_JSON_DEPTH = 32
 
 ContentRecord = tuple[list[tuple[str, str, int | None]], dict[str, Any]]
 
 
 class SignalRejected(ReclaimError):
     """A signal type or value the platform cannot use; the message says why."""
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in a parsed JSON value (a scalar: 0). Iterative."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
+def load_json(text: str | bytes, what: str = "JSON", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for text a caller sent: SignalRejected (with the reason) when it is not
+    JSON or nests deeper than ``max_depth``."""
+    try:
+        value = json.loads(text)
+    except RecursionError as e:
+        raise SignalRejected(f"{what} is nested deeper than {max_depth} levels") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        msg = f"{e.msg} at {e.pos}" if isinstance(e, json.JSONDecodeError) else "not UTF-8"
+        raise SignalRejected(f"{what} is not valid JSON: {msg}") from e
+    if json_depth(value) > max_depth:
+        raise SignalRejected(f"{what} is nested deeper than {max_depth} levels")
+    return value
 
 
 def canonical(signal_type: str, value: str) -> str:
@@ -77,7 +115,7 @@ def parse_vpdq(text: str) -> list[VpdqFrame]:
     compact ``["hash,quality,timestamp", …]`` list of ``reclaim protect``."""
     t = text.strip()
     if t.startswith("["):
-        data = json.loads(t) if _is_json(t) else None
+        data = load_json(t, "vPDQ value") if _is_json(t) else None
         if isinstance(data, list) and data and all(isinstance(x, str) for x in data):
             frames = []
             for i, s in enumerate(data):
@@ -94,8 +132,10 @@ def parse_vpdq(text: str) -> list[VpdqFrame]:
 
 def _is_json(t: str) -> bool:
     try:
-        json.loads(t)
-    except json.JSONDecodeError:
+        load_json(t)
+    except SignalRejected as e:
+        if "nested deeper" in str(e):
+            raise
         return False
     return True
 
@@ -105,6 +145,8 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, dict):
         raise SignalRejected("metadata should be a JSON object")
+    if json_depth(metadata) > MAX_JSON_DEPTH:
+        raise SignalRejected(f"metadata is nested deeper than {MAX_JSON_DEPTH} levels")
     if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
         raise SignalRejected(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return metadata
@@ -137,26 +179,39 @@ def _quality(text: str | None, row: int) -> int | None:
 
 def _csv_records(text: str) -> Iterator[ContentRecord]:
     reader = csv.DictReader(io.StringIO(text))
-    fields = reader.fieldnames or []
-    if "signal_type" not in fields or "signal" not in fields:
-        raise SignalRejected("CSV needs 'signal_type' and 'signal' columns (as reclaim protect)")
-    for n, row in enumerate(reader, start=2):
-        st = (row.get("signal_type") or "").strip()
-        try:
-            value = canonical(st, row.get("signal") or "")
-        except SignalRejected as e:
-            raise SignalRejected(f"row {n}: {e}") from e
-        skip = ("signal_type", "signal", "quality", "content_id", "metadata")
-        extra = {k: v for k, v in row.items() if k and k not in skip and v is not None}
-        meta: dict[str, Any] = {}
+    n = 1
+    try:
+        fields = reader.fieldnames or []
+        if "signal_type" not in fields or "signal" not in fields:
+            raise SignalRejected(
+                "CSV needs 'signal_type' and 'signal' columns (as reclaim protect)"
+            )
+        for n, row in enumerate(reader, start=2):
+            yield _csv_record(row, n)
+    except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit
+        raise SignalRejected(f"row {n + 1}: {e}") from e
+
+
+def _csv_record(row: dict[str | Any, Any], n: int) -> ContentRecord:
+    st = (row.get("signal_type") or "").strip()
+    try:
+        value = canonical(st, row.get("signal") or "")
+    except SignalRejected as e:
+        raise SignalRejected(f"row {n}: {e}") from e
+    skip = ("signal_type", "signal", "quality", "content_id", "metadata")
+    extra = {k: v for k, v in row.items() if k and k not in skip and v is not None}
+    meta: dict[str, Any] = {}
+    try:
         if (row.get("metadata") or "").strip():  # our own export: metadata as JSON
-            try:
-                meta = check_metadata(json.loads(row["metadata"]))
-            except (json.JSONDecodeError, SignalRejected) as e:
-                raise SignalRejected(f"row {n}: metadata is not a JSON object") from e
+            meta = check_metadata(load_json(row["metadata"], "metadata"))
         if extra:  # e.g. protect's media_kind, created_at, tool
-            meta = {**meta, "json": {**meta.get("json", {}), **extra}}
-        yield [(st, value, _quality(row.get("quality"), n))], meta
+            kept = meta.get("json", {})
+            if not isinstance(kept, dict):
+                raise SignalRejected("metadata 'json' must be an object to take extra columns")
+            meta = check_metadata({**meta, "json": {**kept, **extra}})
+    except SignalRejected as e:
+        raise SignalRejected(f"row {n}: {e}") from e
+    return [(st, value, _quality(row.get("quality"), n))], meta
 
 
 def _json_records(data: Any) -> Iterator[ContentRecord]:
@@ -187,11 +242,7 @@ def parse_bulk(body: bytes, content_type: str) -> list[ContentRecord]:
         raise SignalRejected("import must be UTF-8 text") from e
     looks_json = "json" in content_type or text.lstrip().startswith(("{", "["))
     if looks_json:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SignalRejected(f"import is not valid JSON: {e.msg} at {e.pos}") from e
-        return list(_json_records(data))
+        return list(_json_records(load_json(text, "import")))
     return list(_csv_records(text))
 
 

@@ -5,8 +5,22 @@ backends differ only in how they connect, open a transaction and spell a few col
 ``migrations``). ``open_store("x.db")`` opens SQLite (WAL, one connection per thread);
 ``open_store("postgresql://…")`` opens PostgreSQL through psycopg 3.
 
-Every read and write of tenant data takes the tenant id and filters on it: a bank, content item,
-review item or decision of another tenant is simply "not found".
+Tenancy by construction: every method that reads, changes or deletes a tenant's data takes the
+tenant id as its first argument, and every statement it runs filters on that id in the SQL itself
+(and on the bank's id where a bank is named) — never on a row id alone, and never on a tenant id
+taken from an object the caller hands in. A bank, content item, signal, review item, decision,
+webhook or token of another tenant is simply "not found", and is left as it was. The schema
+holds the same rule a second time (``migrations``: a row's tenant must be its parent's).
+
+A few methods are system-wide by design and are called only by the service's own machinery,
+never with a caller's ids: ``token_for_secret`` (authentication), ``all_banks``,
+``live_signals``, ``changes_since`` and ``last_change`` (the matcher's index, which filters every
+result by the asking tenant's banks), and ``due_deliveries``, ``record_attempt`` and
+``pending_deliveries`` (the webhook worker).
+
+Ids are 64-bit: an integer argument outside the signed 64-bit range is refused with
+``OutOfRange`` before it reaches either database (SQLite raises OverflowError on it, PostgreSQL
+would compare it as a numeric).
 
 Tokens are stored as SHA-256 of the secret (they are 256-bit random, so a fast hash suffices)
 and compared in constant time. The change log (``changes``) lets matchers in any process follow
@@ -39,6 +53,8 @@ __all__ = [
     "Conflict",
     "Content",
     "Delivery",
+    "NotFound",
+    "OutOfRange",
     "PlatformStore",
     "PostgresPlatformStore",
     "ReviewItem",
@@ -48,12 +64,23 @@ __all__ = [
     "open_store",
 ]
 
-SCOPES = ("hash", "match", "curate", "review")
+SCOPES = ("hash", "match", "curate", "review", "tokens")
 TOKEN_PREFIX = "rcl_"
 
 
 class Conflict(ReclaimError):
     """The thing being created already exists (a bank name in the tenant, a tenant name)."""
+
+
+class NotFound(ReclaimError):
+    """The thing named is not the tenant's (or does not exist: the two are not told apart)."""
+
+
+class OutOfRange(ReclaimError):
+    """An id or number outside the signed 64-bit range both databases store."""
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -217,7 +244,11 @@ class PlatformStore(ABC):
                 cur.close()
 
     def _q(self, cur: Any, sql: str, args: Sequence[Any] = ()) -> Any:
-        cur.execute(self._sql(sql), tuple(args))
+        args = tuple(args)
+        for a in args:
+            if type(a) is int and not INT64_MIN <= a <= INT64_MAX:
+                raise OutOfRange("an id or number is out of range (ids are below 2**63)")
+        cur.execute(self._sql(sql), args)
         return cur
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
@@ -244,8 +275,8 @@ class PlatformStore(ABC):
                     f"knows ({LATEST}); upgrade reclaim"
                 )
             for version in range(current + 1, LATEST + 1):
-                for stmt in MIGRATIONS[version - 1]:
-                    self._q(cur, self.dialect.render(stmt))
+                for stmt in self.dialect.statements(MIGRATIONS[version - 1]):
+                    self._q(cur, stmt)
                 self._q(
                     cur,
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
@@ -297,6 +328,7 @@ class PlatformStore(ABC):
         return secret
 
     def token_for_secret(self, secret: str) -> Token | None:
+        """System-wide (authentication): the live token whose secret this is."""
         digest = hash_token(secret)
         row = self._one(
             "SELECT t.id, t.tenant_id, n.name, t.name, t.scopes, t.token_hash FROM tokens t "
@@ -309,7 +341,27 @@ class PlatformStore(ABC):
             int(row[0]), int(row[1]), str(row[2]), str(row[3]), frozenset(row[4].split(","))
         )
 
+    def list_tokens(self, tenant_id: int) -> list[dict[str, Any]]:
+        """The tenant's tokens: id, name, scopes, created_at, revoked_at (never the secret or
+        its hash)."""
+        rows = self._all(
+            "SELECT id, name, scopes, created_at, revoked_at FROM tokens WHERE tenant_id = ? "
+            "ORDER BY id",
+            (tenant_id,),
+        )
+        return [
+            {
+                "id": int(r[0]),
+                "name": r[1],
+                "scopes": sorted(str(r[2]).split(",")),
+                "created_at": float(r[3]),
+                "revoked_at": None if r[4] is None else float(r[4]),
+            }
+            for r in rows
+        ]
+
     def revoke_token(self, tenant_id: int, token_id: int) -> bool:
+        """Revoke one of the tenant's tokens; False when it is not the tenant's or was revoked."""
         with self.tx() as cur:
             cur = self._q(
                 cur,
@@ -351,6 +403,7 @@ class PlatformStore(ABC):
         return [self._bank(r) for r in rows]
 
     def all_banks(self) -> list[Bank]:
+        """System-wide (the matcher): every tenant's banks."""
         return [self._bank(r) for r in self._all(f"SELECT {self._BANK_COLS} FROM banks")]
 
     def get_bank(self, tenant_id: int, name: str) -> Bank | None:
@@ -362,12 +415,14 @@ class PlatformStore(ABC):
 
     def update_bank(
         self,
+        tenant_id: int,
         bank: Bank,
         *,
         name: str | None = None,
         enabled_ratio: float | None = None,
         pdq_distance: int | None = None,
-    ) -> Bank:
+    ) -> Bank | None:
+        """Change the tenant's bank; None when ``bank`` is not the tenant's."""
         try:
             with self.tx(log_lock=True) as cur:
                 row = self._q(
@@ -379,9 +434,11 @@ class PlatformStore(ABC):
                         bank.enabled_ratio if enabled_ratio is None else enabled_ratio,
                         bank.pdq_distance if pdq_distance is None else pdq_distance,
                         bank.id,
-                        bank.tenant_id,
+                        tenant_id,
                     ),
                 ).fetchone()
+                if row is None:
+                    return None
                 self._q(
                     cur,
                     "INSERT INTO changes (signal_id, op, at) VALUES (?, ?, ?)",
@@ -393,24 +450,28 @@ class PlatformStore(ABC):
                 raise Conflict(f"bank {name!r} already exists") from e
             raise
 
-    def delete_bank(self, bank: Bank) -> int:
-        """Delete a bank and its content; returns the number of content items removed."""
+    def delete_bank(self, tenant_id: int, bank: Bank) -> int | None:
+        """Delete the tenant's bank and its content; the number of content items removed, or
+        None when ``bank`` is not the tenant's."""
+        scope = (bank.id, tenant_id)
         with self.tx(log_lock=True) as cur:
+            if not self._q(
+                cur, "SELECT id FROM banks WHERE id = ? AND tenant_id = ?", scope
+            ).fetchone():
+                return None
             sids = [
                 int(r[0])
                 for r in self._q(
-                    cur, "SELECT id FROM signals WHERE bank_id = ?", (bank.id,)
+                    cur, "SELECT id FROM signals WHERE bank_id = ? AND tenant_id = ?", scope
                 ).fetchall()
             ]
             n = self._q(
-                cur, "SELECT COUNT(*) FROM contents WHERE bank_id = ?", (bank.id,)
+                cur, "SELECT COUNT(*) FROM contents WHERE bank_id = ? AND tenant_id = ?", scope
             ).fetchone()[0]
             self._log_changes(cur, sids, "del")
-            self._q(cur, "DELETE FROM signals WHERE bank_id = ?", (bank.id,))
-            self._q(cur, "DELETE FROM contents WHERE bank_id = ?", (bank.id,))
-            self._q(
-                cur, "DELETE FROM banks WHERE id = ? AND tenant_id = ?", (bank.id, bank.tenant_id)
-            )
+            self._q(cur, "DELETE FROM signals WHERE bank_id = ? AND tenant_id = ?", scope)
+            self._q(cur, "DELETE FROM contents WHERE bank_id = ? AND tenant_id = ?", scope)
+            self._q(cur, "DELETE FROM banks WHERE id = ? AND tenant_id = ?", scope)
             self._q(
                 cur,
                 "INSERT INTO changes (signal_id, op, at) VALUES (?, ?, ?)",
@@ -431,20 +492,27 @@ class PlatformStore(ABC):
 
     def add_contents(
         self,
+        tenant_id: int,
         bank: Bank,
         items: Sequence[tuple[Sequence[tuple[str, str, int | None]], dict[str, Any]]],
     ) -> list[int]:
-        """Add content items (each: its signals and metadata) in one transaction; their ids."""
+        """Add content items (each: its signals and metadata) to the tenant's bank in one
+        transaction; their ids. NotFound when ``bank`` is not the tenant's."""
         now = time.time()
         out: list[int] = []
+        scope = (bank.id, tenant_id)
         with self.tx(log_lock=True) as cur:
+            if not self._q(
+                cur, "SELECT id FROM banks WHERE id = ? AND tenant_id = ?", scope
+            ).fetchone():
+                raise NotFound(f"bank {bank.name!r} not found")
             for signals, metadata in items:
                 cid = int(
                     self._q(
                         cur,
                         "INSERT INTO contents (bank_id, tenant_id, metadata, created_at) "
                         "VALUES (?, ?, ?, ?) RETURNING id",
-                        (bank.id, bank.tenant_id, json.dumps(metadata, sort_keys=True), now),
+                        (*scope, json.dumps(metadata, sort_keys=True), now),
                     ).fetchone()[0]
                 )
                 sids = []
@@ -453,34 +521,41 @@ class PlatformStore(ABC):
                         cur,
                         "INSERT INTO signals (content_id, bank_id, tenant_id, signal_type, value, "
                         "quality) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                        (cid, bank.id, bank.tenant_id, st, value, quality),
+                        (cid, *scope, st, value, quality),
                     ).fetchone()
                     sids.append(int(row[0]))
                 self._log_changes(cur, sids, "add")
                 out.append(cid)
         return out
 
-    def remove_content(self, bank: Bank, content_id: int) -> int:
+    def remove_content(self, tenant_id: int, bank: Bank, content_id: int) -> int:
+        """Remove one content item of the tenant's bank; 1, or 0 when it is not in that bank of
+        that tenant (and then nothing at all is changed)."""
+        scope = (content_id, bank.id, tenant_id)
         with self.tx(log_lock=True) as cur:
             sids = [
                 int(r[0])
                 for r in self._q(
                     cur,
-                    "SELECT s.id FROM signals s JOIN contents c ON c.id = s.content_id "
-                    "WHERE c.id = ? AND c.bank_id = ? AND c.tenant_id = ?",
-                    (content_id, bank.id, bank.tenant_id),
+                    "SELECT id FROM signals WHERE content_id = ? AND bank_id = ? AND tenant_id = ?",
+                    scope,
                 ).fetchall()
             ]
             self._log_changes(cur, sids, "del")
-            self._q(cur, "DELETE FROM signals WHERE content_id = ?", (content_id,))
+            self._q(
+                cur,
+                "DELETE FROM signals WHERE content_id = ? AND bank_id = ? AND tenant_id = ?",
+                scope,
+            )
             n = self._q(
                 cur,
                 "DELETE FROM contents WHERE id = ? AND bank_id = ? AND tenant_id = ?",
-                (content_id, bank.id, bank.tenant_id),
+                scope,
             ).rowcount
             return int(n)
 
     def get_contents(self, tenant_id: int, ids: Sequence[int]) -> list[Content]:
+        """The tenant's content items among ``ids`` (others' are left out), with signals."""
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
@@ -488,8 +563,8 @@ class PlatformStore(ABC):
             rows = self._q(
                 cur,
                 "SELECT c.id, c.bank_id, b.name, c.tenant_id, c.metadata, c.enabled, c.created_at "
-                f"FROM contents c JOIN banks b ON b.id = c.bank_id WHERE c.tenant_id = ? "
-                f"AND c.id IN ({marks}) ORDER BY c.id",
+                "FROM contents c JOIN banks b ON b.id = c.bank_id AND b.tenant_id = c.tenant_id "
+                f"WHERE c.tenant_id = ? AND c.id IN ({marks}) ORDER BY c.id",
                 (tenant_id, *ids),
             ).fetchall()
             out = {int(r[0]): self._content(r) for r in rows}
@@ -498,8 +573,8 @@ class PlatformStore(ABC):
                 for r in self._q(
                     cur,
                     "SELECT content_id, signal_type, value, quality FROM signals "
-                    f"WHERE content_id IN ({sig_marks}) ORDER BY id",
-                    tuple(out),
+                    f"WHERE tenant_id = ? AND content_id IN ({sig_marks}) ORDER BY id",
+                    (tenant_id, *out),
                 ).fetchall():
                     out[int(r[0])].signals.append((str(r[1]), str(r[2]), r[3]))
         return list(out.values())
@@ -510,28 +585,49 @@ class PlatformStore(ABC):
             int(r[0]), int(r[1]), str(r[2]), int(r[3]), json.loads(r[4]), bool(r[5]), float(r[6])
         )
 
-    def list_contents(self, bank: Bank, after_id: int = 0, limit: int = 1000) -> list[Content]:
+    def list_contents(
+        self, tenant_id: int, bank: Bank, after_id: int = 0, limit: int = 1000
+    ) -> list[Content]:
         ids = [
             int(r[0])
             for r in self._all(
                 "SELECT id FROM contents WHERE bank_id = ? AND tenant_id = ? AND id > ? "
                 "ORDER BY id LIMIT ?",
-                (bank.id, bank.tenant_id, after_id, limit),
+                (bank.id, tenant_id, after_id, limit),
             )
         ]
-        return self.get_contents(bank.tenant_id, ids)
+        return self.get_contents(tenant_id, ids)
 
-    def count_contents(self, bank: Bank) -> int:
-        row = self._one("SELECT COUNT(*) FROM contents WHERE bank_id = ?", (bank.id,))
+    def count_contents(self, tenant_id: int, bank: Bank) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM contents WHERE bank_id = ? AND tenant_id = ?",
+            (bank.id, tenant_id),
+        )
         return int(row[0])
 
-    def exact_lookup(self, signal_type: str, value: str) -> list[tuple[int, int, int]]:
-        """(signal id, content id, bank id) of signals equal to ``value`` (MD5: key lookup)."""
+    def exact_lookup(
+        self, tenant_id: int, signal_type: str, value: str
+    ) -> list[tuple[int, int, int]]:
+        """(signal id, content id, bank id) of the tenant's signals equal to ``value`` (MD5 and
+        SHA-256: a key lookup)."""
         rows = self._all(
-            "SELECT id, content_id, bank_id FROM signals WHERE signal_type = ? AND value = ?",
-            (signal_type, value),
+            "SELECT id, content_id, bank_id FROM signals "
+            "WHERE signal_type = ? AND value = ? AND tenant_id = ?",
+            (signal_type, value, tenant_id),
         )
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def signal_counts(self, tenant_id: int, min_pdq_quality: int = 0) -> dict[str, int]:
+        """How many signals of each type the tenant's banks hold (PDQ: those of at least
+        ``min_pdq_quality``, or of unknown quality — the ones the matcher indexes)."""
+        rows = self._all(
+            "SELECT signal_type, COUNT(*) FROM signals WHERE tenant_id = ? "
+            "AND (signal_type <> 'pdq' OR quality IS NULL OR quality >= ?) GROUP BY signal_type",
+            (tenant_id, min_pdq_quality),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    # -- system-wide: the matcher and the webhook worker, never an endpoint ----------------------
 
     def last_change(self) -> int:
         row = self._one("SELECT MAX(seq) FROM changes")
@@ -776,6 +872,7 @@ class PlatformStore(ABC):
         return out
 
     def due_deliveries(self, now: float, limit: int = 50) -> list[Delivery]:
+        """System-wide (the webhook worker): pending deliveries of every tenant that are due."""
         rows = self._all(
             "SELECT d.id, d.webhook_id, d.tenant_id, d.event, d.payload, d.status, d.attempts, "
             "w.url, w.secret FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id "
@@ -797,7 +894,8 @@ class PlatformStore(ABC):
         error: str | None,
         next_attempt_at: float | None,
     ) -> None:
-        """After one attempt: delivered, retry at ``next_attempt_at``, or failed (None)."""
+        """System-wide (the webhook worker): after one attempt of a delivery it was handed by
+        ``due_deliveries``: delivered, retry at ``next_attempt_at``, or failed (None)."""
         status = "delivered" if ok else ("pending" if next_attempt_at is not None else "failed")
         now = time.time()
         with self.tx() as cur:

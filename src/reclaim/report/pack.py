@@ -5,14 +5,21 @@ Layout::
     originals/<sha256>.<ext>   the items, byte-for-byte as found
     manifest.json              per item: hashes, size, type, every place seen, acquisition time
     custody.jsonl              the case's hash-chained custody log, ending with this export
-    SEAL.json                  hash of the last custody entry (the chain's head)
+    SEAL.json                  hash of the last custody entry (the chain's head), signing key
+    SEAL.sig                   Ed25519 signature of SEAL.json's exact bytes (64 bytes)
+    SEAL.tsr                   RFC 3161 time-stamp of SEAL.json (only with --timestamp URL)
+    seal-key.pem               the signing key's public half
     report.html, report.pdf    findings with (blurred) thumbnails
     notices/dsa-art16-N.txt    one EU DSA Article 16 notice per URL where an item was seen
     pharos.txt                 French complaint / PHAROS summary
     README.txt                 how to verify
 
 The export custody entry records the SHA-256 of manifest.json and of every other file, so a
-change to any byte of the pack is found by ``verify_pack`` and named.
+change to any byte of the pack is found by ``verify_pack`` and named. The seal is signed with
+the case's key (``reclaim.report.seal``), so a pack rewritten consistently, hashes and all, no
+longer verifies, or verifies only with another key, whose fingerprint differs from the one the
+person gave out. With ``timestamp_url`` the seal is also time-stamped by that RFC 3161 authority
+(the only network use, and only on request).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageFilter
@@ -35,6 +43,8 @@ from reclaim.errors import InputError, ReclaimError
 from reclaim.media import Media
 from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier, dsa_notice, pharos_summary
+from reclaim.report.seal import load_or_create_key, public_key_info, public_key_pem
+from reclaim.report.timestamp import TimestampInfo, request_timestamp
 from reclaim.sources.resolve import read_verified
 from reclaim.store import CaseStore
 from reclaim.store.case import now_iso
@@ -65,6 +75,7 @@ class PackOptions:
     pdf: bool = True
     findings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by item sha256
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by item sha256
+    timestamp_url: str | None = None  # RFC 3161 authority: the only network use, on request
 
 
 @dataclass
@@ -73,6 +84,9 @@ class PackResult:
     items: int
     notices: int
     unreadable: list[str]
+    key_fingerprint: str = ""
+    timestamp: TimestampInfo | None = None
+    timestamp_error: str | None = None  # asked for, not obtained: the pack is written without
 
 
 def item_record(store: CaseStore, sha256: str) -> dict[str, Any]:
@@ -150,6 +164,8 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
     """
     if not items:
         raise InputError("no item to export: confirm findings first, or name items")
+    key = load_or_create_key(store.root)  # before anything is written: it may need a passphrase
+    key_info = public_key_info(key.public_key())
     records = [item_record(store, sha) for sha in dict.fromkeys(items)]
     files: dict[str, bytes] = {}
     unreadable: list[str] = []
@@ -173,6 +189,7 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
         "created_at": now_iso(),
         "tool": f"reclaim {__version__}",
         "notifier": {"name": options.notifier.name, "email": options.notifier.email},
+        "seal_key": key_info,
         "items": [
             {
                 "sha256": r["sha256"],
@@ -213,6 +230,7 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
 
         files["report.pdf"] = HTML(string=html).write_pdf()
     files["README.txt"] = _readme(options.lang).encode()
+    files["seal-key.pem"] = public_key_pem(key.public_key())
 
     log = CustodyLog(store.root)
     export = log.append(
@@ -223,19 +241,32 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
             "unreadable": unreadable,
             "manifest_sha256": _sha(files["manifest.json"]),
             "files": {name: _sha(data) for name, data in sorted(files.items())},
+            "seal_key": key_info["fingerprint"],
         },
         actor=options.actor,
     )
     chain = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in log.entries())
     files["custody.jsonl"] = chain.encode()
-    files["SEAL.json"] = json.dumps(
-        {
-            "custody_head": export["hash"],
-            "custody_entries": export["seq"],
-            "sealed_at": export["at"],
-        },
-        indent=2,
-    ).encode()
+    seal: dict[str, Any] = {
+        "custody_head": export["hash"],
+        "custody_entries": export["seq"],
+        "sealed_at": export["at"],
+        "key": key_info,
+    }
+    stamp: TimestampInfo | None = None
+    stamp_error: str | None = None
+    if options.timestamp_url:
+        # The seal says it is time-stamped, so that removing SEAL.tsr is found; if the authority
+        # gives no time-stamp, the seal is made again without that line.
+        seal["timestamp_authority"] = _without_credentials(options.timestamp_url)
+        files["SEAL.json"] = json.dumps(seal, indent=2).encode()
+        try:
+            files["SEAL.tsr"], stamp = request_timestamp(options.timestamp_url, files["SEAL.json"])
+        except ReclaimError as e:
+            stamp_error = str(e)
+            del seal["timestamp_authority"]
+    files["SEAL.json"] = json.dumps(seal, indent=2).encode()
+    files["SEAL.sig"] = key.sign(files["SEAL.json"])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
@@ -243,7 +274,22 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
         for name in sorted(files):
             z.writestr(name, files[name])
     os.replace(tmp, out)
-    return PackResult(out, len(records) - len(unreadable), notices, unreadable)
+    return PackResult(
+        out,
+        len(records) - len(unreadable),
+        notices,
+        unreadable,
+        key_fingerprint=key_info["fingerprint"],
+        timestamp=stamp,
+        timestamp_error=stamp_error,
+    )
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a user name or password, which must not go into the pack."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
 
 
 def _check_for_manifest(check: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -267,6 +313,9 @@ _TEXT = {
         "findings": "Constatations",
         "decision": "Décision",
         "verify": "Vérifier ce dossier : reclaim verify-pack",
+        "seal": "Scellé signé (Ed25519) — empreinte de la clé publique",
+        "seal_note": "Demandez cette empreinte à l'expéditeur par un autre canal : "
+        "reclaim verify-pack --key EMPREINTE dossier.zip",
     },
     "en": {
         "check": "Manipulation or generation",
@@ -280,6 +329,9 @@ _TEXT = {
         "findings": "Findings",
         "decision": "Decision",
         "verify": "Verify this pack: reclaim verify-pack",
+        "seal": "Signed seal (Ed25519) — public key fingerprint",
+        "seal_note": "Get this fingerprint from the sender through another channel: "
+        "reclaim verify-pack --key FINGERPRINT pack.zip",
     },
 }
 
@@ -305,14 +357,23 @@ def _readme(lang: str) -> str:
     if lang == "fr":
         return (
             "Ce dossier a été produit par reclaim.\n"
-            "Vérification : `reclaim verify-pack dossier.zip` recalcule chaque empreinte et\n"
-            "parcourt le journal de traçabilité chaîné (custody.jsonl). Sans reclaim :\n"
-            "`sha256sum originals/*` doit redonner le nom de chaque fichier.\n"
-            "Communiquez aussi la valeur custody_head de SEAL.json par un autre canal.\n"
+            "Vérification : `reclaim verify-pack dossier.zip` recalcule chaque empreinte,\n"
+            "parcourt le journal de traçabilité chaîné (custody.jsonl) et vérifie la signature\n"
+            "Ed25519 du scellé (SEAL.json, SEAL.sig). Demandez l'empreinte de la clé (SEAL.json,\n"
+            '"fingerprint") à l\'expéditeur par un autre canal et donnez-la : --key EMPREINTE.\n'
+            "Sans reclaim : `sha256sum originals/*` doit redonner le nom de chaque fichier ;\n"
+            "`openssl pkeyutl -verify -pubin -inkey seal-key.pem -rawin -in SEAL.json\n"
+            "-sigfile SEAL.sig` vérifie la signature ; s'il y a SEAL.tsr (horodatage RFC 3161) :\n"
+            "`openssl ts -verify -in SEAL.tsr -data SEAL.json -CAfile <certificat de l'autorité>`\n"
         )
     return (
         "This pack was produced by reclaim.\n"
-        "Verify: `reclaim verify-pack pack.zip` recomputes every hash and walks the chained\n"
-        "custody log (custody.jsonl). Without reclaim: `sha256sum originals/*` must give each\n"
-        "file's name back. Also send the custody_head value of SEAL.json through another channel.\n"
+        "Verify: `reclaim verify-pack pack.zip` recomputes every hash, walks the chained\n"
+        "custody log (custody.jsonl) and checks the seal's Ed25519 signature (SEAL.json,\n"
+        'SEAL.sig). Get the key\'s fingerprint (SEAL.json, "fingerprint") from the sender\n'
+        "through another channel and pass it: --key FINGERPRINT.\n"
+        "Without reclaim: `sha256sum originals/*` must give each file's name back;\n"
+        "`openssl pkeyutl -verify -pubin -inkey seal-key.pem -rawin -in SEAL.json\n"
+        "-sigfile SEAL.sig` checks the signature; where there is SEAL.tsr (RFC 3161 time-stamp):\n"
+        "`openssl ts -verify -in SEAL.tsr -data SEAL.json -CAfile <the authority's certificate>`.\n"
     )

@@ -7,13 +7,15 @@ a new built-in source is one module plus one line in ``_register_builtin``; othe
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from reclaim.errors import InputError
-from reclaim.sources.base import Entry, Locator, Source, SourceLimits
+from reclaim.sources.base import Entry, Locator, Source, SourceLimits, not_regular_reason
 
 __all__ = ["Entry", "Locator", "Source", "SourceLimits", "open_source", "register"]
 
@@ -48,6 +50,13 @@ def open_source(spec: str, limits: SourceLimits | None = None) -> Source:
     for opener in _OPENERS:
         if opener.detect(spec):
             return opener.open(spec, limits)
+    try:  # a FIFO, socket or device named on the command line: say so (it is never opened)
+        mode = os.stat(spec).st_mode
+    except OSError:
+        mode = stat.S_IFDIR
+    reason = None if stat.S_ISDIR(mode) else not_regular_reason(mode)
+    if reason is not None:
+        raise InputError(f"{spec}: {reason}")
     raise InputError(f"{spec}: not a file, folder, archive or Telegram export")
 
 

@@ -8,7 +8,8 @@ Untrusted archives are treated as hostile. Each guard turns the offending member
 ``Entry(error=...)`` with a one-line reason and the scan goes on:
 
 - names that would escape an extraction folder (absolute, ``..``, drive letters, backslashes);
-- symbolic and hard links, devices, fifos;
+- symbolic and hard links, devices, fifos (members; the archive file itself is opened only
+  when it is a regular file, see ``base.open_regular``);
 - zip bombs: declared size over ``max_file_bytes``, declared compression ratio over
   ``max_archive_ratio``, and the same caps enforced again while the bytes are read in chunks
   (headers can lie), a running total over ``max_archive_total_bytes`` and more than
@@ -27,7 +28,6 @@ import copy
 import gzip
 import io
 import lzma
-import os
 import re
 import stat
 import struct
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 from reclaim.errors import ArchiveRefused
-from reclaim.sources.base import Entry, Locator, SourceLimits
+from reclaim.sources.base import Entry, Locator, SourceLimits, open_regular
 
 ArchiveKind = Literal["zip", "tar"]
 
@@ -126,11 +126,12 @@ def detect(spec: str) -> bool:
     Decided from the bytes (magic numbers, a valid tar header inside the compressed stream),
     never from the file name. An empty tar (only end-of-archive blocks) is not detected.
     """
-    p = Path(spec)
     try:
-        if not p.is_file():
-            return False
-        with p.open("rb") as f:
+        f, _ = open_regular(spec, follow_links=True)
+    except OSError:  # missing, unreadable, or not a regular file (never opened: FIFO, device)
+        return False
+    try:
+        with f:
             return _kind_of(f) is not None
     except OSError:
         return False
@@ -266,13 +267,12 @@ class ArchiveSource:
 
     def entries(self) -> Iterator[Entry]:
         try:
-            f = open(self.path, "rb")  # noqa: SIM115 - closed in the finally below
+            f, st = open_regular(self.path)
         except OSError as e:
             yield self._error(None, f"cannot read archive: {e.strerror or _one_line(e)}")
             return
         try:
             try:
-                st = os.fstat(f.fileno())
                 kind = _kind_of(f)
             except OSError as e:
                 yield self._error(None, f"cannot read archive: {e.strerror or _one_line(e)}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 LocatorKind = Literal["file", "archive", "telegram", "url"]
 
@@ -84,12 +86,124 @@ class Entry:
     error: str | None = None
     fingerprint: str | None = None
 
-    def read(self) -> bytes:
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The entry's bytes. A path is opened with :func:`open_regular` (never a FIFO, device
+        or symbolic link); over ``max_bytes`` raises :class:`FileTooLarge`."""
         if self.data is not None:
             return self.data
         if self.path is not None:
-            return self.path.read_bytes()
+            return read_regular(self.path, max_bytes)
         raise ValueError(f"entry {self.locator.display()} has no bytes: {self.error}")
+
+
+# -- opening local files --------------------------------------------------------------------------
+
+_KIND_NAMES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def not_regular_reason(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is refused (one line), or None for a regular file.
+
+    Reading a FIFO blocks until someone writes to it (a scan would hang for ever), a device can
+    be endless or have side effects: sources record such places with this reason, unopened.
+    """
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in _KIND_NAMES:
+        if test(mode):
+            if test is stat.S_ISLNK:
+                return "symbolic link not followed"
+            return f"not a regular file ({name}); not opened"
+    return "not a regular file; not opened"
+
+
+class NotRegularFile(OSError):
+    """Refused: the path is not a regular file (FIFO, socket, device, folder, link)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(reason)
+        self.strerror = reason
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class FileTooLarge(OSError):
+    """The file holds more bytes than the cap it was read under."""
+
+    def __init__(self, path: Path | str, size: int, cap: int) -> None:
+        reason = f"file of {size} bytes exceeds the {cap} cap"
+        super().__init__(reason)
+        self.strerror = reason
+        self.filename = str(path)
+        self.size = size
+        self.cap = cap
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def open_regular(
+    path: Path | str, *, follow_links: bool = False
+) -> tuple[BinaryIO, os.stat_result]:
+    """Open a regular file for reading, and its ``fstat``; anything else raises NotRegularFile.
+
+    The open never blocks and never follows a final symbolic link (unless ``follow_links``):
+    ``O_NONBLOCK`` makes opening a FIFO return at once instead of waiting for a writer, and
+    ``O_NOFOLLOW`` fails on a link. The type is checked with ``fstat`` on the opened descriptor,
+    so a file swapped for a FIFO between an earlier ``lstat`` and this open is still refused
+    (no check-then-use race). Other ``OSError`` (missing, permission denied) pass through.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    if not follow_links:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if not follow_links and e.errno == getattr(os, "ELOOP", -1):
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                raise e from None
+            if stat.S_ISLNK(mode):
+                raise NotRegularFile(path, "symbolic link not followed") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        reason = not_regular_reason(st.st_mode)
+        if reason is not None:
+            raise NotRegularFile(path, reason)
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    return f, st
+
+
+def read_regular(
+    path: Path | str, max_bytes: int | None = None, *, follow_links: bool = False
+) -> bytes:
+    """All bytes of a regular file opened with :func:`open_regular`, at most ``max_bytes``
+    (FileTooLarge past it, checked on the open file and again while reading: it may grow)."""
+    f, st = open_regular(path, follow_links=follow_links)
+    with f:
+        if max_bytes is None:
+            return f.read()
+        if st.st_size > max_bytes:
+            raise FileTooLarge(path, st.st_size, max_bytes)
+        data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise FileTooLarge(path, len(data), max_bytes)
+        return data
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,20 @@
-"""Local folders, walked recursively. Archives found inside are opened in place."""
+"""Local folders, walked recursively. Archives found inside are opened in place.
+
+Only regular files are read. Every other place is recorded with its reason and never opened:
+FIFOs, sockets and devices (``not a regular file (a named pipe (FIFO)); not opened``: reading a
+FIFO would block the scan for ever), symbolic links (files and folders alike: not followed),
+and folders that cannot be listed (their contents were not scanned).
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from reclaim.sources import archive
-from reclaim.sources.base import Entry, Locator, SourceLimits
+from reclaim.sources.base import Entry, Locator, SourceLimits, not_regular_reason
 
 
 def detect(spec: str) -> bool:
@@ -29,12 +36,33 @@ class FolderSource:
         return f"folder {self.root}"
 
     def entries(self) -> Iterator[Entry]:
-        # Sorted walk: the same folder always yields the same order (reproducible runs).
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                p = Path(dirpath) / fn
-                yield from file_entries(p, self.limits)
+        yield from walk_entries(self.root, self.limits)
+
+
+def walk_entries(root: Path, limits: SourceLimits) -> Iterator[Entry]:
+    """Entries of every file under ``root``, in sorted order (the same folder always yields the
+    same order: reproducible runs), with an error entry for each folder that cannot be listed
+    and each symbolic link to a folder."""
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append, followlinks=False):
+        # os.walk reports a folder it cannot list through onerror, before moving on
+        yield from _unreadable_entries(unreadable)
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        dirnames[:] = sorted(d for d in dirnames if d not in links)
+        for name in sorted([*filenames, *links]):
+            yield from file_entries(here / name, limits)
+    yield from _unreadable_entries(unreadable)
+
+
+def _unreadable_entries(errors: list[OSError]) -> Iterator[Entry]:
+    for e in errors:
+        where = str(e.filename) if e.filename is not None else "?"
+        yield Entry(
+            Locator("file", where),
+            error=f"folder cannot be read ({e.strerror or e}); its contents were not scanned",
+        )
+    errors.clear()
 
 
 def file_entries(p: Path, limits: SourceLimits) -> Iterator[Entry]:
@@ -45,11 +73,10 @@ def file_entries(p: Path, limits: SourceLimits) -> Iterator[Entry]:
     except OSError as e:
         yield Entry(loc, error=f"cannot read: {e.strerror or e}")
         return
-    if p.is_symlink():
-        yield Entry(loc, error="symbolic link not followed")
+    reason = not_regular_reason(st.st_mode)
+    if reason is not None:  # FIFOs, sockets, devices, links: recorded, never opened
+        yield Entry(loc, error=reason)
         return
-    if not p.is_file():
-        return  # sockets, fifos, devices: not content
     if archive.detect(str(p)):
         yield from archive.ArchiveSource(str(p), limits).entries()
         return
@@ -80,7 +107,10 @@ class FileSource:
 
 
 def detect_file(spec: str) -> bool:
-    return Path(spec).is_file()
+    try:
+        return stat.S_ISREG(os.stat(spec).st_mode)
+    except OSError:
+        return False
 
 
 def open_file(spec: str, limits: SourceLimits) -> FileSource:

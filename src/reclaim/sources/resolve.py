@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from reclaim.errors import SourceError
-from reclaim.sources.base import Locator, SourceLimits
+from reclaim.sources.base import Locator, NotRegularFile, SourceLimits, read_regular
 
 
 def read_at(loc: Locator, case_root: Path | None = None, blob: str | None = None) -> bytes:
@@ -24,7 +24,11 @@ def read_at(loc: Locator, case_root: Path | None = None, blob: str | None = None
         if loc.member is None:
             raise SourceError(f"{loc.display()}: the file is not in the export")
         root = Path(loc.path)
-        return _read_file(root / loc.member)
+        # a link inside the export is read where it points, as the scan did, never outside
+        real = (root / loc.member).resolve()
+        if not real.is_relative_to(root):
+            raise SourceError(f"{loc.display()}: now points outside the export; not read")
+        return _read_file(real)
     if loc.kind == "archive":
         from reclaim.sources.archive import ArchiveSource
 
@@ -60,8 +64,12 @@ def read_verified(
 
 
 def _read_file(p: Path) -> bytes:
+    """The bytes of the regular file ``p`` (a FIFO, device or link put there since the scan is
+    refused, never opened: see ``base.open_regular``)."""
     try:
-        return p.read_bytes()
+        return read_regular(p)
+    except NotRegularFile as e:
+        raise SourceError(f"{p}: {e}") from e
     except FileNotFoundError as e:
         raise SourceError(f"{p}: file vanished since the scan") from e
     except PermissionError as e:

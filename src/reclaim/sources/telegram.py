@@ -24,7 +24,10 @@ Nothing is silently lost:
 - a path that would leave the export root (``..``, absolute, a symbolic link pointing outside)
   is refused with an error entry and never opened;
 - images and videos found in the export's folders that no message refers to are yielded with
-  ``meta["unreferenced"] = True``.
+  ``meta["unreferenced"] = True``;
+- only regular files are opened: a listed or unlisted FIFO, socket or device (reading a FIFO
+  would block the scan for ever), or a folder of the export that cannot be listed, gives an
+  error entry with the reason.
 
 ``result.json`` is read whole with :mod:`json` (message dicts are trimmed to the fields used
 while parsing, so memory stays near the file's size); files over ``MAX_RESULT_JSON_BYTES``
@@ -33,18 +36,24 @@ while parsing, so memory stays near the file's size); files over ``MAX_RESULT_JS
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from reclaim.errors import SourceError
 from reclaim.media.sniff import sniff
-from reclaim.sources.base import Entry, Locator, SourceLimits
+from reclaim.sources.base import (
+    Entry,
+    Locator,
+    SourceLimits,
+    not_regular_reason,
+    open_regular,
+)
 
 MAX_RESULT_JSON_BYTES = 2 * 1024 * 1024 * 1024
 TEXT_CHARS = 200
@@ -153,7 +162,8 @@ def _result_json_of(spec: str) -> Path | None:
 
 def _head_looks_telegram(path: Path) -> bool:
     try:
-        with path.open("rb") as f:
+        f, _ = open_regular(path, follow_links=True)
+        with f:
             head = f.read(_HEAD_BYTES)
     except OSError:
         return False
@@ -219,25 +229,19 @@ def _one_line(text: str) -> str:
 def _load_result_json(path: Path) -> dict[str, Any]:
     where = str(path)
     try:
-        size = path.stat().st_size
+        raw, st = open_regular(path, follow_links=True)
     except OSError as e:
         raise SourceError(f"{where}: cannot read ({e.strerror or e})") from e
-    if size == 0:
-        raise SourceError(f"{where}: empty file; export the chat again from Telegram Desktop")
-    if size > MAX_RESULT_JSON_BYTES:
-        raise SourceError(
-            f"{where}: {size} bytes is more than the {MAX_RESULT_JSON_BYTES} bytes reclaim "
-            "reads in memory; export the large chats one by one (Export chat history) instead"
-        )
-    try:
-        with path.open(encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise SourceError(
-            f"{where}: not UTF-8 text (byte {e.start}); not a Telegram JSON export"
-        ) from e
-    except OSError as e:
-        raise SourceError(f"{where}: cannot read ({e.strerror or e})") from e
+    size = st.st_size
+    with raw:
+        if size == 0:
+            raise SourceError(f"{where}: empty file; export the chat again from Telegram Desktop")
+        if size > MAX_RESULT_JSON_BYTES:
+            raise SourceError(
+                f"{where}: {size} bytes is more than the {MAX_RESULT_JSON_BYTES} bytes reclaim "
+                "reads in memory; export the large chats one by one (Export chat history) instead"
+            )
+        text = _read_text(raw, where)
     try:
         data = json.loads(text, object_hook=_prune_hook)
     except json.JSONDecodeError as e:
@@ -260,6 +264,18 @@ def _load_result_json(path: Path) -> dict[str, Any]:
             "choose 'Machine-readable JSON' when exporting"
         )
     return data
+
+
+def _read_text(raw: BinaryIO, where: str) -> str:
+    try:
+        with io.TextIOWrapper(raw, encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise SourceError(
+            f"{where}: not UTF-8 text (byte {e.start}); not a Telegram JSON export"
+        ) from e
+    except OSError as e:
+        raise SourceError(f"{where}: cannot read ({e.strerror or e})") from e
 
 
 def _chat_lists(data: dict[str, Any], where: str) -> list[tuple[Any, bool]]:
@@ -401,13 +417,14 @@ class TelegramSource:
     def _file_entry(self, res: _Resolved, meta: dict[str, Any]) -> Entry:
         loc = self._locator(res.member, meta)
         try:
-            st = res.real.stat()
+            st = res.real.lstat()  # resolved already: a link left here was swapped in since
         except FileNotFoundError:
             return Entry(loc, error="file listed in result.json but absent from the export")
         except OSError as e:
             return Entry(loc, error=f"cannot read: {e.strerror or e}")
-        if not stat.S_ISREG(st.st_mode):
-            return Entry(loc, error="listed media is not a regular file")
+        reason = not_regular_reason(st.st_mode)
+        if reason is not None:
+            return Entry(loc, error=f"listed media: {reason}")
         if st.st_size > self.limits.max_file_bytes:
             return Entry(
                 loc,
@@ -416,8 +433,9 @@ class TelegramSource:
         return Entry(loc, path=res.real, fingerprint=_stat_fingerprint(st))
 
     def _head_is_visual(self, res: _Resolved) -> bool:
-        try:
-            with res.real.open("rb") as f:
+        try:  # never a FIFO (the open would wait for a writer for ever) nor a device
+            f, _ = open_regular(res.real)
+            with f:
                 head = f.read(64)
         except OSError:
             return True  # let the entry itself report the problem
@@ -642,7 +660,11 @@ class TelegramSource:
             skip_top = _HTML_ASSET_DIRS
         by_dir = {d: c for c in chats for d in c.dirs}
         only_chat = chats[0] if self.layout == "chat" and chats else None
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+        unreadable: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(
+            self.root, onerror=unreadable.append, followlinks=False
+        ):
+            yield from self._unreadable_dirs(unreadable)
             here = Path(dirpath)
             if here == self.root:
                 dirnames[:] = [d for d in dirnames if d not in skip_top]
@@ -665,6 +687,20 @@ class TelegramSource:
                 entry = self._unreferenced_entry(p, rel, meta)
                 if entry is not None:
                     yield entry
+        yield from self._unreadable_dirs(unreadable)
+
+    def _unreadable_dirs(self, errors: list[OSError]) -> Iterator[Entry]:
+        """An error entry for each folder of the export that could not be listed."""
+        for e in errors:
+            where = Path(str(e.filename)) if e.filename is not None else self.root
+            rel = where.relative_to(self.root).as_posix() if where != self.root else "."
+            meta: dict[str, Any] = {"chat_name": None, "chat_type": None, "chat_id": None}
+            meta["unreferenced"] = True
+            yield Entry(
+                self._locator(rel, meta),
+                error=f"folder cannot be read ({e.strerror or e}); its files were not scanned",
+            )
+        errors.clear()
 
     def _unreferenced_entry(self, p: Path, rel: str, meta: dict[str, Any]) -> Entry | None:
         loc = self._locator(rel, meta)
@@ -672,12 +708,12 @@ class TelegramSource:
             st = p.lstat()
         except OSError as e:
             return Entry(loc, error=f"cannot read: {e.strerror or e}")
-        if stat.S_ISLNK(st.st_mode):
-            return Entry(loc, error="symbolic link not followed")
-        if not stat.S_ISREG(st.st_mode):
-            return None
+        reason = not_regular_reason(st.st_mode)
+        if reason is not None:  # links, FIFOs, sockets, devices: recorded, never opened
+            return Entry(loc, error=reason)
         try:
-            with p.open("rb") as f:
+            f, st = open_regular(p)
+            with f:
                 head = f.read(64)
         except OSError as e:
             return Entry(loc, error=f"cannot read: {e.strerror or e}")

@@ -47,7 +47,14 @@ from reclaim import __version__
 from reclaim.errors import FetchError, InputError, SourceError
 from reclaim.media.sniff import sniff
 from reclaim.netguard import GuardedTransport, host_problem, refusal
-from reclaim.sources.base import Entry, Locator, Source, SourceLimits
+from reclaim.sources.base import (
+    Entry,
+    Locator,
+    Source,
+    SourceLimits,
+    open_regular,
+    read_regular,
+)
 
 __all__ = [
     "DEADLINE_FACTOR",
@@ -85,11 +92,9 @@ def _content_lines(text: str) -> Iterator[str]:
 
 def detect(spec: str) -> bool:
     """True for a UTF-8 text file whose non-blank, non-comment lines are mostly http(s) URLs."""
-    p = Path(spec)
-    try:
-        if not p.is_file():
-            return False
-        with p.open("rb") as f:
+    try:  # only a regular file is opened (a FIFO would block for ever): base.open_regular
+        f, _ = open_regular(spec, follow_links=True)
+        with f:
             head = f.read(_DETECT_SCAN)
     except OSError:
         return False
@@ -124,7 +129,7 @@ def parse_url_list(path: str | Path) -> list[str]:
                 f"{p}: URL list too large ({size} bytes > {MAX_LIST_BYTES}); split it into "
                 "smaller lists"
             )
-        raw = p.read_bytes()
+        raw = read_regular(p, MAX_LIST_BYTES, follow_links=True)
     except OSError as e:
         raise SourceError(f"{p}: cannot read URL list: {e.strerror or e}") from e
     try:
@@ -150,11 +155,14 @@ def validate_url(line: str) -> str | None:
         return "not a URL (expected http://... or https://...)"
     try:
         url = httpx.URL(line)
+        # The host is decoded from IDNA when read: an invalid A-label ("xn--…") or a code point
+        # IDNA refuses raises idna's errors (UnicodeError) here, not when the URL is parsed.
+        host = url.host
     except (httpx.InvalidURL, ValueError, TypeError) as e:
         return _one_line(f"not a valid URL: {e}")
     if url.scheme not in _SCHEMES:
         return f"unsupported scheme '{url.scheme}' (only http:// and https:// URLs are fetched)"
-    if not url.host:
+    if not host:
         return "not a valid URL (no host)"
     return None
 

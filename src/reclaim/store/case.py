@@ -10,10 +10,12 @@ an item or none of it, and a rerun neither loses nor duplicates anything.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -161,6 +163,12 @@ CREATE TABLE IF NOT EXISTS checks (      -- is it manipulated or generated, and 
 """
 
 
+#: Case lock files this process holds: (st_dev, st_ino) → pid (a forked child inherits the table
+#: but not the locks; the pid says whose they are). See CaseStore.acquire_lock.
+_HELD: dict[tuple[int, int], int] = {}
+_HELD_LOCK = threading.Lock()
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -218,6 +226,7 @@ class CaseStore:
         self.root = root
         self.conn = conn
         self._lock_fd: int | None = None
+        self._lock_id: tuple[int, int] = (0, 0)
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -271,23 +280,47 @@ class CaseStore:
         self.close()
 
     def acquire_lock(self) -> None:
-        """Exclusive writer lock (one scan per case at a time); freed by the OS if we die."""
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            os.close(fd)
-            raise StoreError(
-                f"another reclaim process is writing to {self.root}; wait for it"
-            ) from e
-        self._lock_fd = fd
+        """Exclusive writer lock (one writer per case at a time), a kernel lock on ``.lock``
+        that is released the instant the process holding it dies, kill -9 included.
+
+        A POSIX record lock (``fcntl.lockf``, ``F_SETLK``), not ``flock``: a ``flock`` lock
+        belongs to the open file, which the scan's forked worker processes share, so workers
+        outliving a killed scan kept the case locked and the rerun was refused. A record lock
+        belongs to the process: forked children never hold it, and it goes with its holder.
+
+        Record locks do not exclude the same process, and closing *any* descriptor of the file
+        drops them; so the process keeps a table of the lock files it holds (by device and inode,
+        looked up without opening the file) and refuses a second writer of its own before
+        touching the file. Raises StoreError when the case is being written.
+        """
+        path = self.root / ".lock"
+        busy = StoreError(f"another reclaim process is writing to {self.root}; wait for it")
+        with _HELD_LOCK:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(path)
+                if _HELD.get((st.st_dev, st.st_ino)) == os.getpid():
+                    raise busy
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EACCES, errno.EAGAIN):
+                    raise busy from e
+                raise StoreError(f"{path}: cannot lock ({e.strerror or e})") from e
+            st = os.fstat(fd)
+            _HELD[(st.st_dev, st.st_ino)] = os.getpid()
+            self._lock_fd = fd
+            self._lock_id = (st.st_dev, st.st_ino)
 
     def release_lock(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        with _HELD_LOCK:
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+                _HELD.pop(self._lock_id, None)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

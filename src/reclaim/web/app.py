@@ -7,6 +7,7 @@ rebinding), and so are cross-site form posts (Origin checked).
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,14 +21,14 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
 from reclaim import __version__
-from reclaim.errors import InputError, ReclaimError
+from reclaim.errors import InputError, MediaError, ReclaimError
 from reclaim.media import MediaLimits
+from reclaim.media.sandbox import analyze_isolated, probe_isolated
 from reclaim.protect import now_stamp, protect_rows, rows_to_csv
 from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
 from reclaim.report.verify import verify_pack
-from reclaim.scan import analyze_bytes
 from reclaim.store import CaseStore
 from reclaim.verdicts import FLAGGED, verdict_label
 from reclaim.web.i18n import LANGS, negotiate, translator
@@ -137,6 +138,13 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
                 for n, f in enumerate(photos or []):
                     data = await f.read(64 * 1024 * 1024)
                     if data:
+                        # Decoded once in a worker process first (memory ceiling, time
+                        # limit): a photo that overruns them never reaches this process.
+                        try:
+                            await asyncio.to_thread(probe_isolated, data, MediaLimits())
+                        except MediaError as e:
+                            label = f.filename or "photo"
+                            raise InputError(f"{label}: cannot be read ({e})") from e
                         p = Path(tmp) / f"{n:02d}-{Path(f.filename or 'photo').name}"
                         p.write_bytes(data)
                         paths.append(p)
@@ -403,7 +411,8 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             if len(data) > MAX_PROTECT_UPLOAD:
                 problems.append(f"{f.filename}: too large")
                 continue
-            item = analyze_bytes(data, MediaLimits())
+            # In a worker process (memory ceiling, time limit), awaited off the event loop.
+            item = await asyncio.to_thread(analyze_isolated, data, MediaLimits())
             if item.error:
                 problems.append(f"{f.filename}: {item.error}")
                 continue
