@@ -205,6 +205,13 @@ def _check_pixels(width: int, height: int, limits: MediaLimits) -> None:
         )
 
 
+def _cap_decoder(cc: Any, limits: MediaLimits) -> None:
+    """libavcodec refuses (EINVAL) any frame over ``limits.max_pixels`` before allocating it,
+    including frames that are decoded and never sampled (the per-frame check below sees only
+    the sampled ones)."""
+    cc.options = {**dict(cc.options or {}), "max_pixels": str(limits.max_pixels)}
+
+
 def probe_video(data: bytes | Path, limits: MediaLimits | None = None) -> VideoInfo:
     """Container facts about the first video stream; decodes only the first frame (rotation).
 
@@ -222,6 +229,7 @@ def probe_video(data: bytes | Path, limits: MediaLimits | None = None) -> VideoI
         # The display matrix is frame side data in PyAV: decode the first frame to read it.
         cc = stream.codec_context
         cc.thread_count = 1
+        _cap_decoder(cc, limits)
         try:
             for frame in container.decode(stream):
                 rotation = _norm_rotation(getattr(frame, "rotation", 0) or 0)
@@ -233,9 +241,19 @@ def probe_video(data: bytes | Path, limits: MediaLimits | None = None) -> VideoI
         container.close()
 
 
-def frame_to_rgb(frame: Any) -> np.ndarray:
-    """An ``av.VideoFrame`` as H x W x 3 uint8 RGB, converted the way Meta's vPDQ hasher does."""
+def frame_to_rgb(frame: Any, max_pixels: int | None = None) -> np.ndarray:
+    """An ``av.VideoFrame`` as H x W x 3 uint8 RGB, converted the way Meta's vPDQ hasher does.
+
+    ``max_pixels``: a frame larger than this is scaled down (aspect kept) to fit it as it is
+    converted, so what the signals work on never exceeds it.
+    """
+    size: dict[str, int] = {}
+    w, h = int(frame.width), int(frame.height)
+    if max_pixels is not None and w * h > max_pixels > 0:
+        s = math.sqrt(max_pixels / (w * h))
+        size = {"width": max(2, int(w * s)), "height": max(2, int(h * s))}
     rgb = frame.reformat(
+        **size,
         format="rgb24",
         src_colorspace=Colorspace.ITU601,
         dst_colorspace=Colorspace.ITU601,
@@ -290,6 +308,7 @@ def iter_video_frames(
         cc = stream.codec_context
         cc.thread_count = 1
         cc.thread_type = "SLICE"
+        _cap_decoder(cc, limits)
         yield from _decode(container, stream, info, limits, every_frame, rotate, started)
     finally:
         container.close()
@@ -355,7 +374,11 @@ def _decode(
             continue
         _check_pixels(frame.width, frame.height, limits)
         try:
-            rgb = frame_to_rgb(frame)
+            # A frame may declare a size of its own, larger than the stream's (which was checked
+            # and is what a player shows): fuzzing found a 504-byte VP8 WebM declaring 32x32
+            # whose frame decodes at 14336x3131, 10 s and 3.2 GB of hashing. Such a frame is
+            # scaled down to the stream's area; frames of the declared size are untouched.
+            rgb = frame_to_rgb(frame, max(info.width * info.height, 1))
         except (av.FFmpegError, ValueError) as e:
             raise DecodeError(
                 f"cannot convert video frame {n_decoded - 1} to RGB: {_one_line(e)}"

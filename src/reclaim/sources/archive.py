@@ -72,6 +72,8 @@ _BAD_DATA: tuple[type[Exception], ...] = (
     LookupError,
     ArithmeticError,
 )
+#: The tar stream's reader also meets MemoryError: an xz or LZMA stream's declared dictionary.
+_BAD_DATA_OR_MEMORY: tuple[type[Exception], ...] = (*_BAD_DATA, MemoryError)
 
 
 # --- detection --------------------------------------------------------------------------------
@@ -439,6 +441,11 @@ class ArchiveSource:
         except _BAD_DATA as e:
             yield self._error(member, f"corrupt member, not read ({_one_line(e)})")
             return
+        except MemoryError:
+            # An LZMA member may declare a dictionary of up to 4 GiB: the decompressor asks for
+            # it before reading a byte (found by fuzzing under a memory ceiling).
+            yield self._error(member, "refused: its decompressor needs more memory than allowed")
+            return
         budget.total += len(data)
         if len(data) != declared:
             yield self._error(
@@ -471,11 +478,16 @@ class ArchiveSource:
                     yield from self._tar_member(tf, ti, raw, container, depth, budget)
                     if budget.stopped:
                         return
-            except _BAD_DATA as e:
+            except _BAD_DATA_OR_MEMORY as e:
                 where = f" at member {current!r}" if current is not None else ""
+                why = (
+                    "its decompressor needs more memory than allowed"
+                    if isinstance(e, MemoryError)
+                    else _one_line(e)
+                )
                 yield self._error(
                     container,
-                    f"corrupt or truncated tar archive{where} ({_one_line(e)}); "
+                    f"corrupt or truncated tar archive{where} ({why}); "
                     "rest of the archive not read",
                 )
                 return

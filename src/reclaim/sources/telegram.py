@@ -324,6 +324,19 @@ def _placeholder_reason(value: str) -> str | None:
     return "other"
 
 
+def _present(path: Path, *, file: bool = False) -> bool:
+    """Whether ``path`` exists (and is a regular file when ``file``); False for any OSError.
+
+    pathlib's ``exists``/``is_file`` raise on errors other than "no such file": a name over 255
+    bytes listed in result.json (ENAMETOOLONG, found by fuzzing), a folder without search
+    permission (EACCES).
+    """
+    try:
+        return path.is_file() if file else path.exists()
+    except OSError:
+        return False
+
+
 def _normalise(raw: str) -> str:
     """The listed path as a clean relative POSIX path, or _Refused when it cannot be one."""
     if "\x00" in raw:
@@ -544,7 +557,7 @@ class TelegramSource:
             if not self._wanted(field_name, media_type, ref_mime, res.member, res):
                 continue
             entry = self._file_entry(res, m)
-            if entry.error is not None and not res.real.exists():
+            if entry.error is not None and not _present(res.real):
                 primary_missing = media_type
             yield entry
 
@@ -606,7 +619,7 @@ class TelegramSource:
         referenced.add(res.real.relative_to(self.root).as_posix())
         if primary_missing is None:
             return
-        if res.real.is_file():  # an absent thumbnail adds nothing to the missing entry
+        if _present(res.real, file=True):  # an absent thumbnail adds nothing to the missing entry
             m["thumbnail_of"] = primary_missing
             yield self._file_entry(res, m)
 
