@@ -32,6 +32,10 @@ def serve_platform(
     max_upload_mb: int = 32,
     allow_url_fetch: bool = False,
     allow_private_addresses: bool = False,
+    hash_workers: int = 2,
+    hash_queue: int = 8,
+    hash_timeout_s: float = 30.0,
+    hash_memory_mb: int = 2048,
     workers_log_level: str = "info",
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start."""
@@ -45,6 +49,10 @@ def serve_platform(
         max_upload_bytes=max_upload_mb * 1024 * 1024,
         allow_url_fetch=allow_url_fetch,
         allow_private_addresses=allow_private_addresses,
+        hash_workers=hash_workers,
+        hash_queue=hash_queue,
+        hash_timeout_s=hash_timeout_s,
+        hash_memory_bytes=hash_memory_mb * 1024 * 1024,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -65,6 +73,18 @@ def serve_platform_cmd(
             "this machine or network). Off: public addresses only."
         ),
     ] = False,
+    hash_workers: Annotated[
+        int, typer.Option(help="Worker processes that decode and hash uploads.", min=1)
+    ] = 2,
+    hash_queue: Annotated[
+        int, typer.Option(help="Uploads that may wait for a worker; beyond: 503.", min=0)
+    ] = 8,
+    hash_timeout: Annotated[
+        float, typer.Option(help="Seconds one upload may take to hash (then 422).", min=1.0)
+    ] = 30.0,
+    hash_memory_mb: Annotated[
+        int, typer.Option(help="Memory ceiling of each hashing worker (MiB; over: 413).", min=256)
+    ] = 2048,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -79,6 +99,10 @@ def serve_platform_cmd(
             max_upload_mb=max_upload_mb,
             allow_url_fetch=allow_url_fetch,
             allow_private_addresses=allow_private_addresses,
+            hash_workers=hash_workers,
+            hash_queue=hash_queue,
+            hash_timeout_s=hash_timeout,
+            hash_memory_mb=hash_memory_mb,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)
