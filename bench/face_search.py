@@ -111,8 +111,8 @@ def half(name: str) -> str:
 
 
 def _largest_face(path: str) -> tuple[str, list[float] | None, str]:
+    from reclaim.faces.pipeline import FaceOptions, find_faces
     from reclaim.media import Media
-    from reclaim.signals.faces import FaceOptions, find_faces
 
     media = Media(Path(path).read_bytes())
     o = FaceOptions()
@@ -125,17 +125,17 @@ def _largest_face(path: str) -> tuple[str, list[float] | None, str]:
 def pipeline_fingerprint() -> str:
     """What a cached face descriptor depends on: its kind, the face options and the source of
     the modules that decode, detect and describe (a code change means new descriptors)."""
+    import reclaim.faces.dlibnet
+    import reclaim.faces.mmod
+    import reclaim.faces.pipeline
+    import reclaim.faces.sface
+    import reclaim.faces.yunet
     import reclaim.media.image
-    import reclaim.signals.dlibnet
-    import reclaim.signals.faces
-    import reclaim.signals.mmod
-    import reclaim.signals.sface
-    import reclaim.signals.yunet
 
-    mods = (reclaim.media.image, reclaim.signals.dlibnet, reclaim.signals.faces,
-            reclaim.signals.mmod, reclaim.signals.sface, reclaim.signals.yunet)  # fmt: skip
+    mods = (reclaim.media.image, reclaim.faces.dlibnet, reclaim.faces.pipeline,
+            reclaim.faces.mmod, reclaim.faces.sface, reclaim.faces.yunet)  # fmt: skip
     code = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in mods)).hexdigest()
-    f = reclaim.signals.faces
+    f = reclaim.faces.pipeline
     return f"{f.DESCRIPTOR_KIND} {f.FaceOptions()!r} {code}"
 
 
@@ -262,13 +262,13 @@ def calibrate(work: Path) -> dict[str, Any]:
     lfw_stats["by_templates"] = by_k
     # The operating threshold: 0.1 % false positives on the manipulated variants of the
     # calibration half (what a search meets), at the weight the descriptor uses.
-    from reclaim.signals.faces import SFACE_WEIGHT
+    from reclaim.faces.pipeline import SFACE_WEIGHT
 
     row = next(r for r in variant_table["table"] if abs(r["weight"] - SFACE_WEIGHT) < 1e-9)
     threshold = row["threshold_at_fpr_0.1pct"]
     slope, mid = fit_logistic(np.concatenate([mpos, lpos]), np.concatenate([mneg, lneg]))
     from reclaim import __version__
-    from reclaim.signals.faces import DESCRIPTOR_KIND, FaceOptions
+    from reclaim.faces.pipeline import DESCRIPTOR_KIND, FaceOptions
 
     return {
         "about": (
@@ -298,7 +298,7 @@ def calibrate(work: Path) -> dict[str, Any]:
 
 #: The two networks' parts of a descriptor v3 (distances computed on each part alone).
 def part_vectors(v: np.ndarray, part: str) -> np.ndarray:
-    from reclaim.signals.faces import DLIB_DIM, SFACE_WEIGHT
+    from reclaim.faces.pipeline import DLIB_DIM, SFACE_WEIGHT
 
     v = np.asarray(v, dtype=np.float64)
     if part == "dlib":
@@ -369,8 +369,8 @@ def weight_row(
 
 
 def _all_faces(path: str) -> tuple[str, list[list[float]]]:
+    from reclaim.faces.pipeline import FaceOptions, find_faces
     from reclaim.media import Media
-    from reclaim.signals.faces import FaceOptions, find_faces
 
     o = FaceOptions()
     faces = find_faces(np.asarray(Media(Path(path).read_bytes()).image(max_side=o.max_side)), o)
@@ -378,7 +378,7 @@ def _all_faces(path: str) -> tuple[str, list[list[float]]]:
 
 
 def _scenes() -> list[tuple[Any, tuple[int, int, int, int]]]:
-    from reclaim.signals.faces import find_faces
+    from reclaim.faces.pipeline import find_faces
 
     scenes = []
     for p in sorted((SHARED / "deepface-pairs").glob("*.jpg")):
@@ -396,7 +396,7 @@ def variant_weights(work: Path, cal_desc: dict[str, np.ndarray], seed: int = 11)
     variant of the other identities; an image's distance is its nearest face's. Scenes for swaps
     are the deepface photos, as in the search corpus (scene faces, never calibration or search
     identities). Cached in ``work``."""
-    from reclaim.signals.faces import find_faces
+    from reclaim.faces.pipeline import find_faces
 
     lfw = SHARED / "lfw-gray"
     ids = sorted(d.name for d in lfw.iterdir() if d.is_dir() and half(d.name) == "calibration")
@@ -488,8 +488,8 @@ ARCFACE_5 = np.array(
 def _landmarks_5_68(path: str) -> tuple[list[list[float]], list[list[float]]] | None:
     import dlib
 
+    from reclaim.faces.pipeline import FaceOptions, _detect, _models, models_dir
     from reclaim.media import Media
-    from reclaim.signals.faces import FaceOptions, _detect, _models, models_dir
 
     m = _models()
     if not hasattr(_landmarks_5_68, "lm68"):
@@ -511,7 +511,7 @@ def _landmarks_5_68(path: str) -> tuple[list[list[float]], list[list[float]]] | 
 def fit_template() -> np.ndarray:
     """Where dlib's 5 landmarks fall in the SFace crop: each LFW calibration-half face aligned by
     the five ArcFace points (taken from dlib's 68-point model), then the median per coordinate.
-    The result is ``reclaim.signals.sface.TEMPLATE_5``."""
+    The result is ``reclaim.faces.sface.TEMPLATE_5``."""
     lfw = SHARED / "lfw-gray"
     paths = [
         str(p)
@@ -521,7 +521,7 @@ def fit_template() -> np.ndarray:
     ]
     with ProcessPoolExecutor(2) as ex:
         marks = [r for r in ex.map(_landmarks_5_68, paths, chunksize=16) if r is not None]
-    from reclaim.signals.sface import align_matrix
+    from reclaim.faces.sface import align_matrix
 
     placed = []
     for p5, p68 in marks:
@@ -541,7 +541,7 @@ def build_corpus(work: Path, n_enrolled: int, seed: int = 7) -> dict[str, Any]:
     """Generate the search corpus (cached): manifest with every file's ground truth."""
     from reclaim.enroll import reference_face
     from reclaim.errors import ReclaimError
-    from reclaim.signals.faces import find_faces
+    from reclaim.faces.pipeline import find_faces
 
     root = work / f"corpus_{n_enrolled}_{seed}"
     manifest_path = root / "manifest.json"
@@ -727,8 +727,8 @@ def all_distances(case: Path, part: str = "v3") -> dict[tuple[str, str], float]:
     the recall-vs-false-positives curve and the misses below."""
     import sqlite3
 
+    from reclaim.faces.pipeline import descriptor_from_bytes
     from reclaim.match.faces import match_templates
-    from reclaim.signals.faces import descriptor_from_bytes
 
     with sqlite3.connect(case / "case.sqlite") as c:
         names: dict[str, list[str]] = defaultdict(list)
@@ -932,8 +932,8 @@ def score_matches(
 
 def cnn_cost(man: dict[str, Any], n: int = 24) -> dict[str, Any]:
     """Seconds per image of face detection + descriptors with the CNN off / fallback / always."""
+    from reclaim.faces.pipeline import FaceOptions, find_faces
     from reclaim.media import Media
-    from reclaim.signals.faces import FaceOptions, find_faces
 
     names = sorted(man["files"])
     rng = np.random.default_rng(3)
@@ -962,8 +962,8 @@ def per_image_cost(man: dict[str, Any], work: Path, n: int = 30) -> dict[str, An
         import face_recognition  # type: ignore[import-not-found]
     except (Exception, SystemExit):  # it calls quit() when its models cannot be imported
         return None
+    from reclaim.faces.pipeline import FaceOptions, find_faces
     from reclaim.media import Media
-    from reclaim.signals.faces import FaceOptions, find_faces
 
     corpus = Path(man["corpus"])
     sizes = {}
@@ -1045,7 +1045,7 @@ def print_weight_table(rows: list[dict[str, Any]]) -> None:
 def _model_cache_state() -> str:
     """Whether reclaim's model cache (signals/modelcache) held entries when the bench began:
     with it, each process loads the face models ~1.5 s faster."""
-    from reclaim.signals.modelcache import cache_dir
+    from reclaim.faces.modelcache import cache_dir
 
     d = cache_dir()
     if d is None:
@@ -1074,7 +1074,7 @@ def main() -> None:
         raise SystemExit(f"shared data not found at {SHARED}")
     args.work.mkdir(parents=True, exist_ok=True)
     if args.fit_template:
-        from reclaim.signals.sface import TEMPLATE_5
+        from reclaim.faces.sface import TEMPLATE_5
 
         fitted = fit_template()
         print("TEMPLATE_5 fitted:", np.round(fitted, 2).tolist())

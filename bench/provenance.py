@@ -37,8 +37,14 @@ from typing import Any
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from reclaim.check import VERDICT_EDITED, VERDICT_GENERATED, VERDICT_NONE, check_bytes, verdict
-from reclaim.signals import provenance as P
+from reclaim.detectors import provenance as P
+from reclaim.detectors.check import (
+    VERDICT_EDITED,
+    VERDICT_GENERATED,
+    VERDICT_NONE,
+    check_bytes,
+    verdict,
+)
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"

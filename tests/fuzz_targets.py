@@ -825,8 +825,8 @@ def run_target(
                     start_new_session=True,
                 )
             first = False
-            outcome, ru = _watch(proc, status, hang_s, deadline + 120)
-            res.peak_rss_mb = max(res.peak_rss_mb, ru.ru_maxrss / 1024)
+            outcome, peak_mb = _watch(proc, status, hang_s, deadline + 120)
+            res.peak_rss_mb = max(res.peak_rss_mb, peak_mb)
             _, _, _, started, data = status.read()
             if outcome == "hang":
                 res.hangs += 1
@@ -865,14 +865,31 @@ def _parent_finding(kind: str, message: str, findings: Path | None, data: bytes)
     }
 
 
+def _hwm_mb(pid: int) -> float:
+    """The peak resident memory of process ``pid`` since its exec (VmHWM), in MB; 0 if gone.
+
+    Not ``ru_maxrss``: Linux carries it over exec from the forking parent, so a child of pytest
+    would report pytest's own peak."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def _watch(
     proc: subprocess.Popen[bytes], status: Status, hang_s: float, hard_deadline: float
-) -> tuple[str, Any]:
-    """Wait for the child; kill it when one input runs past ``hang_s``. Returns (outcome,
-    rusage) with outcome "ok", "hang", or how the child died."""
+) -> tuple[str, float]:
+    """Wait for the child; kill it when one input runs past ``hang_s``. Returns (outcome, peak
+    RSS in MB sampled every 50 ms) with outcome "ok", "hang", or how the child died."""
     outcome = ""
+    peak = 0.0
     while True:
-        pid, code, ru = os.wait4(proc.pid, os.WNOHANG)
+        peak = max(peak, _hwm_mb(proc.pid))
+        pid, code, _ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = code
             break
@@ -882,16 +899,16 @@ def _watch(
             outcome = "hang"
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            _, code, ru = os.wait4(proc.pid, 0)
+            _, code, _ru = os.wait4(proc.pid, 0)
             proc.returncode = code
             break
         time.sleep(0.05)
     if outcome:
-        return outcome, ru
+        return outcome, peak
     if os.WIFSIGNALED(code):
-        return f"killed by signal {signal.Signals(os.WTERMSIG(code)).name}", ru
+        return f"killed by signal {signal.Signals(os.WTERMSIG(code)).name}", peak
     rc = os.WEXITSTATUS(code)
-    return ("ok" if rc == 0 else f"child exited with status {rc}"), ru
+    return ("ok" if rc == 0 else f"child exited with status {rc}"), peak
 
 
 def _collect(log: Path, extra: list[dict[str, Any]]) -> list[Finding]:

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from reclaim.api import Settings, create_app
+from reclaim.hashes.pdq import PdqHash, pdq_from_rgb
 from reclaim.platform.store import PlatformStore, PostgresPlatformStore, SqlitePlatformStore
 from reclaim.platform.webhooks import verify
-from reclaim.signals.pdq import PdqHash, pdq_from_rgb
 
 PG_DSN = os.environ.get("RECLAIM_TEST_POSTGRES_DSN")
 

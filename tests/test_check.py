@@ -15,8 +15,14 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from reclaim.check import VERDICT_EDITED, VERDICT_GENERATED, VERDICT_NONE, check_bytes, check_file
 from reclaim.check_cli import check_cmd
+from reclaim.detectors.check import (
+    VERDICT_EDITED,
+    VERDICT_GENERATED,
+    VERDICT_NONE,
+    check_bytes,
+    check_file,
+)
 from reclaim.errors import DecodeError, InputError, UnsupportedMedia
 
 from .conftest import jpeg_bytes, photo_like
@@ -83,7 +89,7 @@ def test_camera_capture_claim_is_not_a_verdict_of_real(tmp_path: Path, chain: An
 
 
 def test_sd_watermark_png(tmp_path: Path) -> None:
-    from reclaim.signals.provenance import SD_PAYLOADS
+    from reclaim.detectors.provenance import SD_PAYLOADS
 
     marked = sd_watermarked(np.asarray(photo_like(3, (512, 512))), SD_PAYLOADS[0].bits)
     rec = check_file(write(tmp_path / "sd.png", png_bytes(Image.fromarray(marked))))

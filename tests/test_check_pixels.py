@@ -17,16 +17,16 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from reclaim.check import (
+from reclaim.detectors.check import (
     VERDICT_LIKELY_GENERATED,
     VERDICT_LIKELY_MANIPULATED,
     VERDICT_NO_EVIDENCE,
     check_bytes,
     check_file,
 )
+from reclaim.detectors.fusion import load_model
+from reclaim.detectors.pixels import DetectorOptions
 from reclaim.errors import DecodeError
-from reclaim.forensics import DetectorOptions
-from reclaim.signals.fusion import load_model
 
 from .conftest import jpeg_bytes, photo_like, shared_data
 from .test_check import app
@@ -51,7 +51,7 @@ def test_photo_without_a_face_gets_the_image_signal_and_a_fused_verdict(tmp_path
     assert rec["checks"]["synthetic"] == "checked"
     names = [s["name"] for s in rec["signals"]]
     if rec["checks"]["clip"] == "checked":
-        from reclaim.signals.clip_probe import load_probes
+        from reclaim.detectors.clip_probe import load_probes
 
         pr = load_probes()
         assert pr is not None
@@ -69,7 +69,7 @@ def test_photo_without_a_face_gets_the_image_signal_and_a_fused_verdict(tmp_path
 def test_without_the_clip_encoder_the_verdict_says_what_did_not_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from reclaim.signals import clip_probe
+    from reclaim.detectors import clip_probe
 
     clip_probe.load_encoder.cache_clear()
     monkeypatch.setattr(clip_probe, "encoder_file", lambda: None)
@@ -190,8 +190,8 @@ def test_video_of_a_face_is_aggregated_per_clip_with_frames_cited(tmp_path: Path
 
 
 def test_a_flagged_pixel_verdict_says_how_its_threshold_was_set() -> None:
-    from reclaim.check import verdict
-    from reclaim.signals.forensic import ForensicSignal
+    from reclaim.detectors.base import ForensicSignal
+    from reclaim.detectors.check import verdict
 
     m = load_model()
     assert m is not None
@@ -215,8 +215,8 @@ def test_a_signal_past_its_own_threshold_under_the_verdicts_is_named(flagged: bo
     summary then says so (both languages) instead of leaving the two to contradict each other."""
     import math
 
-    from reclaim.check import verdict
-    from reclaim.signals.forensic import ForensicSignal
+    from reclaim.detectors.base import ForensicSignal
+    from reclaim.detectors.check import verdict
 
     m = load_model()
     assert m is not None

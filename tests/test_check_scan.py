@@ -88,7 +88,7 @@ def test_item_page_says_which_signals_the_verdict_does_not_read(
 ) -> None:
     from fastapi.testclient import TestClient
 
-    from reclaim.signals.fusion import load_model
+    from reclaim.detectors.fusion import load_model
     from reclaim.web.app import create_app
 
     m = load_model()

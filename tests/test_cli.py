@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reclaim.cli import app
-from reclaim.signals import PdqHash
+from reclaim.hashes import PdqHash
 from reclaim.sources.base import Locator
 from reclaim.store import CaseStore
 

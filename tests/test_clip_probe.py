@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals import clip_probe as C
-from reclaim.signals.clip_probe import Probe, clip_signals, load_probes
+from reclaim.detectors import clip_probe as C
+from reclaim.detectors.clip_probe import Probe, clip_signals, load_probes
 
 from .conftest import photo_like, shared_data
 
@@ -280,7 +280,7 @@ def _rgb(p: Path, cut: bool = False) -> np.ndarray:
 def _scores_of(f: Path, cut: bool) -> dict[str, float]:
     """Every probe's score on one image, faces found as ``reclaim check`` finds them (cached: the
     tests of several probes read the same images)."""
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     rgb = _rgb(f, cut)
     faces = face_regions(rgb)
@@ -293,7 +293,7 @@ def _mean_scores(name: str, files: list[Path], cut: bool) -> float:
 
 
 def _test_files(folder: Path, k: int) -> list[Path]:
-    from reclaim.signals.forensic import split_of
+    from reclaim.detectors.base import split_of
 
     return [p for p in sorted(folder.iterdir()) if split_of(p.name) == "test"][:k]
 

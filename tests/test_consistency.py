@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals.consistency import (
+from reclaim.detectors.consistency import (
     FEATURES,
     MIN_FACE_PX,
     MODEL,
@@ -28,7 +28,7 @@ from reclaim.signals.consistency import (
     measure_face,
     score_features,
 )
-from reclaim.signals.landmarks import FaceRegion, hull_mask
+from reclaim.faces.landmarks import FaceRegion, hull_mask
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -268,14 +268,14 @@ def test_large_face_in_a_20_megapixel_photo_is_bounded() -> None:
 
 
 def _shared_faces(folder: Path, n: int) -> list[Path]:
-    from reclaim.signals.forensic import split_of
+    from reclaim.detectors.base import split_of
 
     return [p for p in sorted(folder.iterdir()) if split_of(p.name) == "test"][:n]
 
 
 @pytest.mark.skipif(not (DATA / "faces" / "real-color").is_dir(), reason="shared data absent")
 def test_real_photos_rarely_reach_strong() -> None:
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     strong = 0
     measured = 0

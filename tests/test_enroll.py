@@ -29,7 +29,7 @@ from reclaim.enroll import (
     unenroll,
 )
 from reclaim.errors import InputError, StoreError
-from reclaim.signals.faces import DESCRIPTOR_DIM, Face, descriptor_to_bytes
+from reclaim.faces.pipeline import DESCRIPTOR_DIM, Face, descriptor_to_bytes
 from reclaim.store import CaseStore
 
 from .conftest import jpeg_bytes, photo_like, shared_data

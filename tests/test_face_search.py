@@ -22,6 +22,12 @@ import numpy as np
 import pytest
 
 from reclaim.errors import ReclaimError
+from reclaim.faces.pipeline import (
+    DESCRIPTOR_DIM,
+    DESCRIPTOR_KIND,
+    SFACE_WEIGHT,
+    descriptor_to_bytes,
+)
 from reclaim.findings import Calibration, calibration, combine_distances, list_findings
 from reclaim.match.faces import (
     INDEX_FILE,
@@ -30,12 +36,6 @@ from reclaim.match.faces import (
     open_index,
     search_enrollment,
     search_new_faces,
-)
-from reclaim.signals.faces import (
-    DESCRIPTOR_DIM,
-    DESCRIPTOR_KIND,
-    SFACE_WEIGHT,
-    descriptor_to_bytes,
 )
 from reclaim.sources.base import Locator
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
@@ -307,7 +307,7 @@ def _variant_corpus(tmp_path: Path) -> tuple[list[Path], Path, Path, dict[str, s
     of hers plus distractors (other people, some manipulated the same ways); a later folder."""
     from PIL import Image
 
-    from reclaim.signals.faces import find_faces
+    from reclaim.faces.pipeline import find_faces
 
     from .face_fixtures import VARIANTS, load_rgb, make_variant, scene_canvas, telegram_bytes
 
@@ -417,8 +417,8 @@ def test_find_her_end_to_end_through_the_cli(tmp_path: Path) -> None:
 def test_scan_looks_for_faces_only_when_asked_or_someone_is_enrolled(
     photo_dir: Path, tmp_path: Path
 ) -> None:
+    from reclaim.faces.pipeline import FaceOptions
     from reclaim.scan import scan
-    from reclaim.signals.faces import FaceOptions
     from reclaim.sources import open_source
 
     no_cnn = FaceOptions(cnn="off")  # keeps the test fast; the CNN is tested elsewhere
@@ -440,8 +440,8 @@ def test_scan_looks_for_faces_only_when_asked_or_someone_is_enrolled(
 def test_a_face_failure_keeps_the_items_hashes(
     photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from reclaim.faces import pipeline as F
     from reclaim.scan import scan
-    from reclaim.signals import faces as F
     from reclaim.sources import open_source
 
     def boom(media: object, options: object = None) -> None:

@@ -1,4 +1,4 @@
-"""The learned face-blend detector (reclaim.signals.faceblend, model in reclaim/models).
+"""The learned face-blend detector (reclaim.detectors.faceblend, model in reclaim/models).
 
 Core tests build a synthetic face-like image with a 68-point landmark template and a
 feathered self-blend of it (a colour-shifted, blurred copy of the face pasted over itself);
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals import faceblend
-from reclaim.signals.forensic import ForensicSignal, split_of
-from reclaim.signals.landmarks import FaceRegion
+from reclaim.detectors import faceblend
+from reclaim.detectors.base import ForensicSignal, split_of
+from reclaim.faces.landmarks import FaceRegion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -239,7 +239,7 @@ def test_deterministic() -> None:
 
 
 def test_no_face_gives_nothing() -> None:
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     flat = np.full((240, 320, 3), 128, np.uint8)
     regions = face_regions(flat)
@@ -293,7 +293,7 @@ def test_real_faces_vs_their_blends_on_shared_data() -> None:
     """Real faces of the real-color test split (never trained on) against a feathered
     self-blend of each made by this test's own recipe: blends must score higher on average
     and in most pairs."""
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     paths = _real_color_test(24)
     raws: list[tuple[float, float]] = []

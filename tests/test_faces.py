@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from reclaim.media import Media
-from reclaim.signals import faces as F
-from reclaim.signals.faces import (
+from reclaim.faces import pipeline as F
+from reclaim.faces.pipeline import (
     DESCRIPTOR_DIM,
     MODEL_FILES,
     Face,
@@ -35,6 +34,7 @@ from reclaim.signals.faces import (
     models_dir,
     pose_of_landmarks,
 )
+from reclaim.media import Media
 
 from .conftest import jpeg_bytes, photo_like, shared_data
 
@@ -60,7 +60,7 @@ def test_models_are_not_loaded_at_import() -> None:
     code = (
         "import sys, reclaim.cli, reclaim.scan, reclaim.enroll, reclaim.match.faces, "
         "reclaim.findings\n"
-        "import reclaim.signals.faces as f\n"
+        "import reclaim.faces.pipeline as f\n"
         "print(f._MODELS is None, 'dlib' in sys.modules)"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

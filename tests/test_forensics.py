@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reclaim.forensics import aggregate_frames
-from reclaim.signals.forensic import ForensicSignal, split_of
-from reclaim.signals.fusion import FEATURES, FusionModel, fit_logistic, signal_raws
+from reclaim.detectors.base import ForensicSignal, split_of
+from reclaim.detectors.fusion import FEATURES, FusionModel, fit_logistic, signal_raws
+from reclaim.detectors.pixels import aggregate_frames
 
 
 def sig(name: str, score: float, raw: float | None = None, kind: str = "edited") -> ForensicSignal:

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from reclaim.signals.fusion import FusionModel
+from reclaim.detectors.fusion import FusionModel
 
 
 def _detect() -> ModuleType:

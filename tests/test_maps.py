@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals import maps as M
+from reclaim.detectors import maps as M
 
 
 def jpeg(a: np.ndarray, q: int) -> np.ndarray:

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from reclaim.errors import DecodeError, MediaTooLarge, UnsupportedMedia
+from reclaim.hashes import PdqHash, PDQSignal
 from reclaim.media import Media, MediaLimits
 from reclaim.media.image import iter_frames
 from reclaim.scan import analyze_bytes
-from reclaim.signals import PdqHash, PDQSignal
 
 from .conftest import jpeg_bytes, photo_like
 

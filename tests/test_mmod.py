@@ -1,4 +1,4 @@
-"""dlib's MMOD CNN face detector run by onnxruntime (signals/mmod.py) against dlib's own.
+"""dlib's MMOD CNN face detector run by onnxruntime (faces/mmod.py) against dlib's own.
 
 The reference is dlib itself (``dlib.cnn_face_detection_model_v1`` on the same model file): the
 ONNX path must find the same boxes with the same scores. Faces without shared data are drawn
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals import faces as F
-from reclaim.signals import mmod
-from reclaim.signals.faces import MODEL_FILES, FaceOptions, models_dir
-from reclaim.signals.mmod import MmodDetection, MmodFormatError, OrtMmod, compare_detections
+from reclaim.faces import mmod
+from reclaim.faces import pipeline as F
+from reclaim.faces.mmod import MmodDetection, MmodFormatError, OrtMmod, compare_detections
+from reclaim.faces.pipeline import MODEL_FILES, FaceOptions, models_dir
 
 from .conftest import photo_like, shared_data
 

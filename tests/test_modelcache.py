@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reclaim.signals import faces as F
-from reclaim.signals import modelcache as C
+from reclaim.faces import modelcache as C
+from reclaim.faces import pipeline as F
 
 from .conftest import photo_like
 
@@ -230,7 +230,7 @@ def test_a_warm_cache_loads_the_models_without_deriving_graphs(cache: Path) -> N
     code = """
 import sys
 import numpy as np
-from reclaim.signals import faces as F
+from reclaim.faces import pipeline as F
 calls = []
 real = F._descriptor_graph
 F._descriptor_graph = lambda data: calls.append(1) or real(data)

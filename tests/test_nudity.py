@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reclaim.signals import nudity as N
+from reclaim.detectors import nudity as N
 
 from .conftest import photo_like, shared_data
 

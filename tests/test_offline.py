@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from reclaim.check import check_file
-from reclaim.forensics import DetectorOptions
+from reclaim.detectors.check import check_file
+from reclaim.detectors.pixels import DetectorOptions
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
 from reclaim.sample import make_sample
@@ -69,7 +69,7 @@ def test_onnxruntime_telemetry_is_off_whatever_the_environment_says() -> None:
     import sys
 
     code = (
-        "import os, sys, reclaim.signals.dlibnet; "
+        "import os, sys, reclaim.faces.dlibnet; "
         "print(os.environ['ORT_DISABLE_TELEMETRY'], 'onnxruntime' in sys.modules)"
     )
     env = {**os.environ, "ORT_DISABLE_TELEMETRY": "0"}

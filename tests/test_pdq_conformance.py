@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
+from reclaim.hashes import PdqHash, PDQSignal
+from reclaim.hashes.pdq import pdq_from_rgb
 from reclaim.media import Media
-from reclaim.signals import PdqHash, PDQSignal
-from reclaim.signals.pdq import pdq_from_rgb
 
 from .conftest import shared_data
 

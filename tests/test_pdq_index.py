@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import reclaim.match.pdq_index as pi
+from reclaim.hashes.pdq import PdqHash
 from reclaim.match.pdq_index import PdqIndex, hashes_from_hex
-from reclaim.signals.pdq import PdqHash
 
 RNG = np.random.default_rng(1234)
 

@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from reclaim.signals import provenance as P
+from reclaim.detectors import provenance as P
 
 from .conftest import jpeg_bytes, photo_like
 from .provenance_fixtures import make_chain, sign

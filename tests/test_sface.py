@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reclaim.signals import faces as F
-from reclaim.signals import sface as S
+from reclaim.faces import pipeline as F
+from reclaim.faces import sface as S
 
 from .conftest import photo_like, shared_data
 

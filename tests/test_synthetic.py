@@ -12,10 +12,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from reclaim.errors import InputError
-from reclaim.signals.forensic import ForensicSignal
-from reclaim.signals.landmarks import FaceRegion
-from reclaim.signals.synthetic import (
+from reclaim.detectors.base import ForensicSignal
+from reclaim.detectors.synthetic import (
     FEATURE_GROUPS,
     MAX_TILES,
     MIN_SIDE,
@@ -28,6 +26,8 @@ from reclaim.signals.synthetic import (
     load_model,
     synthetic_image,
 )
+from reclaim.errors import InputError
+from reclaim.faces.landmarks import FaceRegion
 
 from .conftest import photo_like, shared_data
 
@@ -254,7 +254,7 @@ def test_pooling_is_additive() -> None:
 def test_ranks_stylegan2_above_ffhq_on_test_split() -> None:
     from PIL import Image
 
-    from reclaim.signals.forensic import split_of
+    from reclaim.detectors.base import split_of
 
     root = shared_data("detect", "stylegan2-ffhq")
     scores: dict[int, list[float]] = {0: [], 1: []}

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 
+from reclaim.hashes.pdq import PdqHash
 from reclaim.platform.store import SCOPES, PlatformStore
-from reclaim.signals.pdq import PdqHash
 from tests.test_api_platform import Env, flip, make_store, photo, upload
 
 #: Every table that holds tenant data (each has a tenant_id column).

@@ -15,12 +15,9 @@ import pytest
 from PIL import Image
 
 from reclaim.errors import DecodeError, MediaTooLarge, UnsupportedMedia
-from reclaim.media import Media
-from reclaim.media.limits import MediaLimits
-from reclaim.media.video import iter_video_frames, probe_video
-from reclaim.signals import VPDQSignal
-from reclaim.signals.pdq import PdqHash
-from reclaim.signals.vpdq import (
+from reclaim.hashes import VPDQSignal
+from reclaim.hashes.pdq import PdqHash
+from reclaim.hashes.vpdq import (
     VpdqFrame,
     frames_from_json,
     frames_to_json,
@@ -29,6 +26,9 @@ from reclaim.signals.vpdq import (
     to_meta_lines,
     vpdq_frames,
 )
+from reclaim.media import Media
+from reclaim.media.limits import MediaLimits
+from reclaim.media.video import iter_video_frames, probe_video
 
 from .conftest import photo_like
 
@@ -361,7 +361,7 @@ def test_animated_gif_gives_vpdq_records() -> None:
     assert v.quality == round(sum(f.quality for f in frames) / len(frames))
     # Each record hashes its own frame: the frame-10 record is closer to source frame 10's
     # hash than to frame 0's.
-    from reclaim.signals.pdq import pdq_from_rgb
+    from reclaim.hashes.pdq import pdq_from_rgb
 
     h10 = pdq_from_rgb(np.asarray(ims[10].convert("RGB")))[0]
     h0 = pdq_from_rgb(np.asarray(ims[0].convert("RGB")))[0]

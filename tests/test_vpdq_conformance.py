@@ -19,14 +19,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from reclaim.media.limits import MediaLimits
-from reclaim.signals.vpdq import (
+from reclaim.hashes.vpdq import (
     VpdqFrame,
     match_videos,
     parse_meta_lines,
     to_meta_lines,
     vpdq_frames,
 )
+from reclaim.media.limits import MediaLimits
 
 from .conftest import shared_data
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from reclaim.faces import pipeline as F
+from reclaim.faces import sface as S
+from reclaim.faces import yunet as Y
 from reclaim.media import Media
-from reclaim.signals import faces as F
-from reclaim.signals import sface as S
-from reclaim.signals import yunet as Y
 
 from .conftest import photo_like, shared_data
 
@@ -163,7 +163,7 @@ def test_hog_is_scaled_to_the_smallest_yunet_face(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_check_does_not_use_yunets_faces(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reclaim import forensics
+    from reclaim.detectors import pixels as forensics
 
     def no_yunet(*a: object) -> list[F._Det]:
         raise AssertionError("the check looked for faces with YuNet")

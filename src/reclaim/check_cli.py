@@ -100,7 +100,7 @@ def check_time_limit(path: Path, limits: Any) -> float:
 
 def _check_one(path: Path, nudity: bool, detectors: Any, maps: Path | None) -> dict[str, Any]:
     """Worker side of ``check_cmd``: one file's check (run in a ``Sandbox``)."""
-    from reclaim.check import check_file
+    from reclaim.detectors.check import check_file
 
     return check_file(path, nudity=nudity, detectors=detectors, maps_dir=maps)
 
@@ -138,7 +138,7 @@ def check_cmd(
     consistency, a face-blend model, an AI-image model) are fused into a score calibrated so
     that at most 2% of real photos are called manipulated. Evidence, never proof.
     """
-    from reclaim.forensics import DetectorOptions
+    from reclaim.detectors.pixels import DetectorOptions
     from reclaim.media import MediaLimits
     from reclaim.media.sandbox import Sandbox
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from reclaim.errors import InputError, MediaError
+from reclaim.faces.pipeline import Face, FaceOptions, descriptor_to_bytes, find_faces
 from reclaim.match.faces import open_index, search_enrollment
 from reclaim.media import Media, MediaLimits
-from reclaim.signals.faces import Face, FaceOptions, descriptor_to_bytes, find_faces
 from reclaim.store import CaseStore
 
 __all__ = [

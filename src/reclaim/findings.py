@@ -1,7 +1,7 @@
 """Findings: a face in a scanned item that matches an enrolled person, with a calibrated score.
 
 Distances are Euclidean distances between face descriptors (v3: dlib's network on the whole
-face, its mirror and the inner face, plus SFace; ``signals/faces.py``). An enrollment holds several
+face, its mirror and the inner face, plus SFace; ``faces/pipeline.py``). An enrollment holds several
 templates (one per reference photo); a face's distance to the enrollment combines them as
 ``(nearest + mean) / 2`` — the nearest template catches a pose or look that one reference shows,
 the mean keeps a chance look-alike of one reference from passing (measured in
@@ -64,7 +64,7 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
-        from reclaim.signals.faces import DESCRIPTOR_KIND
+        from reclaim.faces.pipeline import DESCRIPTOR_KIND
 
         try:
             kind = d["descriptor"]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reclaim import __version__
-from reclaim.signals import te_signal_type
+from reclaim.hashes import te_signal_type
 from reclaim.store import ItemRecord
 
 PROTECT_FIELDS = ["signal_type", "signal", "quality", "media_kind", "created_at", "tool"]

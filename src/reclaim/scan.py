@@ -22,15 +22,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from reclaim.errors import InputError, ItemTimeout, MediaError
+from reclaim.hashes import SignalType, default_signals
 from reclaim.media import Media, MediaLimits, sniff
-from reclaim.signals import SignalType, default_signals
 from reclaim.sources import Entry, Locator, Source
 from reclaim.sources.base import FileTooLarge
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
 from reclaim.store.case import FaceRecord
 
 if TYPE_CHECKING:
-    from reclaim.signals.faces import Face, FaceOptions
+    from reclaim.faces.pipeline import Face, FaceOptions
 
 
 @dataclass
@@ -132,7 +132,7 @@ def analyze_bytes(
 
 def _add_faces(item: ItemRecord, media: Media, options: FaceOptions) -> None:
     """Faces of a decoded photo or video; a failure here is recorded, the hashes are kept."""
-    from reclaim.signals.faces import media_faces
+    from reclaim.faces.pipeline import media_faces
 
     if media.kind not in ("photo", "video"):
         return
@@ -150,8 +150,8 @@ def _add_faces(item: ItemRecord, media: Media, options: FaceOptions) -> None:
 def _add_check(item: ItemRecord, media: Media, level: str) -> None:
     """The item's manipulation check; a failure is left unrecorded (``reclaim check`` can
     still be run on the file) and never loses the item's hashes and faces."""
-    from reclaim.check import check_media
-    from reclaim.forensics import DetectorOptions, check_boxes
+    from reclaim.detectors.check import check_media
+    from reclaim.detectors.pixels import DetectorOptions, check_boxes
 
     detectors: DetectorOptions | None = None
     boxes: list[tuple[int, int, int, int]] | None = None
@@ -180,7 +180,7 @@ def _add_check(item: ItemRecord, media: Media, level: str) -> None:
 
 
 def face_record(f: Face) -> FaceRecord:
-    from reclaim.signals.faces import descriptor_to_bytes
+    from reclaim.faces.pipeline import descriptor_to_bytes
 
     return FaceRecord(
         box=f.box,
@@ -525,7 +525,7 @@ def scan(
     workers = default_workers() if workers is None else workers
     face_opts: FaceOptions | None = None
     if faces or (faces is None and store.has_enrollments()):
-        from reclaim.signals.faces import FaceOptions, models_dir
+        from reclaim.faces.pipeline import FaceOptions, models_dir
 
         models_dir()  # fail now, with a clear message, if the face models are missing
         face_opts = face_options or FaceOptions()
@@ -826,8 +826,8 @@ def find_faces_in_case(
     detectors on the items where faces are found now, unless they were checked at that level
     or a fuller one already; ``"off"`` leaves the checks as they are.
     """
+    from reclaim.faces.pipeline import FaceOptions, models_dir
     from reclaim.match.faces import search_new_faces
-    from reclaim.signals.faces import FaceOptions, models_dir
 
     if check not in ("faces", "off"):
         raise InputError(f"unknown check level {check!r} for the backfill: use faces or off")

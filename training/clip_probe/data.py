@@ -4,7 +4,7 @@
     python -m training.clip_probe.data --face --threads 1 --sets ...   # + face-probe features
     python -m training.clip_probe.data --self-blend --threads 1 --sets ...  # clip_blend's fakes
 
-Every image goes through ``reclaim.signals.clip_probe.ClipEncoder.features`` (the same
+Every image goes through ``reclaim.detectors.clip_probe.ClipEncoder.features`` (the same
 preprocessing as at run time). StyleGAN2/FFHQ images lose their bottom 16 rows first (the fakes
 carry a visible caption there: see ``training/synthetic/data.py``). Cache:
 ``$CLIP_PROBE_CACHE`` (default ``/tmp/clip_probe_cache``), one ``.npz`` per set and condition,
@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from reclaim.signals.clip_probe import ENCODER_SHA256, ClipEncoder, encoder_file  # noqa: E402
-from reclaim.signals.forensic import split_of  # noqa: E402
-from reclaim.signals.landmarks import FaceRegion  # noqa: E402
+from reclaim.detectors.base import split_of  # noqa: E402
+from reclaim.detectors.clip_probe import ENCODER_SHA256, ClipEncoder, encoder_file  # noqa: E402
+from reclaim.faces.landmarks import FaceRegion  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 
 CACHE = Path(os.environ.get("CLIP_PROBE_CACHE", "/tmp/clip_probe_cache"))
@@ -108,15 +108,15 @@ FACE_TAG = "face-v2"
 
 def _face_key() -> str:
     """What the face features depend on besides the encoder and the files (cache key)."""
-    from reclaim.signals import clip_probe as C
+    from reclaim.detectors import clip_probe as C
 
     return f"{FACE_TAG}{C.PARTS}{C.PART_MARGIN}{C.ZOOM_SIDE}{C.ZOOM_DY}{C.N_FEATURES}"
 
 
 def _largest_face(rgb: np.ndarray) -> FaceRegion | None:
     """The image's largest face (by box area), found as ``reclaim check`` finds faces."""
-    from reclaim.forensics import DetectorOptions
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.detectors.pixels import DetectorOptions
+    from reclaim.faces.landmarks import face_regions
 
     regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)
     if not regions:
@@ -127,7 +127,7 @@ def _largest_face(rgb: np.ndarray) -> FaceRegion | None:
 def face_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
     """What ``clip_signals`` feeds a face probe for this image (its largest face, found as
     ``reclaim check`` finds faces), or a row of NaN when no face is found."""
-    from reclaim.signals.clip_probe import N_FEATURES, face_edit_input
+    from reclaim.detectors.clip_probe import N_FEATURES, face_edit_input
 
     r = _largest_face(rgb)
     if r is None:
@@ -164,7 +164,7 @@ def self_blend_of(rgb: np.ndarray) -> np.ndarray | None:
 
 def self_blend_features_of(enc: ClipEncoder, rgb: np.ndarray) -> np.ndarray:
     """The face-probe features of the photo's pseudo-fake (NaN row: no face found)."""
-    from reclaim.signals.clip_probe import N_FEATURES
+    from reclaim.detectors.clip_probe import N_FEATURES
 
     fake = self_blend_of(rgb)
     if fake is None:

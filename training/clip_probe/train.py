@@ -22,7 +22,7 @@ dropped from training (and their pseudo-fakes with them).
 
 ``clip_face_edit`` and ``clip_blend`` read face features too (``FACE_BLOCK_CHOICES``: the patch
 tokens pooled over the eyes, nose and mouth, a zoomed view of the face, and the same statistics
-of two intermediate blocks of the encoder, ``MID_LAYERS``; see ``reclaim.signals.clip_probe``),
+of two intermediate blocks of the encoder, ``MID_LAYERS``; see ``reclaim.detectors.clip_probe``),
 computed with ``python -m training.clip_probe.data --face``. Images where no face is found are
 left out of their training and of their numbers (they do not run on them); the report counts
 them. With up to 24,064 features they are fitted by L-BFGS (torch, training only) on the same
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-from reclaim.signals.clip_probe import (  # noqa: E402
+from reclaim.detectors.clip_probe import (  # noqa: E402
     BLOCKS,
     ENCODER_SHA256,
     MID_LAYERS,
@@ -57,7 +57,7 @@ from reclaim.signals.clip_probe import (  # noqa: E402
     Kind,
     Probe,
 )
-from reclaim.signals.fusion import fit_logistic  # noqa: E402
+from reclaim.detectors.fusion import fit_logistic  # noqa: E402
 from training.clip_probe.data import SELF_BLEND_SOURCES, FeatureSet, feature_set  # noqa: E402
 from training.synthetic import data as SD  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402

@@ -1,11 +1,11 @@
 """Fit (and evaluate) the calibration of the face-region consistency signal.
 
 The signal itself has no training: it measures differences between a face and its surroundings
-(:mod:`reclaim.signals.consistency`). This script fits the tiny logistic model that turns those
+(:mod:`reclaim.detectors.consistency`). This script fits the tiny logistic model that turns those
 measurements into one calibrated score, and writes its coefficients into the ``MODEL`` block of
-``src/reclaim/signals/consistency.py``.
+``src/reclaim/detectors/consistency.py``.
 
-Calibration data (``calib`` split only, :func:`reclaim.signals.forensic.split_of`):
+Calibration data (``calib`` split only, :func:`reclaim.detectors.base.split_of`):
 
 * ``detect/yonsei-splice`` real vs fake (Photoshop splices of eyes / nose / mouth);
 * **pseudo-fakes** made here from ``faces/real-color``: the face (landmark hull, randomly
@@ -48,9 +48,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from reclaim.signals.consistency import FEATURES, MODEL, measure_face, score_features
-from reclaim.signals.forensic import split_of
-from reclaim.signals.landmarks import FaceRegion
+from reclaim.detectors.base import split_of
+from reclaim.detectors.consistency import FEATURES, MODEL, measure_face, score_features
+from reclaim.faces.landmarks import FaceRegion
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -88,7 +88,7 @@ SIGNS = {
 
 def _regions(folder: Path) -> dict[str, list[dict[str, Any]]]:
     """68-landmark faces per file name of ``folder`` (computed once, cached under /tmp)."""
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     CACHE.mkdir(parents=True, exist_ok=True)
     f = CACHE / ("landmarks" + str(folder.resolve()).replace("/", "_") + ".json")
@@ -188,7 +188,7 @@ def pseudo_fake(
     src = rgb
     for op in ops:
         src = _degrade(src, str(op), size, rng)
-    from reclaim.signals.landmarks import hull_mask
+    from reclaim.faces.landmarks import hull_mask
 
     m = hull_mask(region.points, rgb.shape[0], rgb.shape[1]).astype(np.uint8)
     grow = round(rng.uniform(-0.08, 0.2) * size)
@@ -406,12 +406,12 @@ def evaluate(
 
     ``dataset_dir`` holds ``real/`` and ``fake/`` (either may be absent: rates are then given
     for the labels present). Faces are looked for with
-    :func:`reclaim.signals.landmarks.face_regions` (cached under /tmp with ``use_cache``); an
+    :func:`reclaim.faces.landmarks.face_regions` (cached under /tmp with ``use_cache``); an
     image's value is its strongest face's; images with no measurable face are counted as
     ``not_measured`` and scored 0 (raw −inf).
     """
-    from reclaim.signals.consistency import face_consistency
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.detectors.consistency import face_consistency
+    from reclaim.faces.landmarks import face_regions
 
     d = Path(dataset_dir)
     raws: list[float] = []
@@ -492,8 +492,8 @@ def evaluate_swaps(split: str = "test", quality: int = 85) -> dict[str, Any]:
     consecutive faces/real-color photos of ``split``; real = the target photo, both saved as JPEG
     at ``quality``. Faces on the swapped photo are looked for anew."""
     sys.path.insert(0, str(ROOT))
-    from reclaim.signals.consistency import face_consistency
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.detectors.consistency import face_consistency
+    from reclaim.faces.landmarks import face_regions
     from tests.face_fixtures import scene_canvas, swap
 
     folder = DATA / "faces" / "real-color"
@@ -563,8 +563,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _real_only(folder: Path, split: str, *, use_cache: bool) -> dict[str, Any]:
     """False-positive rates on a folder of real photos only (faces/real-color)."""
-    from reclaim.signals.consistency import face_consistency
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.detectors.consistency import face_consistency
+    from reclaim.faces.landmarks import face_regions
 
     cached = _regions(folder) if use_cache else None
     scores = []

@@ -5,13 +5,13 @@ face by blending a colour/quality/geometry-jittered copy of itself into itself i
 landmark mask. Nothing here generates faces: every pixel comes from the real photo.
 
 * ``face_set(name)``: the images of a shared data set with the largest face's box and 68
-  landmarks (``reclaim.signals.landmarks.face_regions``), computed once and cached under
+  landmarks (``reclaim.faces.landmarks.face_regions``), computed once and cached under
   ``$FACEBLEND_CACHE`` (default ``/tmp/faceblend_cache``) as npz.
 * ``self_blend(img, points, rng)``: one pseudo-fake and its soft blend mask.
 * ``make_pair(img, points, rng)``: (real crop, self-blended crop, boundary map), both crops
   through the same generic augmentations (``augment_views``: flip, tight crop, rescale,
   global colour, JPEG 60–95, crop jitter) and the same input function inference uses
-  (``reclaim.signals.faceblend.face_crop``: RGB crop + landmark-hull channel).
+  (``reclaim.detectors.faceblend.face_crop``: RGB crop + landmark-hull channel).
 * ``make_single(img, points, rng)``: one labelled photo through the same augmentations.
 
 Run ``python -m training.faceblend.data`` to fill the landmark cache (≈3 min on one core).
@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from reclaim.signals.faceblend import MAP_SIZE, crop_face, crop_params, face_crop
-from reclaim.signals.forensic import split_of
+from reclaim.detectors.base import split_of
+from reclaim.detectors.faceblend import MAP_SIZE, crop_face, crop_params, face_crop
 
 DATA = Path(
     os.environ.get("RECLAIM_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -80,7 +80,7 @@ def _files(folder: Path) -> list[Path]:
 
 def face_set(name: str, *, verbose: bool = True) -> FaceSet:
     """The images of a data set with their largest face's landmarks (cached)."""
-    from reclaim.signals.landmarks import face_regions
+    from reclaim.faces.landmarks import face_regions
 
     folder, label = SETS[name]
     paths = _files(DATA / folder)

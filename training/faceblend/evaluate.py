@@ -4,7 +4,7 @@
   threshold.
 * :func:`sbi_batch` — a fixed (seeded) set of real crops and self-blended crops of one split of
   ``faces/real-color``: the pseudo-fake benchmark.
-* :func:`score_set` — the shipped inference path (``reclaim.signals.faceblend.face_blend``) on
+* :func:`score_set` — the shipped inference path (``reclaim.detectors.faceblend.face_blend``) on
   a labelled detection set (``yonsei-splice`` or ``stylegan2-ffhq``), one split, with the
   landmarks from the training cache; images where no face was found get the lowest score.
 * :func:`evaluate_detect_set` — both, as one dict of numbers.
@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reclaim.signals import faceblend
-from reclaim.signals.landmarks import FaceRegion
+from reclaim.detectors import faceblend
+from reclaim.faces.landmarks import FaceRegion
 from training.faceblend.data import FaceSet, face_set, load_rgb, make_pair
 
 DETECT_SETS = {
@@ -170,7 +170,7 @@ def evaluate_sbi(split: str = "test", seed: int = 7_000) -> dict[str, Any]:
 def _pasted(img: np.ndarray, points: np.ndarray, factor: float, shift: float) -> np.ndarray:
     """The face (landmark hull, feathered) replaced by itself at ``factor`` × resolution and
     brightened by ``shift`` grey levels: the typical trace of a pasted low-resolution face."""
-    from reclaim.signals.landmarks import hull_mask
+    from reclaim.faces.landmarks import hull_mask
 
     h, w = img.shape[:2]
     fw = float(max(np.ptp(points[:, 0]), np.ptp(points[:, 1]), 8.0))

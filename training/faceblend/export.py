@@ -3,7 +3,7 @@
 The graph takes ``image`` (N, 4, 128, 128) float32 (RGB + landmark hull) in [0, 1] and
 returns ``logit`` (N, 1) and ``boundary`` (N, 1, 32, 32, probabilities). Calibration,
 threshold and the test-split score lists used in the evidence sentences go into the model's
-``metadata_props`` under the key ``reclaim`` (JSON), read by ``reclaim.signals.faceblend``.
+``metadata_props`` under the key ``reclaim`` (JSON), read by ``reclaim.detectors.faceblend``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from reclaim.signals.faceblend import CHANNELS, INPUT_SIZE
+from reclaim.detectors.faceblend import CHANNELS, INPUT_SIZE
 from training.faceblend.model import Exported, FaceBlendNet
 
 

@@ -15,7 +15,7 @@ yonsei-splice train images (not zero-shot; tried, it did not learn them: see the
 Deterministic: fixed seeds, every sample drawn from its own seeded generator; identical
 results need the same torch version and thread count (``--threads``, default 2).
 
-Data: faces/real-color, split by ``reclaim.signals.forensic.split_of``: train images with a
+Data: faces/real-color, split by ``reclaim.detectors.base.split_of``: train images with a
 face and no near-duplicate in calib/test (see ``data.leak_free_train``) are the only training
 material (each epoch: every image once as the real and once self-blended); calib (fixed
 seeded pseudo-fakes + its reals) selects the epoch and fits the calibration; test is only
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from reclaim.signals import faceblend
+from reclaim.detectors import faceblend
 from training.faceblend import evaluate as ev
 from training.faceblend.data import (
     CACHE,

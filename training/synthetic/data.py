@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reclaim.signals.forensic import Split, split_of
+from reclaim.detectors.base import Split, split_of
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"

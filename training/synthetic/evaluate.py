@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
 
-from reclaim.signals.forensic import split_of  # noqa: E402
+from reclaim.detectors.base import split_of  # noqa: E402
 from training.synthetic import data as D  # noqa: E402
 from training.synthetic.metrics import auc, tpr_at_fpr  # noqa: E402
 
@@ -51,7 +51,7 @@ def default_score() -> tuple[Score, float]:
 
     Images the product does not analyse (greyscale, tiny) get the model's ``raw_unanalysed``.
     """
-    from reclaim.signals.synthetic import load_model, synthetic_image
+    from reclaim.detectors.synthetic import load_model, synthetic_image
 
     return (lambda im: synthetic_image(im).raw), load_model().threshold
 
@@ -142,7 +142,7 @@ def evaluate(
 
 def time_synthetic_image(small: list[np.ndarray]) -> dict[str, Any]:
     """ms per image of ``synthetic_image`` (the product call) at 384² and at 20 MP."""
-    from reclaim.signals.synthetic import synthetic_image
+    from reclaim.detectors.synthetic import synthetic_image
 
     synthetic_image(small[0])  # model load
     t = []

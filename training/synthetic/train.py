@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
 
-from reclaim.signals.synthetic import (  # noqa: E402
+from reclaim.detectors.synthetic import (  # noqa: E402
     MODEL_PATH,
     N_FEATURES,
     SyntheticModel,
@@ -96,7 +96,7 @@ def strong_augment(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def product_raw(rgb: np.ndarray, model: SyntheticModel) -> float:
     """What ``synthetic_image`` returns as ``raw`` with ``model`` (greyscale / tiny: unanalysed)."""
-    from reclaim.signals.synthetic import MIN_SIDE, _is_grey
+    from reclaim.detectors.synthetic import MIN_SIDE, _is_grey
 
     if min(rgb.shape[:2]) < MIN_SIDE or _is_grey(rgb):
         return model.raw_unanalysed

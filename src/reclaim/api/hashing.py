@@ -14,10 +14,10 @@ from starlette.datastructures import UploadFile as StarletteUpload
 
 from reclaim.api.app import Platform, PlatformDep, require
 from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
+from reclaim.hashes import te_signal_type
 from reclaim.media import MediaLimits
 from reclaim.media.sandbox import PoolFull, analyze_in_worker, preview_in_worker
 from reclaim.platform.store import Token
-from reclaim.signals import te_signal_type
 
 router = APIRouter(prefix="/h", tags=["hashing"])
 T = TypeVar("T")

@@ -25,8 +25,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from reclaim.faces.pipeline import DESCRIPTOR_DIM, descriptor_from_bytes
 from reclaim.findings import Calibration, calibration, combine_distances
-from reclaim.signals.faces import DESCRIPTOR_DIM, descriptor_from_bytes
 from reclaim.store import CaseStore
 
 __all__ = [

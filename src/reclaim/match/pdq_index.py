@@ -57,7 +57,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from reclaim.signals.pdq import PDQ_MATCH_DISTANCE
+from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE
 
 __all__ = [
     "DEFAULT_DELTA_MAX",

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY, PdqHash
+from reclaim.hashes.vpdq import VpdqFrame, frames_from_json, match_videos
 from reclaim.match.pdq_index import PdqIndex, hashes_from_hex
 from reclaim.platform.store import Bank, Change, PlatformStore
-from reclaim.signals.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY, PdqHash
-from reclaim.signals.vpdq import VpdqFrame, frames_from_json, match_videos
 
 __all__ = ["Match", "Matcher"]
 

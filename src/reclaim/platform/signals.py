@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from reclaim.errors import ReclaimError
-from reclaim.signals import MD5Signal, PdqHash, SHA256Signal
-from reclaim.signals.vpdq import (
+from reclaim.hashes import MD5Signal, PdqHash, SHA256Signal
+from reclaim.hashes.vpdq import (
     VpdqFrame,
     frames_from_json,
     frames_to_json,

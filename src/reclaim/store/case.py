@@ -192,7 +192,9 @@ class ItemRecord:
     faces: list[FaceRecord] | None = None  # None: faces were not looked for
     face_frames: int = 0
     face_error: str | None = None
-    check: dict[str, Any] | None = None  # None: not checked (see reclaim.check.check_media)
+    check: dict[str, Any] | None = (
+        None  # None: not checked (see reclaim.detectors.check.check_media)
+    )
 
 
 @dataclass

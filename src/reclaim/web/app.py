@@ -283,7 +283,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
         import base64
         import io
 
-        from reclaim.check import IMAGE_MAPS, map_images
+        from reclaim.detectors.check import IMAGE_MAPS, map_images
         from reclaim.report.pack import item_record
         from reclaim.sources.resolve import read_verified
 
@@ -534,7 +534,7 @@ def actor_name() -> str:
 
 def near_duplicates(store: CaseStore, sha: str, max_distance: int = 31) -> list[dict[str, Any]]:
     """Other items of the case whose PDQ is within ``max_distance`` bits of this one's."""
-    from reclaim.signals import PdqHash
+    from reclaim.hashes import PdqHash
 
     mine = store.item_signals(sha).get("pdq")
     if mine is None:

@@ -63,7 +63,7 @@ from typing import Any, Literal, cast, get_args
 import numpy as np
 from PIL import Image
 
-from reclaim.signals.forensic import ForensicSignal
+from reclaim.detectors.base import ForensicSignal
 
 Kind = Literal["generated", "edited", "blended"]
 

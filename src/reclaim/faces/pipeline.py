@@ -101,12 +101,8 @@ import numpy as np
 from PIL import Image
 
 from reclaim.errors import DecodeError, ReclaimError
-from reclaim.media import Media, MediaKind
-from reclaim.media.image import iter_frames
-from reclaim.media.video import iter_video_frames
-from reclaim.signals import dlibnet, mmod, modelcache
-from reclaim.signals.base import Comparison, SignalType, SignalValue
-from reclaim.signals.dlibnet import (
+from reclaim.faces import dlibnet, mmod, modelcache
+from reclaim.faces.dlibnet import (
     ONNX_FLOAT,
     ONNX_UINT8,
     DatReader,
@@ -115,15 +111,19 @@ from reclaim.signals.dlibnet import (
     find_marks,
     ort_session,
 )
-from reclaim.signals.mmod import OrtMmod
-from reclaim.signals.sface import (
+from reclaim.faces.mmod import OrtMmod
+from reclaim.faces.sface import (
     SFACE_DIM,
     SFace,
     SFaceMissing,
     ellipse_weights,
     inner_face,
 )
-from reclaim.signals.yunet import YuNet
+from reclaim.faces.yunet import YuNet
+from reclaim.hashes.base import Comparison, SignalType, SignalValue
+from reclaim.media import Media, MediaKind
+from reclaim.media.image import iter_frames
+from reclaim.media.video import iter_video_frames
 
 __all__ = [
     "DESCRIPTOR_DIM",

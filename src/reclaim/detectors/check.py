@@ -5,9 +5,9 @@ Two kinds of evidence, reported side by side:
 * **Provenance** (C2PA Content Credentials, XMP/IPTC digital source type, generator metadata,
   Stable Diffusion's invisible watermark): near-certain when present, so it decides the verdict
   alone (``generated`` / ``edited``). Its absence proves nothing: most apps strip metadata.
-* **Pixel signals** (:mod:`reclaim.forensics`: face-region consistency, the self-blended
+* **Pixel signals** (:mod:`reclaim.detectors.pixels`: face-region consistency, the self-blended
   face-blend model, the AI-image model), fused into one calibrated score
-  (:mod:`reclaim.signals.fusion`). At or above the threshold fitted to keep false accusations of
+  (:mod:`reclaim.detectors.fusion`). At or above the threshold fitted to keep false accusations of
   real photos at or under 2 %, the verdict is ``likely manipulated`` or ``likely generated``;
   below it, ``no strong evidence``. Never "real", never "proof".
 
@@ -25,17 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.errors import DecodeError, MediaError, UnsupportedMedia
-from reclaim.forensics import DetectorOptions
-from reclaim.media import Media, MediaLimits, read_user_file
-from reclaim.signals.forensic import ForensicSignal
-from reclaim.signals.provenance import (
+from reclaim.detectors.base import ForensicSignal
+from reclaim.detectors.pixels import DetectorOptions
+from reclaim.detectors.provenance import (
     DECISIVE,
     WM_MIN_PIXELS,
     Finding,
     metadata_findings,
     watermark_findings,
 )
+from reclaim.errors import DecodeError, MediaError, UnsupportedMedia
+from reclaim.media import Media, MediaLimits, read_user_file
 
 VERDICT_GENERATED = "generated"
 VERDICT_EDITED = "edited"
@@ -133,7 +133,7 @@ def verdict(
 
 
 def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, str]] | None:
-    from reclaim.signals.fusion import fuse, load_model
+    from reclaim.detectors.fusion import fuse, load_model
 
     model = load_model()
     if model is None:
@@ -142,7 +142,7 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[str, float, dict[str, s
     if fused is None and pixel:
         # pixel signals ran, but none of those the verdict relies on (the CLIP probes when the
         # encoder is not installed): say so instead of quoting a score of nothing
-        from reclaim.signals.clip_probe import encoder_status
+        from reclaim.detectors.clip_probe import encoder_status
 
         why = encoder_status()
         if why == "ok":  # the encoder loaded: the probes file is what is missing
@@ -209,7 +209,7 @@ def own_threshold_reached(pixel: list[ForensicSignal]) -> list[str]:
 def _pixel_dict(s: ForensicSignal) -> dict[str, Any]:
     """A pixel signal as output, saying whether the fused verdict reads it (the fit keeps only
     the signals that help on calib; the others are shown as evidence but move nothing)."""
-    from reclaim.signals.fusion import load_model
+    from reclaim.detectors.fusion import load_model
 
     m = load_model()
     return {**s.as_dict(), "in_verdict": m is not None and s.name in m.calibration}
@@ -300,13 +300,13 @@ def check_media(
             if maps_dir is not None:
                 map_files = write_maps(media, pixel or [], maps_dir, sha)
             if nudity:
-                from reclaim.signals.nudity import detect_nudity
+                from reclaim.detectors.nudity import detect_nudity
 
                 nud = detect_nudity(im).as_dict()
     elif media.kind == "video":
         checks["watermark"] = "not checked: videos"
         if detectors is not None:
-            from reclaim.forensics import video_signals
+            from reclaim.detectors.pixels import video_signals
 
             try:
                 pixel, notes = video_signals(media, replace(detectors, maps=False))
@@ -349,7 +349,7 @@ def check_media(
 def _photo_pixels(
     media: Media, o: DetectorOptions, boxes: list[tuple[int, int, int, int]] | None
 ) -> tuple[list[ForensicSignal], dict[str, str]]:
-    from reclaim.forensics import image_signals
+    from reclaim.detectors.pixels import image_signals
 
     # Boxes are in the pixels of the image decoded at ``max_side``, as face search stores them
     # (FaceOptions.max_side is the same 2048).
@@ -367,7 +367,7 @@ def map_images(
     """Explanation images of a photo: the image-level maps (IMAGE_MAPS), then every signal's
     maps (``<signal>-<map>-<n>``). With ``pixel=None`` the face detectors run here for them.
     Raises MediaError for a file that is not a decodable photo."""
-    from reclaim.signals import maps as M
+    from reclaim.detectors import maps as M
 
     media = Media(data, limits or MediaLimits())
     if media.kind != "photo":
@@ -375,7 +375,7 @@ def map_images(
     o = DetectorOptions(maps=True)
     rgb = np.asarray(media.image(max_side=o.max_side), dtype=np.uint8)
     if pixel is None:
-        from reclaim.forensics import image_signals
+        from reclaim.detectors.pixels import image_signals
 
         pixel, _ = image_signals(rgb, o)
     made: dict[str, np.ndarray] = {
@@ -395,7 +395,7 @@ def map_images(
 
 def write_maps(media: Media, pixel: list[ForensicSignal], folder: Path, stem: str) -> list[str]:
     """Write :func:`map_images` as PNG files named ``<sha256[:16]>-<map>.png``; their paths."""
-    from reclaim.signals.maps import save_png
+    from reclaim.detectors.maps import save_png
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -407,7 +407,7 @@ def write_maps(media: Media, pixel: list[ForensicSignal], folder: Path, stem: st
 
 
 def _video_nudity(media: Media, limits: MediaLimits) -> dict[str, Any]:
-    from reclaim.signals.nudity import combine, detect_nudity
+    from reclaim.detectors.nudity import combine, detect_nudity
 
     _, frames = media.spread_frames(limits.video_fps, NUDITY_MAX_FRAMES)
     results = [(fr.timestamp_s, detect_nudity(fr.rgb)) for fr in frames]

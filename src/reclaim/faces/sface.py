@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from reclaim.errors import ReclaimError
-from reclaim.signals import modelcache
-from reclaim.signals.dlibnet import NetFormatError, ort_session
+from reclaim.faces import modelcache
+from reclaim.faces.dlibnet import NetFormatError, ort_session
 
 __all__ = [
     "INSTALL_HINT",

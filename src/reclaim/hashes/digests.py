@@ -6,8 +6,8 @@ import hashlib
 import re
 from typing import ClassVar
 
+from reclaim.hashes.base import Comparison, SignalType, SignalValue
 from reclaim.media import Media, MediaKind
-from reclaim.signals.base import Comparison, SignalType, SignalValue
 
 
 class _Digest(SignalType):
@@ -39,7 +39,7 @@ class SHA256Signal(_Digest):
 
 class MD5Signal(_Digest):
     """MD5 of the file bytes. In ThreatExchange vocabulary it is ``md5`` for photos and
-    ``video_md5`` for videos (see ``reclaim.signals.te_signal_type``)."""
+    ``video_md5`` for videos (see ``reclaim.hashes.te_signal_type``)."""
 
     name = "md5"
     algo = "md5"

@@ -25,16 +25,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reclaim.errors import DecodeError
-from reclaim.media import Media, MediaKind
-from reclaim.media.limits import MediaLimits
-from reclaim.media.video import VideoFrame, iter_video_frames
-from reclaim.signals.base import Comparison, SignalType, SignalValue
-from reclaim.signals.pdq import (
+from reclaim.hashes.base import Comparison, SignalType, SignalValue
+from reclaim.hashes.pdq import (
     PDQ_MATCH_DISTANCE,
     PDQ_MIN_QUALITY,
     PdqHash,
     pdq_from_rgb,
 )
+from reclaim.media import Media, MediaKind
+from reclaim.media.limits import MediaLimits
+from reclaim.media.video import VideoFrame, iter_video_frames
 
 __all__ = [
     "VPDQ_MATCH_PERCENT",

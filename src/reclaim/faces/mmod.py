@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.signals.dlibnet import (
+from reclaim.faces.dlibnet import (
     ONNX_FLOAT,
     DatReader,
     NetFormatError,

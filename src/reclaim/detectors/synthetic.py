@@ -53,11 +53,11 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from reclaim.detectors.base import ForensicSignal
 from reclaim.errors import InputError
-from reclaim.signals.forensic import ForensicSignal
 
 if TYPE_CHECKING:
-    from reclaim.signals.landmarks import FaceRegion
+    from reclaim.faces.landmarks import FaceRegion
 
 __all__ = [
     "FEATURE_GROUPS",
@@ -575,7 +575,7 @@ def _evidence(score: float, flagged: bool, m: SyntheticModel) -> dict[str, str]:
 def _tile_map(
     rgb: np.ndarray, tiles: list[tuple[int, int, float]], m: SyntheticModel
 ) -> np.ndarray:
-    from reclaim.signals.maps import blend_overlay
+    from reclaim.detectors.maps import blend_overlay
 
     h, w = rgb.shape[:2]
     f = max(1, math.ceil(max(h, w) / 512))
@@ -595,7 +595,7 @@ def synthetic_image(
     """Is this image generated (GAN/diffusion)? One calibrated signal for the whole image.
 
     ``rgb``: upright image array (RGB uint8; grey, RGBA and other dtypes are converted).
-    ``regions``: faces (from :func:`reclaim.signals.landmarks.face_regions`), analysed too.
+    ``regions``: faces (from :func:`reclaim.faces.landmarks.face_regions`), analysed too.
     Images smaller than ``MIN_SIDE`` px a side, and greyscale images, are not analysed: score 0,
     ``details["analysed"]`` false, ``raw`` = the model's ``raw_unanalysed``, said in the evidence.
     Raises :class:`InputError` for an array that is not an image, or a broken model file.

@@ -3,7 +3,7 @@
 Face-swap tools paste a face generated at low resolution, blended into the target photo; a
 splice carries another camera's noise, another JPEG history and another light. Each of these
 leaves a *measurable difference* between the face and the skin and scene right around it. For
-every face (68-landmark outline, :class:`~reclaim.signals.landmarks.FaceRegion`) this module
+every face (68-landmark outline, :class:`~reclaim.faces.landmarks.FaceRegion`) this module
 measures, face vs surroundings:
 
 * **sharpness** — fine-detail ratio: energy of (grey − blur σ1) over energy of (blur σ1 −
@@ -11,7 +11,7 @@ measures, face vs surroundings:
   unit of mid-scale detail than the scene it was pasted into.
 * **noise** — mean |grey − 3×3 median| over the flattest 40 % of each region's pixels.
 * **JPEG block grid** (native resolution only) — per region, the mean "boundary excess" by
-  column / row phase mod 8 (:func:`reclaim.signals.maps.grid_profile`); the photo's grid phase
+  column / row phase mod 8 (:func:`reclaim.detectors.maps.grid_profile`); the photo's grid phase
   is taken from everything around the face. A face with its own second grid at another phase
   (a piece of another JPEG pasted without alignment; measured in standard errors, discounted
   when the rest of the photo has the same second grid), or stronger / weaker blocking at the
@@ -62,9 +62,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reclaim.signals.forensic import ForensicSignal
-from reclaim.signals.landmarks import FaceRegion, hull_mask
-from reclaim.signals.maps import (
+from reclaim.detectors.base import ForensicSignal
+from reclaim.detectors.maps import (
     PHOTO_GRID_MIN,
     _as_rgb,
     _boundary_excess,
@@ -74,6 +73,7 @@ from reclaim.signals.maps import (
     grid_strength,
     noise_heat,
 )
+from reclaim.faces.landmarks import FaceRegion, hull_mask
 
 __all__ = [
     "ANALYSIS_FACE_PX",

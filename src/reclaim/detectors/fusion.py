@@ -36,7 +36,7 @@ in ``bench/detect.py``: on the Yonsei splices, 42 % flagged at the threshold ins
 0.9 % of their real photos (limit 2 %); StyleGAN2 and real-color unchanged.
 
 Provenance (C2PA, metadata, watermark) is decisive when present and is not fused here: see
-``reclaim.check``.
+``reclaim.detectors.check``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.signals.forensic import ForensicSignal
+from reclaim.detectors.base import ForensicSignal
 
 __all__ = [
     "FEATURES",

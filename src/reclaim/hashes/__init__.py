@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-from reclaim.signals.base import Comparison, SignalType, SignalValue
-from reclaim.signals.digests import MD5Signal, SHA256Signal
-from reclaim.signals.pdq import PdqHash, PDQSignal
-from reclaim.signals.vpdq import VPDQSignal
+from reclaim.hashes.base import Comparison, SignalType, SignalValue
+from reclaim.hashes.digests import MD5Signal, SHA256Signal
+from reclaim.hashes.pdq import PdqHash, PDQSignal
+from reclaim.hashes.vpdq import VPDQSignal
 
 __all__ = [
     "Comparison",

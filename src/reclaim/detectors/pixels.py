@@ -14,7 +14,7 @@ Videos: frames are sampled about one per second (at most ``video_max_frames``), 
 checked, and each signal is aggregated per clip — the mean of its strongest frames — with those
 frames' timestamps cited in the evidence.
 
-The fusion of these signals with provenance into one verdict is in :mod:`reclaim.signals.fusion`.
+The fusion of these signals with provenance into one verdict is in :mod:`reclaim.detectors.fusion`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from reclaim.detectors.base import ForensicSignal
 from reclaim.errors import DecodeError
 from reclaim.media import Media
-from reclaim.signals.forensic import ForensicSignal
 
 __all__ = ["DetectorOptions", "aggregate_frames", "image_signals", "video_signals"]
 
@@ -54,7 +54,7 @@ class DetectorOptions:
 def _regions(
     rgb: np.ndarray, boxes: list[tuple[int, int, int, int]] | None, o: DetectorOptions
 ) -> list[Any]:
-    from reclaim.signals.landmarks import face_regions, regions_from_boxes
+    from reclaim.faces.landmarks import face_regions, regions_from_boxes
 
     if boxes:
         big = sorted(boxes, key=lambda b: -min(b[2] - b[0], b[3] - b[1]))[: o.max_faces]
@@ -69,7 +69,7 @@ def check_face_options() -> Any:
     when its detectors and fusion were fitted and measured (``bench/detect.py``). Face search
     also runs YuNet, and scales HOG by YuNet's faces; the check has not been measured on those
     faces, so it does not use YuNet's (``check_boxes``)."""
-    from reclaim.signals.faces import FaceOptions
+    from reclaim.faces.pipeline import FaceOptions
 
     return FaceOptions(yunet_max_side=0)
 
@@ -103,8 +103,8 @@ def image_signals(
         if not regions:
             notes["faces"] = "not checked: no face found"
         else:
-            from reclaim.signals.consistency import face_consistency
-            from reclaim.signals.faceblend import face_blend
+            from reclaim.detectors.consistency import face_consistency
+            from reclaim.detectors.faceblend import face_blend
 
             with clock("face_consistency"):
                 out += face_consistency(rgb, regions, maps=o.maps)
@@ -112,13 +112,13 @@ def image_signals(
                 out += face_blend(rgb, regions, maps=o.maps)
             notes["faces"] = f"checked: {len(regions)} face(s)"
     if o.synthetic:
-        from reclaim.signals.synthetic import synthetic_image
+        from reclaim.detectors.synthetic import synthetic_image
 
         with clock("synthetic_image"):
             out.append(synthetic_image(rgb, maps=o.maps))
         notes["synthetic"] = "checked"
     if o.clip:
-        from reclaim.signals.clip_probe import clip_signals, encoder_status
+        from reclaim.detectors.clip_probe import clip_signals, encoder_status
 
         with clock("clip"):
             clip = clip_signals(

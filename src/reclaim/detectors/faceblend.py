@@ -40,9 +40,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reclaim.detectors.base import ForensicSignal
 from reclaim.errors import ReclaimError
-from reclaim.signals.forensic import ForensicSignal
-from reclaim.signals.landmarks import FaceRegion
+from reclaim.faces.landmarks import FaceRegion
 
 __all__ = [
     "CHANNELS",
@@ -254,7 +254,7 @@ def _heat_overlay(
     rgb: np.ndarray, params: tuple[float, float, float], bmap: np.ndarray
 ) -> np.ndarray:
     """The predicted boundary (crop coordinates) placed over the photo and rendered."""
-    from reclaim.signals import maps
+    from reclaim.detectors import maps
 
     h, w = rgb.shape[:2]
     f = maps.output_factor(h, w)

@@ -14,8 +14,8 @@ from typing import ClassVar
 import numpy as np
 import pdqhash
 
+from reclaim.hashes.base import Comparison, SignalType, SignalValue
 from reclaim.media import Media, MediaKind
-from reclaim.signals.base import Comparison, SignalType, SignalValue
 
 PDQ_MAX_SIDE = 512
 #: Meta's recommended match threshold (Hamming distance out of 256).

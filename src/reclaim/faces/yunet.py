@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.signals import modelcache
-from reclaim.signals.sface import derived_session, fold_weights, read_model
+from reclaim.faces import modelcache
+from reclaim.faces.sface import derived_session, fold_weights, read_model
 
 __all__ = ["MODEL_SHA256", "YuNet", "YuNetFace"]
 
