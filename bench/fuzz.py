@@ -1,6 +1,6 @@
 """Fuzzing: every untrusted-input reader of reclaim, minutes per target, findings saved to replay.
 
-Targets (defined in ``tests/fuzz_targets.py``, shared with the CI smoke test): ``image`` and
+Targets (defined in ``reclaim_fixtures.fuzz``, shared with the CI smoke test): ``image`` and
 ``video`` (``analyze_bytes``, as a scan decodes and hashes an item), ``archive`` (zip/tar
 readers), ``telegram`` (the ``result.json`` parser), ``urllist`` (parsing only, never the
 network) and ``verify-pack``. Each runs in its own child process under an address-space limit
@@ -30,10 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "src")]
-
-from tests.fuzz_targets import (  # noqa: E402
+from reclaim_fixtures.fuzz import (
     DEFAULT_TARGETS,
     TARGETS,
     TargetResult,
@@ -43,6 +40,7 @@ from tests.fuzz_targets import (  # noqa: E402
     run_target,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "fuzz.json"
 FINDINGS = ROOT / "bench" / "results" / "fuzz-findings"
 

@@ -45,12 +45,10 @@ from reclaim.detectors.check import (
     check_bytes,
     verdict,
 )
+from reclaim_fixtures.provenance import make_chain, sign
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
-sys.path.insert(0, str(HERE.parent))  # tests.provenance_fixtures
-
-from tests.provenance_fixtures import make_chain, sign  # noqa: E402
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
@@ -317,7 +315,7 @@ def main() -> None:
     for f in files:
         data = f.read_bytes()
         t = time.perf_counter()
-        rec = check_bytes(data, nudity=False)
+        rec = check_bytes(data, nudity=False).to_json()
         t_meta += time.perf_counter() - t
         if rec["verdict"] != VERDICT_NONE or rec["signals"]:
             fp_verdict.append(

@@ -11,7 +11,7 @@ near-duplicate was found. Client and server share the same 2 cores.
 
 Each concurrency level runs twice in the same server: clean, then with hostile uploads mixed
 in — ``--hostile-clients`` clients that keep posting the crafted files of
-``tests/hostile_media.py`` (GIF screen/frame bombs, APNG/WebP with many huge frames, a TIFF
+``reclaim_fixtures.hostile_media`` (GIF screen/frame bombs, APNG/WebP with many huge frames, a TIFF
 page bomb) to ``POST /h/hash`` while the lookups run. They are hashed in the service's bounded,
 sandboxed worker pool (refused, stopped at the time limit or memory ceiling, or answered 503
 when the pool is full), never on the event loop. Target: lookup p99 within 2x of the clean run.
@@ -42,9 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from reclaim.platform.store import SqlitePlatformStore  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
-from tests.hostile_media import hostile_samples  # noqa: E402
+from reclaim_fixtures.hostile_media import hostile_samples  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "service_load.json"
 

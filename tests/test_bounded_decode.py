@@ -1,7 +1,7 @@
 """Bounded work for every decode: per-frame declared sizes, a budget across frames, and decoding
 in a child process with a memory ceiling and a time limit (issue 18, item 2).
 
-The hostile files come from tests/hostile_media.py. Decodes that would allocate gigabytes
+The hostile files come from reclaim_fixtures.hostile_media. Decodes that would allocate gigabytes
 before the fix run in a child under RLIMIT_AS, so a regression fails the test instead of
 eating the machine's memory.
 """
@@ -28,7 +28,7 @@ from reclaim.errors import DecodeError, ItemTimeout, MediaTooLarge
 from reclaim.media import MediaLimits
 from reclaim.media.image import iter_frames
 from reclaim.media.sandbox import Sandbox
-from tests import hostile_media as hm
+from reclaim_fixtures import hostile_media as hm
 
 # Address-space ceiling of the child: Python + reclaim.scan map ~300 MB; every bomb below asks
 # for at least 1.6 GB.
@@ -38,7 +38,7 @@ _CHILD = textwrap.dedent(
     """
     import json, resource, sys
     resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
-    from reclaim.scan import analyze_bytes
+    from reclaim.analysis import analyze_bytes
     from reclaim.media import MediaLimits
     samples = json.loads(sys.stdin.read())
     out = {{}}

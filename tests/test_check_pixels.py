@@ -21,15 +21,13 @@ from reclaim.detectors.check import (
     VERDICT_LIKELY_GENERATED,
     VERDICT_LIKELY_MANIPULATED,
     VERDICT_NO_EVIDENCE,
-    check_bytes,
-    check_file,
+    DetectorOptions,
 )
 from reclaim.detectors.fusion import load_model
-from reclaim.detectors.pixels import DetectorOptions
 from reclaim.errors import DecodeError
 
 from .conftest import jpeg_bytes, photo_like, shared_data
-from .test_check import app
+from .test_check import app, check_bytes, check_file
 
 PIXELS = DetectorOptions()
 VERDICTS = {VERDICT_NO_EVIDENCE, VERDICT_LIKELY_MANIPULATED, VERDICT_LIKELY_GENERATED}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,16 +35,22 @@ def _sha(store: CaseStore, name: str) -> str:
     raise AssertionError(name)
 
 
+def _item_check(store: CaseStore, sha256: str) -> dict[str, Any] | None:
+    """The item's stored check as JSON (the ``checks.record`` column, read back)."""
+    rec = store.item_check(sha256)
+    return None if rec is None else rec.to_json()
+
+
 def test_scan_checks_metadata_of_every_item_by_default(tmp_path: Path, tagged_dir: Path) -> None:
     with CaseStore.open(tmp_path / "case", create=True) as store:
         scan(store, [open_source(str(tagged_dir))], workers=0)
-        edited = store.item_check(_sha(store, "faceapp.jpg"))
-        plain = store.item_check(_sha(store, "plain.jpg"))
+        edited = _item_check(store, _sha(store, "faceapp.jpg"))
+        plain = _item_check(store, _sha(store, "plain.jpg"))
         assert edited is not None and plain is not None
         assert edited["verdict"] == "edited" and edited["level"] == "metadata"
         assert edited["signals"][0]["evidence"]["fr"]  # sentences in both languages
         assert plain["verdict"] == "no provenance evidence" and plain["score"] == 0.0
-        assert store.item_check(_sha(store, "notes.txt")) is None  # not a photo: not checked
+        assert _item_check(store, _sha(store, "notes.txt")) is None  # not a photo: not checked
         summary = store.checks_summary()
         assert len(summary) == 2
         assert summary[_sha(store, "faceapp.jpg")]["verdict"] == "edited"
@@ -97,7 +104,7 @@ def test_item_page_says_which_signals_the_verdict_does_not_read(
     with CaseStore.open(tmp_path / "case", create=True) as store:
         scan(store, [open_source(str(tagged_dir))], workers=0, check="full")
         sha = _sha(store, "plain.jpg")
-        rec = store.item_check(sha)
+        rec = _item_check(store, sha)
     assert rec is not None
     syn = [s for s in rec["signals"] if s["name"] == "synthetic_image"]
     assert syn and syn[0]["in_verdict"] is False

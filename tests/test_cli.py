@@ -19,9 +19,9 @@ from reclaim.cli import app
 from reclaim.hashes import PdqHash
 from reclaim.sources.base import Locator
 from reclaim.store import CaseStore
+from reclaim_fixtures.telegram import write_telegram_export
 
 from .conftest import jpeg_bytes, photo_like
-from .telegram_fixture import write_telegram_export
 
 runner = CliRunner()
 
@@ -214,3 +214,34 @@ def test_cli_runner_help_lists_commands() -> None:
     assert res.exit_code == 0
     for cmd in ("scan", "status", "hash", "protect", "fetch", "demo"):
         assert cmd in res.output
+
+
+def test_decide_names_items_by_sha256_or_its_prefix(tmp_path: Path) -> None:
+    from reclaim.report.custody import CustodyLog
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(2):
+        (d / f"{i}.jpg").write_bytes(jpeg_bytes(photo_like(40 + i)))
+    case = tmp_path / "case"
+    assert runner.invoke(app, ["scan", str(d), "--case", str(case), "-j", "0"]).exit_code == 0
+    with CaseStore.open(case) as store:
+        a, b = sorted(r[0] for r in store.conn.execute("SELECT sha256 FROM items"))
+    res = runner.invoke(app, ["decide", a, "confirmed", "--case", str(case), "--note", " moi "])
+    assert res.exit_code == 0 and "confirmed" in res.output, res.output
+    res = runner.invoke(app, ["decide", b[:10].upper(), "not_me", "--case", str(case)])
+    assert res.exit_code == 0, res.output
+    details = [e["details"] for e in CustodyLog(case).entries() if e["action"] == "decision"]
+    assert [(x["item"], x["decision"], x["note"]) for x in details] == [
+        (a, "confirmed", "moi"),
+        (b, "not_me", ""),
+    ]
+    # Wrong input: one line, exit 2, nothing recorded.
+    for args, why in (
+        ([a, "maybe"], "decision must be one of confirmed, not_me, unsure"),
+        (["0" * 12, "unsure"], "is not in this case"),
+        ([a[:5], "unsure"], "at least its first 8 characters"),
+    ):
+        code, _out, err = run("decide", *args, "--case", str(case))
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1, err
+    assert len([e for e in CustodyLog(case).entries() if e["action"] == "decision"]) == 2

@@ -1,8 +1,9 @@
 """Crash safety of the scan (issue 18, item 5): workers die with the scan, the case lock goes
 with its holder, and a worker that runs away (memory, time, crash) costs one item, not the scan.
 
-The worker tests replace ``reclaim.scan.analyze_bytes`` with monkeypatch: the pool's workers
-are forked from this process, so they run the replacement.
+The worker tests replace ``reclaim.scan.analyze_bytes`` (or ``reclaim.analysis.Media``, the
+decoder) with monkeypatch: the pool's workers are forked from this process, so they run the
+replacement.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+import reclaim.analysis as analysis_mod
 import reclaim.scan as scan_mod
 from reclaim.media import MediaLimits
 from reclaim.scan import scan
@@ -132,14 +134,15 @@ def _scan_with(
     """Scan a corpus where ``runaway(data)`` runs first when ``where`` (``analyze_bytes``, or
     ``Media``: the decoder) is given a hostile item's bytes.
     Returns ({file name: error} of failed places, {file name: item} of every place)."""
-    real = getattr(scan_mod, where)
+    mod = analysis_mod if where == "Media" else scan_mod
+    real = getattr(mod, where)
 
     def analyze(data: bytes, *a: Any, **k: Any) -> Any:
         if data.startswith(HOSTILE):
             runaway(data)
         return real(data, *a, **k)
 
-    monkeypatch.setattr(scan_mod, where, analyze)
+    monkeypatch.setattr(mod, where, analyze)
     d = _corpus(tmp_path, n, hostile)
     with CaseStore.open(tmp_path / "case", create=True) as store:
         scan(store, [open_source(str(d))], workers=2, **kw)

@@ -334,3 +334,50 @@ def test_oversized_reference_photo_refused_before_reading(tmp_path: Path) -> Non
         pytest.raises(EnrollmentRefused, match="exceeds the"),
     ):
         enroll(store, "X", [big], consent=True)
+
+
+# -- the evidence trail ---------------------------------------------------------------------------
+
+
+def test_enroll_and_unenroll_write_their_custody_entries_whoever_calls(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reclaim.report.custody import CustodyLog, verify_chain
+
+    fake_detector(monkeypatch, [[_face(d)] for d in _person(11, 2)])
+    case = tmp_path / "case"
+    with CaseStore.open(case, create=True) as store:
+        enroll(store, " Ana ", photos[:2], consent=True, actor="lea")
+        assert not store.holds_lock()  # held for the write only
+        unenroll(store, "Ana")
+        with pytest.raises(InputError):
+            unenroll(store, "Ana")  # nothing deleted, nothing logged
+    log = CustodyLog(case).entries()
+    assert verify_chain(log) == []
+    assert [(e["action"], e["details"], e["actor"]) for e in log] == [
+        ("enrollment", {"name": "Ana", "templates": 2}, "lea"),
+        ("deletion", {"enrollment": "Ana"}, log[1]["actor"]),
+    ]
+
+
+def test_a_deletion_is_logged_even_when_old_copies_remain_in_the_wal(
+    tmp_path: Path, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from reclaim.report.custody import CustodyLog
+
+    fake_detector(monkeypatch, [[_face(_person(12, 1)[0])]])
+    case = tmp_path / "case"
+    with CaseStore.open(case, create=True) as store:
+        enroll(store, "Ana", photos[:1], consent=True)
+        reader = sqlite3.connect(case / "case.sqlite")  # another program, mid-read
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM enrollments").fetchone()
+        try:
+            with pytest.raises(StoreError, match="the deletion is done"):
+                unenroll(store, "Ana")
+        finally:
+            reader.close()
+        assert store.enrollments() == []
+    assert [e["action"] for e in CustodyLog(case).entries()] == ["enrollment", "deletion"]

@@ -308,8 +308,13 @@ def _variant_corpus(tmp_path: Path) -> tuple[list[Path], Path, Path, dict[str, s
     from PIL import Image
 
     from reclaim.faces.pipeline import find_faces
-
-    from .face_fixtures import VARIANTS, load_rgb, make_variant, scene_canvas, telegram_bytes
+    from reclaim_fixtures.faces import (
+        VARIANTS,
+        load_rgb,
+        make_variant,
+        scene_canvas,
+        telegram_bytes,
+    )
 
     lfw = shared_data("faces", "lfw-gray")
     deepface = shared_data("faces", "deepface-pairs")

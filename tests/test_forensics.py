@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from reclaim.detectors.base import ForensicSignal, split_of
+from reclaim.detectors.check import aggregate_frames
 from reclaim.detectors.fusion import FEATURES, FusionModel, fit_logistic, signal_raws
-from reclaim.detectors.pixels import aggregate_frames
 
 
 def sig(name: str, score: float, raw: float | None = None, kind: str = "edited") -> ForensicSignal:

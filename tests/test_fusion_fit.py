@@ -1,12 +1,10 @@
-"""The fusion fit's per-signal levels (``bench/detect.py``: ``align_thresholds``) on synthetic
-scores: the false-accusation rule holds on every real set, and the budget one threshold leaves
-unused is spent."""
+"""The fusion fit's per-signal levels (``training/fusion/fit.py``: ``align_thresholds``) on
+synthetic scores: the false-accusation rule holds on every real set, and the budget one threshold
+leaves unused is spent."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -15,12 +13,9 @@ from reclaim.detectors.fusion import FusionModel
 
 
 def _detect() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "bench" / "detect.py"
-    spec = importlib.util.spec_from_file_location("bench_detect", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from training.fusion import fit
+
+    return fit
 
 
 def _rows(seed: int) -> tuple[list[dict[str, float]], np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .fuzz_targets import DEFAULT_TARGETS, TargetResult, replay, run_target
+from reclaim_fixtures.fuzz import DEFAULT_TARGETS, TargetResult, replay, run_target
 
 SMOKE_SECONDS = 2.0
 
@@ -41,7 +41,7 @@ def test_harness_counts_an_unexpected_exception_and_saves_the_input(tmp_path: Pa
     res = run_target("selftest-crash", 1.0, tmp_path / "w", tmp_path / "f", engine="mutate")
     assert res.tried > 0 and res.unexpected == res.tried and res.hangs == 0
     [finding] = res.findings
-    assert finding.type == "IndexError" and finding.where.startswith("tests/fuzz_targets.py:")
+    assert finding.type == "IndexError" and finding.where.startswith("reclaim_fixtures/fuzz.py:")
     assert Path(finding.file).is_file() and Path(finding.file).parent == tmp_path / "f"
 
 

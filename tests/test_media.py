@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from reclaim.analysis import analyze_bytes
 from reclaim.errors import DecodeError, MediaTooLarge, UnsupportedMedia
 from reclaim.hashes import PdqHash, PDQSignal
 from reclaim.media import Media, MediaLimits
 from reclaim.media.image import iter_frames
-from reclaim.scan import analyze_bytes
 
 from .conftest import jpeg_bytes, photo_like
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from reclaim.detectors.check import check_file
-from reclaim.detectors.pixels import DetectorOptions
+from reclaim.detectors.check import DetectorOptions, check_file
 from reclaim.report.notices import Notifier
 from reclaim.report.pack import PackOptions, build_pack
 from reclaim.sample import make_sample
@@ -55,7 +54,7 @@ def test_scan_check_and_pack_make_no_connection(
         nudity=True,
         detectors=DetectorOptions(),
         maps_dir=tmp_path / "maps",
-    )
+    ).to_json()
     assert rec["verdict"] and "nudity" in rec and rec["checks"]["synthetic"] == "checked"
     assert rec["maps"]
     assert attempts == []

@@ -28,9 +28,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from reclaim.detectors import provenance as P
+from reclaim_fixtures.provenance import make_chain, sign
 
 from .conftest import jpeg_bytes, photo_like
-from .provenance_fixtures import make_chain, sign
 
 c2pa = pytest.importorskip("c2pa")
 

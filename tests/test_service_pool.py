@@ -24,7 +24,7 @@ from PIL import Image
 
 from reclaim.api.app import Settings, create_app
 from reclaim.platform.store import SqlitePlatformStore
-from tests import hostile_media as hm
+from reclaim_fixtures import hostile_media as hm
 
 
 def _photo(seed: int) -> bytes:

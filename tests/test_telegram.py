@@ -14,8 +14,7 @@ from reclaim.errors import InputError, SourceError
 from reclaim.sources import open_source
 from reclaim.sources.base import Entry, Locator, SourceLimits
 from reclaim.sources.telegram import TelegramSource, detect, open_telegram
-
-from .telegram_fixture import (
+from reclaim_fixtures.telegram import (
     CHATS,
     NOT_INCLUDED,
     Expected,

@@ -258,3 +258,33 @@ def test_back_redirects_return_to_the_page(client: TestClient) -> None:
             "/settings/reveal", data={"reveal_all": "0"}, headers=headers, follow_redirects=False
         )
         assert r.headers["location"] == back
+
+
+def test_item_page_lists_near_duplicates_within_the_pdq_distance(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE
+    from reclaim.match.duplicates import near_duplicates
+    from reclaim.store import CaseStore
+
+    d = tmp_path / "dups"
+    d.mkdir()
+    im = photo_like(21)
+    (d / "a.jpg").write_bytes(jpeg_bytes(im, quality=95))
+    (d / "a-again.jpg").write_bytes(jpeg_bytes(im.resize((320, 240)), quality=60))
+    (d / "other.jpg").write_bytes(jpeg_bytes(photo_like(22)))
+    client.post("/sources", data={"path": str(d)})
+    for _ in range(300):
+        if "Scan finished" in client.get("/jobs/current", headers={"accept-language": "en"}).text:
+            break
+        time.sleep(0.1)
+    with CaseStore.open(client.app.state.case) as s:  # type: ignore[attr-defined]
+        shas = [r[0] for r in s.conn.execute("SELECT sha256 FROM items")]
+        by_name = {Path(s.sightings_of(sha)[0].path).name: sha for sha in shas}
+        near = near_duplicates(s, by_name["a.jpg"])
+        assert [n["sha256"] for n in near] == [by_name["a-again.jpg"]]
+        assert 0 <= near[0]["distance"] <= PDQ_MATCH_DISTANCE
+        assert near[0]["where"].endswith("a-again.jpg")
+        assert near_duplicates(s, by_name["a.jpg"], max_distance=-1) == []
+    page = client.get(f"/item/{by_name['a.jpg']}", headers={"accept-language": "en"}).text
+    assert by_name["a-again.jpg"][:12] in page and by_name["other.jpg"][:12] not in page

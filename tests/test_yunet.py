@@ -163,7 +163,7 @@ def test_hog_is_scaled_to_the_smallest_yunet_face(monkeypatch: pytest.MonkeyPatc
 
 
 def test_the_check_does_not_use_yunets_faces(monkeypatch: pytest.MonkeyPatch) -> None:
-    from reclaim.detectors import pixels as forensics
+    from reclaim.detectors import check as forensics
 
     def no_yunet(*a: object) -> list[F._Det]:
         raise AssertionError("the check looked for faces with YuNet")

@@ -9,14 +9,18 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from reclaim.errors import ReclaimError
-from reclaim.verdicts import VERDICT_LABELS as _VERDICT
+from reclaim.verdicts import Verdict, verdict_label
+
+if TYPE_CHECKING:
+    from reclaim.detectors.check import DetectorOptions
+    from reclaim.detectors.record import CheckResult
 
 out = Console()
 err = Console(stderr=True)
@@ -36,29 +40,30 @@ _WORDS = {
 }
 
 
-def _print_human(rec: dict[str, Any], lang: str) -> None:
-    v = rec["verdict"]
+def _print_human(rec: CheckResult, lang: str) -> None:
+    v = rec.verdict
     colour = {
-        "generated": "red",
-        "edited": "yellow",
-        "likely generated": "red",
-        "likely manipulated": "yellow",
+        Verdict.GENERATED: "red",
+        Verdict.EDITED: "yellow",
+        Verdict.LIKELY_GENERATED: "red",
+        Verdict.LIKELY_MANIPULATED: "yellow",
     }.get(v, "cyan")
+    path = rec.path or rec.sha256
     out.print(
-        f"[bold]{escape(rec['path'])}[/]: [bold {colour}]{_VERDICT[v][lang]}[/] "
-        f"({_WORDS['score'][lang]} {rec['score']:.2f})",
+        f"[bold]{escape(path)}[/]: [bold {colour}]{verdict_label(v, lang)}[/] "
+        f"({_WORDS['score'][lang]} {rec.score:.2f})",
         highlight=False,
         soft_wrap=True,
     )
-    if v not in ("generated", "edited"):  # otherwise the summary repeats the first signal
-        out.print(f"  {escape(rec['summary'][lang])}", highlight=False, soft_wrap=True)
-    for s in rec["signals"]:
+    if v not in (Verdict.GENERATED, Verdict.EDITED):  # else the summary repeats the 1st signal
+        out.print(f"  {escape(rec.summary[lang])}", highlight=False, soft_wrap=True)
+    for s in rec.signals:
         out.print(
-            f"  • [{s['score']:.2f}] {escape(s['name'])}: {escape(s['evidence'][lang])}",
+            f"  • [{s.score:.2f}] {escape(s.name)}: {escape(s.evidence[lang])}",
             highlight=False,
             soft_wrap=True,
         )
-    nud = rec.get("nudity")
+    nud = rec.nudity
     if nud is not None:
         exposed = ", ".join(nud.get("exposed", [])) or _WORDS["none"][lang]
         out.print(
@@ -66,14 +71,14 @@ def _print_human(rec: dict[str, Any], lang: str) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    if rec.get("maps"):
+    if rec.maps:
         out.print(f"  {_WORDS['maps'][lang]}:", highlight=False)
-        for m in rec["maps"]:
+        for m in rec.maps:
             out.print(f"    {escape(m)}", highlight=False, soft_wrap=True)
-    if rec.get("error"):
+    if rec.error:
         err.print(
-            f"[bold yellow]warning:[/] {escape(rec['path'])}: {_WORDS['partial'][lang]}: "
-            f"{escape(rec['error'])}",
+            f"[bold yellow]warning:[/] {escape(path)}: {_WORDS['partial'][lang]}: "
+            f"{escape(rec.error)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -98,7 +103,9 @@ def check_time_limit(path: Path, limits: Any) -> float:
     return CHECK_PHOTO_TIMEOUT_S
 
 
-def _check_one(path: Path, nudity: bool, detectors: Any, maps: Path | None) -> dict[str, Any]:
+def _check_one(
+    path: Path, nudity: bool, detectors: DetectorOptions | None, maps: Path | None
+) -> CheckResult:
     """Worker side of ``check_cmd``: one file's check (run in a ``Sandbox``)."""
     from reclaim.detectors.check import check_file
 
@@ -138,7 +145,7 @@ def check_cmd(
     consistency, a face-blend model, an AI-image model) are fused into a score calibrated so
     that at most 2% of real photos are called manipulated. Evidence, never proof.
     """
-    from reclaim.detectors.pixels import DetectorOptions
+    from reclaim.detectors.check import DetectorOptions
     from reclaim.media import MediaLimits
     from reclaim.media.sandbox import Sandbox
 
@@ -166,10 +173,10 @@ def check_cmd(
             )
             failures += 1
             continue
-        if rec.get("error"):
+        if rec.error:
             failures += 1
         if as_json:
-            print(json.dumps(rec, ensure_ascii=False), flush=True)
+            print(json.dumps(rec.to_json(), ensure_ascii=False), flush=True)
         else:
             _print_human(rec, lang.value)
     if failures:

@@ -1,5 +1,9 @@
 """Command line: ``reclaim scan | status | hash | protect | fetch | enroll | enrollments |
-unenroll | faces | findings``.
+unenroll | faces | findings | decide | pack | verify-pack | serve``.
+
+Thin: each command calls one domain operation (``reclaim.enroll``, ``reclaim.decisions``,
+``reclaim.scan``, ``reclaim.report.pack``), which writes the custody entry and takes the case
+lock itself, exactly as for the web app.
 
 Every bad input ends with a non-zero exit and one line saying what went wrong, never a traceback.
 """
@@ -250,14 +254,17 @@ def status_cmd(
         out.print(et)
 
 
-def _hash_file(path: Path, limits: MediaLimits) -> dict[str, Any]:
+def _hash_file(path: Path, limits: MediaLimits) -> tuple[dict[str, Any], list[str]]:
+    """The JSON record of one file: its identity, then every signal the registry computed
+    (``NAME`` and, where it has one, ``NAME_quality``); and the table summary of each decoded
+    signal (the byte digests are in the record's own columns)."""
+    from reclaim.hashes import BytesSignalType, signal_type
     from reclaim.media.sandbox import analyze_isolated
 
     # In a worker process within limits.max_memory_bytes and the per-item time limit.
     item = analyze_isolated(
         read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits
     )
-    sig = {name: (value, q) for name, value, q in item.signals}
     rec: dict[str, Any] = {
         "path": str(path),
         "sha256": item.sha256,
@@ -266,13 +273,17 @@ def _hash_file(path: Path, limits: MediaLimits) -> dict[str, Any]:
         "kind": item.kind,
         "format": item.format,
     }
-    if "pdq" in sig:
-        rec["pdq"], rec["pdq_quality"] = sig["pdq"]
-    if "vpdq" in sig:
-        rec["vpdq"] = json.loads(sig["vpdq"][0])
+    shown: list[str] = []
+    for name, value, quality in item.signals:
+        sig = signal_type(name)
+        rec[name] = sig.as_json(value)
+        if quality is not None:
+            rec[f"{name}_quality"] = quality
+        if not isinstance(sig, BytesSignalType):
+            shown.append(sig.summary(value) + ("" if quality is None else f" (q {quality})"))
     if item.error:
         rec["error"] = item.error
-    return rec
+    return rec, shown
 
 
 def _each_file(files: list[Path], fn: Callable[[Path], None]) -> int:
@@ -295,19 +306,19 @@ def hash_cmd(
     files: Annotated[list[Path], typer.Argument(help="Image or video files.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
 ) -> None:
-    """Hashes of files: SHA-256, MD5, PDQ (+quality) for images, vPDQ frames for videos."""
+    """Hashes of files: every signal reclaim computes (SHA-256, MD5, PDQ with its quality for
+    images, vPDQ frames for videos and animated images)."""
     limits = MediaLimits()
-    table = Table("file", "sha256", "pdq", "quality")
+    table = Table("file", "sha256", "perceptual hashes")
 
     def one(f: Path) -> None:
-        rec = _hash_file(f, limits)
+        rec, shown = _hash_file(f, limits)
         if rec.get("error"):
             raise InputError(f"{f}: {rec['error']}")
         if as_json:
             print(json.dumps(rec, ensure_ascii=False), flush=True)
         else:
-            pdq = rec.get("pdq") or (f"vPDQ, {len(rec['vpdq'])} frames" if "vpdq" in rec else "")
-            table.add_row(str(f), rec["sha256"], pdq, str(rec.get("pdq_quality", "")))
+            table.add_row(str(f), rec["sha256"], "\n".join(shown))
 
     failures = _each_file(files, one)
     if not as_json and table.row_count:
@@ -412,7 +423,6 @@ def enroll_cmd(
             "with --consent"
         )
     with user_errors(), CaseStore.open(case, create=True) as store:
-        store.acquire_lock()
         res = enroll(store, name, photos, consent=True, consented_by=consented_by)
     out.print(
         f"enrolled {res.name!r} from {res.templates} reference photo(s): templates stored, photos "
@@ -470,7 +480,6 @@ def unenroll_cmd(
     from reclaim.enroll import unenroll
 
     with user_errors(), CaseStore.open(case) as store:
-        store.acquire_lock()
         unenroll(store, name)
     out.print(
         f"{name!r} unenrolled: templates, consent record and findings deleted for good",
@@ -565,6 +574,32 @@ def findings_cmd(
     out.print(t)
 
 
+@app.command("decide")
+def decide_cmd(
+    item: Annotated[
+        str,
+        typer.Argument(
+            help="The item's SHA-256, as `reclaim findings --json` gives it (or its first 8+ "
+            "characters)."
+        ),
+    ],
+    decision: Annotated[
+        str, typer.Argument(help="confirmed (it's me), not_me or unsure.", show_default=False)
+    ],
+    case: CaseOpt,
+    note: Annotated[str, typer.Option("--note", help="A note kept with the decision.")] = "",
+) -> None:
+    """Record your decision on a finding: it's me (confirmed), not me (not_me), or unsure.
+
+    Every decision is kept (the latest counts) and written to the custody log; `reclaim pack`
+    exports the confirmed items."""
+    from reclaim.decisions import decide, item_named
+
+    with user_errors(), CaseStore.open(case) as store:
+        d = decide(store, item_named(store, item), decision, note)
+    out.print(f"{d.item_sha256[:16]}…: {d.decision}", highlight=False, markup=False)
+
+
 @app.command("serve")
 def serve_cmd(
     case: CaseOpt,
@@ -602,30 +637,16 @@ def pack_cmd(
     """Build an evidence pack: originals, manifest, custody log, report, DSA notices, PHAROS.
 
     The seal is signed with the case's key (created on the first pack, in CASE/keys/)."""
-    from reclaim.decisions import confirmed_items
     from reclaim.report.notices import Notifier
-    from reclaim.report.pack import PackOptions, build_pack
-    from reclaim.web.app import decisions_for_pack, findings_for_pack
+    from reclaim.report.pack import PackOptions, export_case
 
     with user_errors(), CaseStore.open(case) as store:
         if "@" not in email:
             raise InputError(f"{email!r} is not an email address")
-        chosen = list(item or []) or confirmed_items(store)
-        if not chosen:
-            raise InputError("no confirmed finding: confirm findings first, or pass --item SHA256")
-        res = build_pack(
-            store,
-            chosen,
-            out_path,
-            PackOptions(
-                notifier=Notifier(name, email),
-                lang=lang,
-                reveal=reveal,
-                decisions=decisions_for_pack(store),
-                findings=findings_for_pack(store),
-                timestamp_url=timestamp,
-            ),
+        options = PackOptions(
+            notifier=Notifier(name, email), lang=lang, reveal=reveal, timestamp_url=timestamp
         )
+        res = export_case(store, out_path, options, list(item or []))
     out.print(
         f"wrote {res.path}: {res.items} items, {res.notices} DSA notices"
         + (f", {len(res.unreadable)} no longer readable" if res.unreadable else ""),

@@ -1,21 +1,41 @@
 """The person's decisions on findings: "it's me" / "not me" / "unsure", with notes.
 
-Every decision is kept (append-only; the latest one counts) and also written to the custody log,
-so an evidence pack shows who decided what and when.
+Every decision is kept (append-only; the latest one counts) and ``decide`` writes its custody
+entry, whichever front end calls it, so an evidence pack shows who decided what and when.
+
+A decision does not take the case lock. It appends one row that no other writer touches (a scan
+writes items, faces and findings; an enrollment its templates and findings; a deletion removes
+templates and findings, never decisions), and SQLite serialises the write itself. So the person
+can go through her findings, and decide, while a scan of more material runs: the scan holds the
+lock for its whole run, and waiting for it would lose her decision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from reclaim.errors import InputError
-from reclaim.report.custody import CustodyLog
+from reclaim.report.custody import CustodyLog, default_actor
 from reclaim.store import CaseStore
 from reclaim.store.case import now_iso
 
+__all__ = [
+    "VERDICTS",
+    "Decision",
+    "Verdict",
+    "confirmed_items",
+    "current",
+    "decide",
+    "for_pack",
+    "item_named",
+    "selected_for_export",
+]
+
 Verdict = Literal["confirmed", "not_me", "unsure"]
 VERDICTS: tuple[Verdict, ...] = ("confirmed", "not_me", "unsure")
+#: Shortest SHA-256 prefix accepted for an item (``reclaim decide``).
+MIN_PREFIX = 8
 
 
 @dataclass(frozen=True)
@@ -34,24 +54,21 @@ def decide(
     decision: str,
     note: str = "",
     *,
-    actor: str,
+    actor: str | None = None,
     enrollment: str | None = None,
 ) -> Decision:
     """Record a decision (committed before returning) and its custody entry.
 
-    Raises InputError for an unknown item or decision.
+    ``actor``: who decided (default: this computer's user name). Raises InputError for an
+    unknown item or decision.
     """
     if decision not in VERDICTS:
         raise InputError(f"decision must be one of {', '.join(VERDICTS)}")
     if not store.known_item(item_sha256):
         raise InputError(f"item {item_sha256[:16]}… is not in this case")
+    actor = actor or default_actor()
     d = Decision(item_sha256, decision, note.strip()[:2000], actor, now_iso(), enrollment)
-    with store.transaction() as c:
-        c.execute(
-            "INSERT INTO decisions(item_sha256, enrollment, decision, note, actor, decided_at) "
-            "VALUES (?,?,?,?,?,?)",
-            (d.item_sha256, d.enrollment, d.decision, d.note, d.actor, d.decided_at),
-        )
+    store.add_decision(d.item_sha256, d.enrollment, d.decision, d.note, d.actor, d.decided_at)
     CustodyLog(store.root).append(
         "decision",
         {"item": item_sha256, "decision": d.decision, "note": d.note, "enrollment": enrollment},
@@ -62,12 +79,45 @@ def decide(
 
 def current(store: CaseStore) -> dict[str, Decision]:
     """The latest decision per item."""
-    rows = store.conn.execute(
-        "SELECT item_sha256, decision, note, actor, decided_at, enrollment FROM decisions d "
-        "WHERE id = (SELECT MAX(id) FROM decisions WHERE item_sha256 = d.item_sha256)"
-    ).fetchall()
-    return {r[0]: Decision(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    return {
+        r["item_sha256"]: Decision(
+            r["item_sha256"], r["decision"], r["note"], r["actor"], r["decided_at"], r["enrollment"]
+        )
+        for r in store.latest_decisions()
+    }
 
 
 def confirmed_items(store: CaseStore) -> list[str]:
     return [sha for sha, d in current(store).items() if d.decision == "confirmed"]
+
+
+def selected_for_export(store: CaseStore) -> list[str]:
+    """Items the person confirmed as showing her. Raises InputError when there is none."""
+    items = confirmed_items(store)
+    if not items:
+        raise InputError(
+            "no confirmed finding yet: mark a finding as you first, or name the items to export"
+        )
+    return items
+
+
+def for_pack(store: CaseStore) -> dict[str, dict[str, Any]]:
+    """The latest decision per item, as an evidence pack records it."""
+    return {
+        k: {"decision": d.decision, "note": d.note, "by": d.actor, "at": d.decided_at}
+        for k, d in current(store).items()
+    }
+
+
+def item_named(store: CaseStore, text: str) -> str:
+    """The item a person names by its SHA-256 or its first ``MIN_PREFIX``+ characters.
+    Raises InputError when none or several items match."""
+    t = text.strip().lower()
+    if len(t) < MIN_PREFIX:
+        raise InputError(f"give the item's SHA-256 (at least its first {MIN_PREFIX} characters)")
+    found = store.items_with_prefix(t)
+    if not found:
+        raise InputError(f"item {t[:16]}… is not in this case")
+    if len(found) > 1:
+        raise InputError(f"{t!r} names more than one item: give more of its SHA-256")
+    return found[0]

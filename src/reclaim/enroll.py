@@ -16,6 +16,12 @@ everything scanned into the case. Rules:
 * **Unenroll deletes for good**: templates, consent record and findings, with SQLite's
   ``secure_delete``, a truncated write-ahead log and a rebuilt database file
   (``CaseStore.delete_enrollment``).
+* **The evidence trail and the case lock are kept here**, whichever front end calls: an
+  enrollment and a deletion each write their custody entry, and hold the case lock while they
+  write. A scan holds that lock for its whole run, so enrolling or unenrolling while one runs is
+  refused (``CaseBusy``, naming the run) after ``LOCK_WAIT_S``: an enrollment in the middle of a
+  scan would leave the rest of that scan unsearched for her, and a deletion cannot empty the
+  write-ahead log while the scan writes to it.
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from reclaim.errors import InputError, MediaError
+from reclaim.errors import InputError, MediaError, StoreError
 from reclaim.faces.pipeline import Face, FaceOptions, descriptor_to_bytes, find_faces
 from reclaim.match.faces import open_index, search_enrollment
 from reclaim.media import Media, MediaLimits
+from reclaim.report.custody import CustodyLog
 from reclaim.store import CaseStore
 
 __all__ = [
     "CONSENT_TEXT",
+    "LOCK_WAIT_S",
     "MAX_POSE",
     "MAX_REFERENCE_SPREAD",
     "MIN_BLUR",
@@ -55,6 +63,10 @@ OTHER_FACE_PX = 40  # a second face at least this big makes the photo ambiguous
 # and lets fewer different-person pairs through (0.19 % instead of 2.4 %).
 MAX_REFERENCE_SPREAD = 1.05
 MAX_REFERENCE_PHOTOS = 20
+
+#: Seconds an enrollment or a deletion waits for the case lock (held by another enrollment or
+#: deletion for the time of its write) before it is refused.
+LOCK_WAIT_S = 5.0
 
 #: Reference photos are read with the CNN fallback allowed a larger image than in scans.
 REFERENCE_OPTIONS = FaceOptions(cnn_max_pixels=400_000)
@@ -179,11 +191,14 @@ def enroll(
     consented_by: str | None = None,
     search: bool = True,
     lang: str = "en",
+    actor: str | None = None,
 ) -> Enrolled:
-    """Enroll ``name`` from reference photos and search the case's faces for her.
+    """Enroll ``name`` from reference photos and search the case's faces for her; write the
+    "enrollment" custody entry (``actor``: who did it, default this computer's user).
 
     Raises ConsentRequired without consent, EnrollmentRefused (one line per refused photo,
-    joined) when a photo cannot make a good template, StoreError when the name is taken.
+    joined) when a photo cannot make a good template, StoreError when the name is taken,
+    CaseBusy while a scan runs in the case.
     """
     name = name.strip()
     if not name:
@@ -218,15 +233,38 @@ def enroll(
     _check_same_person(faces)
     text = consent_text(name, consented_by, lang)
     templates = [(descriptor_to_bytes(f.descriptor), f.size, f.blur, f.pose) for _, f in faces]
-    eid = store.add_enrollment(name, consented_by or name, text, templates)
-    found = 0
-    if search:
-        found = search_enrollment(store, open_index(store), eid)
+    with store.writing(LOCK_WAIT_S):
+        eid = store.add_enrollment(name, consented_by or name, text, templates)
+        CustodyLog(store.root).append(
+            "enrollment", {"name": name, "templates": len(templates)}, actor=actor
+        )
+        found = 0
+        if search:
+            found = search_enrollment(store, open_index(store), eid)
     return Enrolled(eid, name, len(templates), found, len(store.items_without_faces()))
 
 
-def unenroll(store: CaseStore, name: str) -> None:
-    """Delete an enrollment for good. Raises InputError when nobody has that name."""
-    if not store.delete_enrollment(name):
+def unenroll(store: CaseStore, name: str, *, actor: str | None = None) -> None:
+    """Delete an enrollment for good and write the "deletion" custody entry.
+
+    Raises InputError when nobody has that name, CaseBusy while a scan runs in the case, and
+    StoreError when the deletion is done but another program keeps old copies in the
+    write-ahead log (the custody entry is written: the enrollment is gone).
+    """
+    with store.writing(LOCK_WAIT_S):
+        try:
+            deleted = store.delete_enrollment(name)
+        except StoreError:
+            if any(e["name"] == name for e in store.enrollments()):
+                raise
+            _log_deletion(store, name, actor)
+            raise
+        if deleted:
+            _log_deletion(store, name, actor)
+    if not deleted:
         known = ", ".join(repr(e["name"]) for e in store.enrollments()) or "none"
         raise InputError(f"no enrollment named {name!r} in this case (enrolled: {known})")
+
+
+def _log_deletion(store: CaseStore, name: str, actor: str | None) -> None:
+    CustodyLog(store.root).append("deletion", {"enrollment": name}, actor=actor)

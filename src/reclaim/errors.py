@@ -45,3 +45,7 @@ class FetchError(SourceError):
 
 class StoreError(ReclaimError):
     """The case directory cannot be used (not a case, locked, newer schema)."""
+
+
+class CaseBusy(StoreError):
+    """Another writer holds the case for a while (a scan running); the write can be retried."""

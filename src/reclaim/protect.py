@@ -1,19 +1,19 @@
 """StopNCII-style protection: the hashes of private photos and videos, never the images.
 
-One row per signal in the ThreatExchange/HMA vocabulary (``pdq``, ``md5``/``video_md5``,
-``vpdq``); no file name or path. Used by ``reclaim protect`` and the web app's Protect page.
+One row per shared signal of the registry (``reclaim.hashes``: ``SignalType.shared``), under its
+ThreatExchange/HMA name (``md5``/``video_md5``, ``pdq``, ``vpdq``); no file name or path. Used by
+``reclaim protect`` and the web app's Protect page.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from reclaim import __version__
-from reclaim.hashes import te_signal_type
+from reclaim.hashes import SignalValue, signal_type
 from reclaim.store import ItemRecord
 
 PROTECT_FIELDS = ["signal_type", "signal", "quality", "media_kind", "created_at", "tool"]
@@ -24,20 +24,17 @@ def now_stamp() -> str:
 
 
 def protect_rows(item: ItemRecord, created: str) -> list[dict[str, Any]]:
-    """The rows for one analysed item: pdq, then vpdq (compact HMA form), then md5/video_md5."""
+    """The rows for one analysed item: each shared signal it has, in the registry's order, in
+    the form its type shares (vPDQ: the compact HMA list)."""
     base = {"media_kind": item.kind, "created_at": created, "tool": f"reclaim {__version__}"}
-    sig = {name: (value, q) for name, value, q in item.signals}
     rows: list[dict[str, Any]] = []
-    if "pdq" in sig:
-        value, quality = sig["pdq"]
-        rows.append({**base, "signal_type": "pdq", "signal": value, "quality": quality})
-    if "vpdq" in sig:
-        frames = json.loads(sig["vpdq"][0])
-        compact = [f"{fr['hash']},{fr['quality']},{fr['timestamp']:.3f}" for fr in frames]
-        rows.append({**base, "signal_type": "vpdq", "signal": json.dumps(compact), "quality": ""})
-    rows.append(
-        {**base, "signal_type": te_signal_type("md5", item.kind), "signal": item.md5, "quality": ""}
-    )
+    for name, value, quality in item.signals:
+        sig = signal_type(name)
+        if not sig.shared:
+            continue
+        text, q = sig.shared_form(SignalValue(name, value, quality))
+        st = sig.exchange_name(item.kind)
+        rows.append({**base, "signal_type": st, "signal": text, "quality": "" if q is None else q})
     return rows
 
 

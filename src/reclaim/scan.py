@@ -9,7 +9,6 @@ the rest is analysed, and nothing is written twice.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import time
@@ -21,16 +20,17 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from reclaim.errors import InputError, ItemTimeout, MediaError
-from reclaim.hashes import SignalType, default_signals
-from reclaim.media import Media, MediaLimits, sniff
+from reclaim.analysis import CHECK_LEVELS, analyze_bytes, error_item
+from reclaim.errors import InputError, ItemTimeout
+from reclaim.hashes import signal_types
+from reclaim.media import MediaLimits, sniff
 from reclaim.sources import Entry, Locator, Source
 from reclaim.sources.base import FileTooLarge
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
-from reclaim.store.case import FaceRecord
+from reclaim.verdicts import CheckLevel
 
 if TYPE_CHECKING:
-    from reclaim.faces.pipeline import Face, FaceOptions
+    from reclaim.faces.pipeline import FaceOptions
 
 
 @dataclass
@@ -67,137 +67,7 @@ class ScanStats:
         }
 
 
-# -- analysis (runs in workers) ---------------------------------------------------------------
-
-_SIGNALS: list[SignalType] | None = None
-
-
-def _signals() -> list[SignalType]:
-    global _SIGNALS
-    if _SIGNALS is None:
-        _SIGNALS = default_signals()
-    return _SIGNALS
-
-
-#: What ``reclaim scan --check`` runs on each new item:
-#: ``metadata``: provenance from metadata (C2PA, XMP/IPTC, generator tags; ~0.2 ms an item);
-#: ``faces``: that, plus the pixel detectors on items where face search found a face;
-#: ``full``: everything ``reclaim check`` runs (own face detection, AI-image model, watermark);
-#: ``off``: nothing.
-CHECK_LEVELS = ("off", "metadata", "faces", "full")
-
-
-def analyze_bytes(
-    data: bytes, limits: MediaLimits, faces: FaceOptions | None = None, check: str = "off"
-) -> ItemRecord:
-    """Every signal for one item's bytes (its faces when ``faces`` is given, and the manipulation
-    check at level ``check``, see CHECK_LEVELS).
-
-    Never raises for bad media: the error is recorded.
-    """
-    sha = hashlib.sha256(data).hexdigest()
-    md5 = hashlib.md5(data).hexdigest()
-    item = ItemRecord(sha256=sha, md5=md5, size=len(data), kind="other", format="unknown")
-    item.signals = [("sha256", sha, None), ("md5", md5, None)]
-    try:
-        media = Media(data, limits)
-        item.kind, item.format = media.kind, media.format
-        for sig in _signals():
-            if not sig.needs_pixels or media.kind not in sig.kinds:
-                continue
-            value = sig.compute(media)
-            if value is not None:
-                item.signals.append((value.signal, value.value, value.quality))
-        item.info = dict(media.info)
-        if faces is not None:
-            _add_faces(item, media, faces)
-        if check != "off" and media.kind in ("photo", "video"):
-            _add_check(item, media, check)
-    except MediaError as e:
-        item.error = f"{type(e).__name__}: {e}"
-        item.signals = item.signals[:2]
-    except MemoryError as e:  # past a scan worker's memory ceiling (see _limit_memory)
-        item.error = f"ran out of memory (a worker's memory ceiling): {_first_line(e)}".rstrip(": ")
-        item.signals = item.signals[:2]
-    except Exception as e:  # a decoder bug must not stop the scan; record it plainly
-        item.error = f"unexpected decoder error: {type(e).__name__}: {e}"
-        item.signals = item.signals[:2]
-    info = item.info
-    item.width = _int_or_none(info.get("width"))
-    item.height = _int_or_none(info.get("height"))
-    dur = info.get("duration_s")
-    item.duration_s = float(dur) if isinstance(dur, int | float) else None
-    return item
-
-
-def _add_faces(item: ItemRecord, media: Media, options: FaceOptions) -> None:
-    """Faces of a decoded photo or video; a failure here is recorded, the hashes are kept."""
-    from reclaim.faces.pipeline import media_faces
-
-    if media.kind not in ("photo", "video"):
-        return
-    try:
-        found, frames = media_faces(media, options)
-        item.faces = [face_record(f) for f in found]
-        item.face_frames = frames
-    except MediaError as e:  # includes ItemTimeout: the face work ran out of time
-        item.face_error = f"{type(e).__name__}: {e}"
-    except Exception as e:  # a detector bug must not lose the item's hashes
-        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
-        item.face_error = f"unexpected face error: {type(e).__name__}: {first}".rstrip(": ")
-
-
-def _add_check(item: ItemRecord, media: Media, level: str) -> None:
-    """The item's manipulation check; a failure is left unrecorded (``reclaim check`` can
-    still be run on the file) and never loses the item's hashes and faces."""
-    from reclaim.detectors.check import check_media
-    from reclaim.detectors.pixels import DetectorOptions, check_boxes
-
-    detectors: DetectorOptions | None = None
-    boxes: list[tuple[int, int, int, int]] | None = None
-    done = "metadata"
-    if level == "full":
-        detectors, done = DetectorOptions(), "full"
-    elif level == "faces" and item.faces:
-        done = "faces"
-        if media.kind == "photo":
-            boxes = check_boxes(item.faces)
-            detectors = DetectorOptions(find_faces=False, synthetic=True)
-        else:  # videos: the frames checked are not the frames searched; faces found again
-            detectors = DetectorOptions()
-        if media.kind == "photo" and not boxes:  # an animated image's faces: frames
-            detectors, done = None, "metadata"
-    try:
-        rec = check_media(
-            media, nudity=False, detectors=detectors, boxes=boxes, watermark=level == "full"
-        )
-    except MediaError:
-        return
-    except Exception:  # a detector bug must not lose the item
-        return
-    rec["level"] = done
-    item.check = rec
-
-
-def face_record(f: Face) -> FaceRecord:
-    from reclaim.faces.pipeline import descriptor_to_bytes
-
-    return FaceRecord(
-        box=f.box,
-        size=f.size,
-        detector=f.detector,
-        confidence=f.confidence,
-        blur=f.blur,
-        pose=f.pose,
-        quality=f.quality,
-        descriptor=descriptor_to_bytes(f.descriptor),
-        frame=f.frame,
-        timestamp_s=f.timestamp_s,
-    )
-
-
-def _int_or_none(v: object) -> int | None:
-    return int(v) if isinstance(v, int | float) else None
+# -- one entry (runs in workers) ----------------------------------------------------------------
 
 
 @dataclass
@@ -238,7 +108,7 @@ def analyze_entry(
     except ItemTimeout as e:
         if data is None:
             return Outcome(SightingRecord(loc, None, None, f"reading {e}"))
-        item = _error_item(data, str(e))
+        item = error_item(data, str(e))
     finally:
         if use_alarm:
             _arm_hard_deadline(0)
@@ -246,14 +116,6 @@ def analyze_entry(
             signal.signal(signal.SIGALRM, old)
     keep = data if loc.kind == "url" else None
     return Outcome(SightingRecord(loc, item.sha256, entry.fingerprint), item, keep)
-
-
-def _error_item(data: bytes, error: str) -> ItemRecord:
-    sha = hashlib.sha256(data).hexdigest()
-    md5 = hashlib.md5(data).hexdigest()
-    item = ItemRecord(sha, md5, len(data), "other", "unknown", error=error)
-    item.signals = [("sha256", sha, None), ("md5", md5, None)]
-    return item
 
 
 def _in_main_thread() -> bool:
@@ -626,7 +488,7 @@ def _custody_acquisition(
                 "analysis",
                 {
                     "run": run_id,
-                    "signals": [s.name for s in _signals()],
+                    "signals": [s.name for s in signal_types()],
                     "items_analysed": stats.analysed,
                     "errors": stats.errors,
                 },
@@ -854,7 +716,7 @@ def find_faces_in_case(
                     for it in batch
                     if it.sha256 in to_check
                     and it.check is not None
-                    and it.check.get("level") == "faces"
+                    and it.check.level == CheckLevel.FACES
                 ]
                 stats.checked += store.record_checks(upgraded)
                 batch.clear()

@@ -115,7 +115,7 @@ def _face_key() -> str:
 
 def _largest_face(rgb: np.ndarray) -> FaceRegion | None:
     """The image's largest face (by box area), found as ``reclaim check`` finds faces."""
-    from reclaim.detectors.pixels import DetectorOptions
+    from reclaim.detectors.check import DetectorOptions
     from reclaim.faces.landmarks import face_regions
 
     regions = face_regions(rgb, max_faces=DetectorOptions().max_faces)

@@ -2,8 +2,8 @@
 
 The signal itself has no training: it measures differences between a face and its surroundings
 (:mod:`reclaim.detectors.consistency`). This script fits the tiny logistic model that turns those
-measurements into one calibrated score, and writes its coefficients into the ``MODEL`` block of
-``src/reclaim/detectors/consistency.py``.
+measurements into one calibrated score, and writes its coefficients to
+``src/reclaim/models/consistency.json`` (read by the detector as ``MODEL``).
 
 Calibration data (``calib`` split only, :func:`reclaim.detectors.base.split_of`):
 
@@ -24,20 +24,17 @@ target). Reported numbers are on the ``test`` split only.
 Run from the repository root (deterministic; ~5 minutes on one core, landmarks cached under
 /tmp/reclaim_consistency_cache)::
 
-    python training/consistency/fit.py fit --write      # fit, then update the MODEL block
+    python training/consistency/fit.py fit --write      # fit, then write models/consistency.json
     python training/consistency/fit.py evaluate         # test-split numbers (JSON)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
 import math
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -55,7 +52,8 @@ from reclaim.faces.landmarks import FaceRegion
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 CACHE = Path("/tmp/reclaim_consistency_cache")
-MODULE = ROOT / "src" / "reclaim" / "signals" / "consistency.py"
+MODULE = ROOT / "src" / "reclaim" / "detectors" / "consistency.py"
+MODEL_FILE = ROOT / "src" / "reclaim" / "models" / "consistency.json"
 _SELF = Path(__file__).resolve()
 SEED = 20240506
 L2 = 1.0  # ridge penalty on standardised coefficients (per unit total sample weight)
@@ -264,8 +262,7 @@ def pseudo_features(split: str) -> tuple[np.ndarray, np.ndarray]:
 def _cached(key: str, fn: Any) -> tuple[np.ndarray, np.ndarray]:
     """Feature arrays cached under /tmp per (key, feature list)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    src = re.sub(r"# BEGIN FITTED\n.*?# END FITTED", "", MODULE.read_text(), flags=re.S)
-    tag = hashlib.sha256((src + _SELF.read_text()).encode()).hexdigest()[:12]
+    tag = hashlib.sha256((MODULE.read_text() + _SELF.read_text()).encode()).hexdigest()[:12]
     f = CACHE / f"feat_{key}_{tag}.npz"
     if f.exists():
         z = np.load(f)
@@ -386,14 +383,9 @@ def fit(write: bool = False) -> dict[str, Any]:
 
 
 def _write_model(model: dict[str, Any]) -> None:
-    text = MODULE.read_text()
-    body = json.dumps(model, indent=4, ensure_ascii=False)
-    body = body.replace("true", "True").replace("false", "False").replace("null", "None")
-    block = f"# BEGIN FITTED\nMODEL: dict[str, Any] = {body}\n# END FITTED"
-    new = re.sub(r"# BEGIN FITTED\n.*?# END FITTED", lambda _: block, text, flags=re.S)
-    MODULE.write_text(new)
-    with contextlib.suppress(OSError):  # keep the module in the project's format when ruff is here
-        subprocess.run([sys.executable, "-m", "ruff", "format", str(MODULE)], check=False)
+    """The fitted model as JSON, where the detector reads it (``reclaim.models``)."""
+    MODEL_FILE.write_text(json.dumps(model, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {MODEL_FILE}", file=sys.stderr)
 
 
 # -- evaluation -----------------------------------------------------------------------------
@@ -488,13 +480,12 @@ def evaluate_pseudo(split: str = "test") -> dict[str, Any]:
 
 def evaluate_swaps(split: str = "test", quality: int = 85) -> dict[str, Any]:
     """Out-of-generator check: the face-search test fixture's crude swap (another person's face,
-    resized with Lanczos, pasted with a feathered ellipse: ``tests/face_fixtures.py``) between
+    resized with Lanczos, pasted with a feathered ellipse: ``reclaim_fixtures.faces``) between
     consecutive faces/real-color photos of ``split``; real = the target photo, both saved as JPEG
     at ``quality``. Faces on the swapped photo are looked for anew."""
-    sys.path.insert(0, str(ROOT))
     from reclaim.detectors.consistency import face_consistency
     from reclaim.faces.landmarks import face_regions
-    from tests.face_fixtures import scene_canvas, swap
+    from reclaim_fixtures.faces import scene_canvas, swap
 
     folder = DATA / "faces" / "real-color"
     regs = _regions(folder)
@@ -542,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fit")
-    f.add_argument("--write", action="store_true", help="update the MODEL block in the module")
+    f.add_argument("--write", action="store_true", help="write src/reclaim/models/consistency.json")
     e = sub.add_parser("evaluate")
     e.add_argument("--split", default="test")
     e.add_argument("--no-cache", action="store_true", help="find faces anew (timing included)")

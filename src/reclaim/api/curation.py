@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 
-from reclaim.api.app import Platform, PlatformDep, RowId, require
+from reclaim.api.deps import Platform, PlatformDep, RowId, require
 from reclaim.api.hashing import hash_bytes, hash_url, json_field, read_upload
 from reclaim.platform.signals import (
     SignalRejected,

@@ -1,4 +1,5 @@
-"""Hashing (HMA ``/h``): every signal reclaim computes for an uploaded file (or a URL)."""
+"""Hashing (HMA ``/h``): the signals of the registry (``reclaim.hashes``) that HMA's hasher gives
+for an uploaded file's media kind (or a URL's), under their HMA names."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from reclaim.api.app import Platform, PlatformDep, require
+from reclaim.api.deps import Platform, PlatformDep, require
 from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
-from reclaim.hashes import te_signal_type
+from reclaim.hashes import signal_type
 from reclaim.media import MediaLimits
 from reclaim.media.sandbox import PoolFull, analyze_in_worker, preview_in_worker
 from reclaim.platform.store import Token
@@ -80,9 +81,10 @@ async def hash_bytes(data: bytes, platform: Platform) -> Hashed:
         raise HTTPException(status, f"cannot hash this file: {reason}")
     out = Hashed({}, {}, item.kind, item.sha256, data)
     for name, value, quality in item.signals:
-        st = te_signal_type(name, item.kind)
-        if name == "vpdq" and item.kind != "video":
-            continue  # animated images: PDQ of the still is what HMA banks for photos
+        sig = signal_type(name)
+        if not sig.offered_for(item.kind):
+            continue  # e.g. an animated image's vPDQ: HMA matches photos on PDQ
+        st = sig.exchange_name(item.kind)
         out.signals[st] = value
         out.quality[st] = quality
     return out
@@ -147,8 +149,9 @@ async def hash_post(
 ) -> dict[str, str]:
     """Hash an uploaded file (multipart, one file; HMA names the field ``photo``/``video``).
 
-    Returns ``{signal_type: value}`` in HMA vocabulary: ``pdq`` + ``md5`` for photos,
-    ``video_md5`` + ``vpdq`` for videos, and ``sha256``."""
+    Returns ``{signal_type: value}`` in HMA vocabulary, one entry per registered signal type
+    offered for the media kind: ``sha256``, and ``pdq`` + ``md5`` for photos, ``video_md5`` +
+    ``vpdq`` for videos."""
     data, _hint, _ = await read_upload(request)
     return (await hash_bytes(data, platform)).signals
 

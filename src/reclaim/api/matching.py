@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
-from reclaim.api.app import Platform, PlatformDep, require
+from reclaim.api.deps import Platform, PlatformDep, require
 from reclaim.api.hashing import blurred_preview, hash_bytes, read_upload
 from reclaim.platform.matcher import Match
 from reclaim.platform.signals import SignalRejected, canonical

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
-from reclaim.api.app import AfterId, Limit, PlatformDep, RowId, require
+from reclaim.api.deps import AfterId, Limit, PlatformDep, RowId, require
 from reclaim.api.hashing import blurred_preview, hash_bytes, read_upload
 from reclaim.platform.store import Token
 from reclaim.platform.webhooks import url_problem

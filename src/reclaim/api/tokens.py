@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from reclaim.api.app import PlatformDep, RowId, require
+from reclaim.api.deps import PlatformDep, RowId, require
 from reclaim.platform.store import Token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])

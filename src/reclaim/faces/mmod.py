@@ -1,29 +1,13 @@
 """dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``) run by onnxruntime.
 
-dlib's ``cnn_face_detection_model_v1`` costs ~5.5 s per megapixel on one core of the CI machine
-(dlib-bin has no BLAS). This module reads the same network, with the same weights, from the same
-model file, builds it as an ONNX graph in memory and reproduces dlib's detection around it, step
-by step (the dlib sources named are the specification):
-
-* **Input** (``dnn/input.h``, ``input_rgb_image_pyramid<pyramid_down<6>>``): each channel minus
-  its mean (from the model file), divided by 256, written into one tiled image with the smaller
-  pyramid levels beside it (``image_pyramid.h``, ``compute_tiled_image_pyramid_details``: level
-  sizes ``floor(5/6 · size)`` down to 5 rows, 10 px between levels, 11 px around; the padding is
-  zero, i.e. the mean colour). Each level is resized bilinearly from the previous one, in floats
-  (``tt::resize_bilinear``, corners aligned).
-* **Network**: 3 × (5×5 convolution, stride 2) then 3 × (5×5 convolution) with batch norm and
-  ReLU, then one 9×9 convolution giving one score per position (the model file's batch norms are
-  folded into the convolutions as dlib's ``affine_`` layer does).
-* **Detections** (``dnn/loss.h``, ``loss_mmod_``): every position scoring above 0 gives a window
-  of the size the model file states (80×80) centred on the position mapped back through the
-  convolutions (``map_output_to_input``), mapped from its pyramid level to the image
-  (``tiled_pyramid_to_image``: the nearest level, ``p · 6/5 + 0.3`` per level) and rounded; then
-  greedy non-max suppression by score with the model file's overlap test (a box is dropped when
-  its intersection with a kept box, over the area of the smallest box holding both, exceeds the
-  IoU threshold, or covers more than the covered threshold of either box).
-
-The boxes and scores equal dlib's on faces (``faces.py`` checks them against dlib when the
-models load and uses dlib if they differ); onnxruntime runs the network ~9× faster on one core.
+The same network, with the same weights, read from the same model file, built as an ONNX graph
+in memory, with dlib's detection reproduced around it step by step (the dlib sources named in
+the code are the specification): the tiled image pyramid (``dnn/input.h``, ``image_pyramid.h``),
+the network (batch norms folded into the convolutions as dlib's ``affine_`` layer does), the
+score map mapped back to image boxes and dlib's non-max suppression (``dnn/loss.h``). Boxes and
+scores equal dlib's on faces; ``faces/pipeline.py`` checks them against dlib when the models load
+and uses dlib if they differ. Why: dlib-bin has no BLAS, and onnxruntime runs the network several
+times faster (numbers and the step-by-step specification: docs/faces.md).
 """
 
 from __future__ import annotations

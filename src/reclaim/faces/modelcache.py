@@ -1,28 +1,20 @@
 """A local cache of what loading the face models costs to work out again, kept on this computer.
 
-Loading the face models took ~2 s per process, most of it spent re-deriving the same things:
-dlib's HOG face detector is rebuilt from its text form (~0.6 s; a binary copy loads in ~2 ms),
-the onnxruntime graphs are derived from the model files (~0.2 s each, and ~0.4 s to import
-``onnx`` for SFace's), and each faster path (dlib's networks run by onnxruntime, SFace's float32
-graph) is checked against the reference implementation (~0.3–0.8 s each). ``reclaim enroll``
-pays that per call and every scan worker per process; with the cache, loading takes ~0.55 s.
-
-What is kept here, under ``cache_dir()``:
+Loading the face models re-derives the same things in every process (dlib's HOG detector from
+its text form, the onnxruntime graphs from the model files, the check of each faster path against
+its reference); ``reclaim enroll`` pays that per call and every scan worker per process. Kept
+under ``cache_dir()``:
 
 * ``entry(name, key)`` files: a binary copy of the HOG detector as dlib saved it;
-* ``blob(name, key)``: the derived onnxruntime graphs (dlib's descriptor network written as
-  ONNX, SFace with float32 weights), ~61 MB in all; one that onnxruntime refuses is derived
-  again (``loaded_blob``), and one of another key (older code or library versions) is deleted
-  when unused for ``STALE_DAYS``;
+* ``blob(name, key)``: the derived onnxruntime graphs; one that onnxruntime refuses is derived
+  again (``loaded_blob``), one of another key is deleted when unused for ``STALE_DAYS``;
 * ``verdict(name, key)``: that one faster path was checked equal to its reference on this machine.
 
-Every key holds what the cached thing depends on: the model file's SHA-256 (and the derived
-graph's), the source of the modules that derive and run it, the versions of dlib, onnxruntime,
-onnx and numpy, and this CPU's instruction-set flags (integer and float kernels differ between
-CPUs). Each file is stored beside its SHA-256 and read back only when they match; a damaged or
-missing entry is rebuilt. Nothing here is fetched from anywhere, and no image or face is ever
-written to it. Caching is best effort: a read-only or missing home folder only means the work
-is done again. ``RECLAIM_CACHE_DIR`` chooses the folder; ``off`` turns the cache off.
+Every key holds what the cached thing depends on (model file SHA-256, the source of the modules
+that derive and run it, library versions, this CPU's instruction-set flags); each file is read
+back only when its stored SHA-256 matches, else rebuilt. Nothing is fetched, no image or face is
+written. Best effort: an unwritable folder only means the work is done again.
+``RECLAIM_CACHE_DIR`` chooses the folder; ``off`` turns the cache off. Timings: docs/faces.md.
 """
 
 from __future__ import annotations

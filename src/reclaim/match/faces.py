@@ -1,9 +1,7 @@
 """Face search: a FAISS index over every face descriptor of a case, and enrollments searched in it.
 
 The index is exact (``IndexFlatL2`` inside ``IndexIDMap2``, ids = ``faces.id`` in the case
-store): descriptors are compared by Euclidean distance, which is what the calibration
-measures, and brute force stays fast well past a million faces (~0.1 s per template on one core,
-measured with 256-value descriptors; the cost grows in proportion with today's 384 values).
+store): descriptors are compared by Euclidean distance, which is what the calibration measures.
 It lives beside the database as ``faces.faiss``; new faces are appended (``add``), never
 rebuilt, and a missing or stale file is rebuilt from the database, which stays the source of
 truth.
@@ -13,6 +11,7 @@ Search is incremental: the case remembers up to which face id every enrollment w
 matched against all faces. Because the combined distance ``(nearest + mean) / 2`` is never
 below the nearest template's distance, a FAISS range search of each template within the
 threshold finds every candidate; exact distances to all templates are then computed for them.
+Cost of brute force: docs/faces.md.
 """
 
 from __future__ import annotations
@@ -25,8 +24,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from reclaim.faces.calibration import Calibration, calibration, combine_distances
 from reclaim.faces.pipeline import DESCRIPTOR_DIM, descriptor_from_bytes
-from reclaim.findings import Calibration, calibration, combine_distances
 from reclaim.store import CaseStore
 
 __all__ = [

@@ -1,43 +1,21 @@
 """Exact PDQ range search (Hamming distance ≤ radius): multi-index hashing on direct-indexed tables.
 
-Structure (measured in ``bench/pdq_index.py``):
+- **Base**: the bulk of the hashes in multi-index hashing tables (Norouzi et al.): the 256 bits
+  cut into ``m`` substrings of ``b`` bits (``choose_layout``), one CSR table per substring
+  indexed directly by its value; a lookup probes every key within a few bit flips of the query's
+  substrings, then verifies candidates on the full 256 bits.
+- **Delta**: hashes added since the base was built, scanned by brute force, so an added hash is
+  searchable as soon as ``add`` returns; past ``delta_max`` rows it is merged into a new base
+  (on a background thread once the index is large). Up to ``flat_max`` hashes there is no base.
 
-- **Base**: the bulk of the hashes, in multi-index hashing tables (Norouzi et al., "Fast Exact
-  Search in Hamming Space with Multi-Index Hashing"). The 256 bits are cut into ``m``
-  substrings of ``b`` bits (``b`` chosen from the size: 23 bits × 11 at 10M hashes, 21 × 12 at
-  1M; the ``256 - m·b`` leftover bits are simply not keyed). Each substring has a table in CSR
-  form: ``offsets[t]`` (uint32, 2**b + 1 entries, indexed directly by the substring's value) and
-  ``positions[t]`` (uint32 row numbers grouped by substring value). A lookup probes, in every
-  table, each key within a few bit flips of the query's substring, then verifies the candidates
-  on the full 256 bits with popcount.
-- **Delta**: hashes added since the base was built, in a flat array scanned by brute force, so
-  an added hash is searchable as soon as ``add`` returns. When the delta passes ``delta_max``
-  rows (default: base/512, within 4,096..65,536) it is merged into a new base: synchronously
-  while the index is small, on a background thread once it is large (lookups go on against the
-  old base + delta meanwhile, then the new base and the rows added since are swapped in
-  together). Up to ``flat_max`` hashes there is no base at all ("flat" kind).
-
-Exactness (recall 1.0 by construction, not by tuning): with ``r = m·a + c`` (0 ≤ c < m), two
-hashes within distance ``r`` differ in at most ``a`` bits on one of the first ``c + 1``
-substrings or in at most ``a - 1`` bits on one of the others — otherwise the substrings alone
-would differ in ≥ ``(c+1)(a+1) + (m-c-1)·a = r + 1`` bits. So probing ``a`` flips in the first
-``c + 1`` tables and ``a - 1`` in the rest reaches every hash within ``r`` (at r = 31, m = 11:
-2 flips in 10 tables, 1 in the last: 2,794 probes). A hash reached through several tables is
-reported once, from the first table whose probe radius it is within. When a radius would need
-more probes than a scan costs (very wide radii, tiny bases), the base is scanned instead.
-
-Removals mark rows dead (checked when a row is reported); dead rows are dropped at the next
-merge, which runs when they pass ``compact_ratio`` of the rows or on ``compact()``. Base rows
-are kept sorted by id so removals find their rows by binary search.
-
-The kernels are compiled with numba (``cache=True``: compiled once per machine, then loaded)
-and release the GIL; a batch of queries is split across the cores. Thread-safe without a
-reader lock: a lookup reads one immutable snapshot (base + delta length), writers are
-serialised, a merge runs beside both.
-
-Memory at 10M hashes, 11 × 23 bits: codes 320 MB, ids 80 MB, offsets 369 MB, positions
-440 MB: ~122 bytes per hash (FAISS IndexBinaryMultiHash: ~575). A merge holds the old and the
-new base for its duration.
+Exact by construction (recall 1.0, not by tuning): with ``r = m·a + c``, two hashes within ``r``
+differ in at most ``a`` bits on one of the first ``c + 1`` substrings or ``a - 1`` on one of the
+others, so probing that many flips reaches every hash within ``r``; where probing would cost more
+than a scan, the base is scanned. Removals mark rows dead until the next merge (``compact``).
+Kernels are numba-compiled (cached per machine) and release the GIL; a batch of queries is split
+across cores. Thread-safe without a reader lock: a lookup reads one immutable snapshot, writers
+are serialised, a merge runs beside both. Layouts, probe counts and memory per hash:
+docs/pdq-and-vpdq.md.
 """
 
 from __future__ import annotations

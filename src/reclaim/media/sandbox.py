@@ -16,7 +16,7 @@ cores (one onnxruntime thread per core) without any memory being used. RLIMIT_DA
 buffers live, and nothing that depends on the core count.
 
 Start method: ``fork`` when the caller has a single thread (the CLI: the worker inherits what
-is already imported, ~10 ms to start), else ``forkserver`` with ``reclaim.scan`` preloaded (the
+is already imported, ~10 ms to start), else ``forkserver`` with ``reclaim.analysis`` preloaded (the
 web app and the platform service run threads, which ``fork`` must not copy). A worker is kept
 for the next call, so the start is paid once per command or service worker, not per file.
 """
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
-_PRELOAD = ["reclaim.scan"]
+_PRELOAD = ["reclaim.analysis"]
 _restart_after_reply = False  # set in the worker after a MemoryError: its heap may be bloated
 
 
@@ -215,7 +215,7 @@ def analyze_in_worker(data: bytes, limits: MediaLimits) -> ItemRecord:
     """Worker side of :func:`analyze_isolated`: ``analyze_bytes``, with a MemoryError it recorded
     as a decoder error turned into MediaTooLarge (and the worker replaced after replying)."""
     global _restart_after_reply
-    from reclaim.scan import analyze_bytes
+    from reclaim.analysis import analyze_bytes
 
     item = analyze_bytes(data, limits)
     # analyze_bytes records a MemoryError as "ran out of memory ..." (older: as an unexpected
@@ -232,7 +232,7 @@ def analyze_in_worker(data: bytes, limits: MediaLimits) -> ItemRecord:
 def analyze_isolated(
     data: bytes, limits: MediaLimits, sandbox: Sandbox | None = None
 ) -> ItemRecord:
-    """``reclaim.scan.analyze_bytes`` in a sandboxed worker: an ItemRecord whose ``error`` also
+    """``reclaim.analysis.analyze_bytes`` in a sandboxed worker: an ItemRecord whose ``error`` also
     says when the worker ran out of time or memory (never raises for bad media)."""
     box = sandbox or shared_sandbox(limits.max_memory_bytes)
     try:

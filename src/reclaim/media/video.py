@@ -1,26 +1,16 @@
 """Safe video decoding with PyAV (FFmpeg): probe, then sample frames as RGB within caps.
 
-Choices, each measured or checked against Meta's reference vPDQ hasher (vpdq/cpp):
+Choices made to reproduce Meta's reference vPDQ hasher (vpdq/cpp), each measured against its
+sample hashes (numbers: docs/pdq-and-vpdq.md):
 
-* Colour conversion: ``yuv → rgb24`` through swscale with ``ACCURATE_RND | BITEXACT`` and the
-  BT.601 matrix, limited range unless the pixel format says full range (``yuvj*``). Meta's
-  hasher calls the legacy ``sws_scale``, which ignores colour tags, so BT.601 is what its hashes
-  assume. Meta's sample hashes come from two generations of its hasher: six of the seven
-  videos' files match swscale's accurate path (``ACCURATE_RND``: 91–100% of frames bit-exact,
-  mean 0–0.2 bits; the default fast path: 54–71% exact, mean ~1 bit, up to 16 bits on
-  doorknob), the newest file (test-padded-dimensions) matches the fast path (100% vs 20% exact,
-  mean 2.3 bits, max 8). We take the accurate path: closer on six of seven, and with
-  ``BITEXACT`` the same result on every CPU, where the fast path depends on SIMD code.
-* No resizing: Meta hashes the frame at its native size (no 512 px thumbnail as for photos).
-* Rotation: Meta's hasher ignores the display matrix (it hashes the coded frame), so
-  ``iter_video_frames(..., rotate=False)`` is what vPDQ uses; ``rotate=True`` (default) turns
-  frames upright by multiples of 90° as a player shows them. Flips in the matrix are ignored.
-* Threads: one decoder thread. reclaim already runs items in parallel processes, and on the
-  2-core CI machine frame/slice threading was slower for Meta's SD/HD samples (SD: 1218 fps single
-  thread vs 1028 fps ``AUTO``; 720p: 592 vs 601 fps).
-* Untrusted input: only container demuxers in ``VIDEO_FORMATS`` may open the bytes (no HLS,
-  concat or image2 tricks that read other files or URLs); the first ``video_max_seconds`` are
-  decoded and decoding stops there; frame size is checked against ``max_pixels``; wall time
+* Colour: ``yuv → rgb24`` through swscale with ``ACCURATE_RND | BITEXACT`` and the BT.601
+  matrix (limited range unless the pixel format says full range), the same result on every CPU.
+* No resizing: Meta hashes the frame at its native size.
+* Rotation: ``iter_video_frames(..., rotate=False)`` hashes the coded frame, as Meta does;
+  ``rotate=True`` (default) turns frames upright as a player shows them.
+* One decoder thread: reclaim already runs items in parallel processes.
+* Untrusted input: only container demuxers in ``VIDEO_FORMATS`` may open the bytes; decoding
+  stops after ``video_max_seconds``; frame size is checked against ``max_pixels``, wall time
   against ``video_timeout_s``.
 * Damage: frames decoded before a corrupt or truncated spot are yielded, then ``DecodeError``
   names where decoding stopped. Callers that want those partial frames catch it.
@@ -197,19 +187,24 @@ def _info(container: Any, stream: Any) -> VideoInfo:
     )
 
 
+def _frame_cap(limits: MediaLimits) -> int:
+    return min(limits.max_pixels, limits.video_max_pixels)
+
+
 def _check_pixels(width: int, height: int, limits: MediaLimits) -> None:
-    if width * height > limits.max_pixels:
+    cap = _frame_cap(limits)
+    if width * height > cap:
         raise MediaTooLarge(
             f"video frame of {width}x{height} = {width * height / 1e6:.0f} MP exceeds the "
-            f"{limits.max_pixels / 1e6:.0f} MP cap"
+            f"{cap / 1e6:.1f} MP cap for video frames"
         )
 
 
 def _cap_decoder(cc: Any, limits: MediaLimits) -> None:
-    """libavcodec refuses (EINVAL) any frame over ``limits.max_pixels`` before allocating it,
+    """libavcodec refuses (EINVAL) any frame over the video frame cap before allocating it,
     including frames that are decoded and never sampled (the per-frame check below sees only
     the sampled ones)."""
-    cc.options = {**dict(cc.options or {}), "max_pixels": str(limits.max_pixels)}
+    cc.options = {**dict(cc.options or {}), "max_pixels": str(_frame_cap(limits))}
 
 
 def probe_video(data: bytes | Path, limits: MediaLimits | None = None) -> VideoInfo:

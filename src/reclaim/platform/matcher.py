@@ -1,9 +1,12 @@
 """The matcher: in-memory indexes over every bank's signals, kept current from the change log.
 
-PDQ hashes go into one ``PdqIndex`` (FAISS; ids are signal ids), vPDQ frame hashes into another
-(candidates are then scored with Meta's vPDQ rule), MD5/SHA-256 are looked up by key in the
-store within the asking tenant's signals. Results are filtered to the asking tenant's banks, and
-PDQ by each bank's own distance; the index status counts only the asking tenant's hashes.
+Which signal types are indexed, and how, is each type's ``index`` (``reclaim.hashes.Index``):
+a PDQ-indexed type (``pdq``) puts its hash in a ``PdqIndex`` of its own (ids are signal ids); a
+frames-indexed type (``vpdq``) puts every frame hash there, and the candidates it finds are
+scored with the type's ``compare`` at the bank's distance (Meta's vPDQ rule); exact types
+(``md5``, ``video_md5``, ``sha256``) are looked up by key in the store within the asking
+tenant's signals. Results are filtered to the asking tenant's banks, and PDQ by each bank's own
+distance; the index status counts only the asking tenant's hashes.
 
 Freshness: writes made through this process call ``refresh(force=True)`` and are matchable
 when the request returns; other processes sharing the database pick them up from the change log
@@ -14,19 +17,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
-from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY, PdqHash
-from reclaim.hashes.vpdq import VpdqFrame, frames_from_json, match_videos
-from reclaim.match.pdq_index import PdqIndex, hashes_from_hex
+from reclaim.hashes import Index, SignalType, by_exchange_name, exchange_names
+from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
+from reclaim.match.pdq_index import PdqIndex
 from reclaim.platform.store import Bank, Change, PlatformStore
 
 __all__ = ["Match", "Matcher"]
-
-INDEXED = ("pdq", "vpdq")
-EXACT = ("md5", "video_md5", "sha256")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,20 @@ class _IdMap:
         self.bank[sid] = bank
 
 
+def _indexed_types() -> dict[str, SignalType]:
+    """HMA name → signal type, for the types the matcher keeps in memory (not exact ones)."""
+    out = {}
+    for name in exchange_names():
+        sig = by_exchange_name(name)
+        if sig is not None and sig.index is not Index.EXACT:
+            out[name] = sig
+    return out
+
+
+def _codes(codes: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(codes), np.uint8).reshape(-1, 32)
+
+
 class Matcher:
     def __init__(
         self, store: PlatformStore, poll_interval: float = 1.0, flat_max: int | None = None
@@ -60,9 +75,11 @@ class Matcher:
         self.store = store
         self.poll_interval = poll_interval
         kw = {} if flat_max is None else {"flat_max": flat_max}
-        self.pdq = PdqIndex(PDQ_MATCH_DISTANCE, **kw)
-        self.vpdq_index = PdqIndex(PDQ_MATCH_DISTANCE, **kw)
-        self.vpdq_frames: dict[int, list[VpdqFrame]] = {}
+        self.types = _indexed_types()
+        #: One index per indexed signal type (HMA name).
+        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, **kw) for st in self.types}
+        #: Frames-indexed values by signal id, for scoring the candidates the index finds.
+        self.values: dict[int, str] = {}
         self.ids = _IdMap()
         self.banks: dict[int, Bank] = {}
         self.seq = 0
@@ -79,8 +96,8 @@ class Matcher:
             self.seq = self.store.last_change()
             self._reload_banks()
             after = 0
-            while True:
-                page = self.store.live_signals(INDEXED, after_id=after)
+            while self.types:
+                page = self.store.live_signals(list(self.types), after_id=after)
                 if not page:
                     break
                 self._apply_adds(page)
@@ -92,34 +109,29 @@ class Matcher:
     def _reload_banks(self) -> None:
         self.banks = {b.id: b for b in self.store.all_banks()}
         widest = max([PDQ_MATCH_DISTANCE, *(b.pdq_distance for b in self.banks.values())])
-        if widest > self.pdq.max_radius:
-            self.pdq.set_max_radius(widest)
-            self.vpdq_index.set_max_radius(widest)
+        for index in self.indexes.values():
+            if widest > index.max_radius:
+                index.set_max_radius(widest)
 
     def _apply_adds(self, changes: list[Change]) -> None:
-        pdq_ids: list[int] = []
-        pdq_hex: list[str] = []
+        ids: dict[str, list[int]] = defaultdict(list)
+        codes: dict[str, list[bytes]] = defaultdict(list)
         for c in changes:
             if c.signal_type is None or c.value is None or c.bank_id is None:
                 continue  # added then deleted before we saw it
             if c.content_id is not None:
                 self.ids.set(c.signal_id, c.content_id, c.bank_id)
-            if c.signal_type == "pdq":
-                if c.quality is not None and c.quality < PDQ_MIN_QUALITY:
-                    continue  # too featureless to match on
-                pdq_ids.append(c.signal_id)
-                pdq_hex.append(c.value)
-            elif c.signal_type == "vpdq":
-                frames = frames_from_json(c.value)
-                good = [f for f in frames if f.quality >= PDQ_MIN_QUALITY]
-                self.vpdq_frames[c.signal_id] = frames
-                if good:
-                    codes = np.frombuffer(b"".join(f.hash.bits for f in good), np.uint8)
-                    self.vpdq_index.add(
-                        np.full(len(good), c.signal_id, dtype=np.int64), codes.reshape(-1, 32)
-                    )
-        if pdq_ids:
-            self.pdq.add(np.array(pdq_ids, dtype=np.int64), hashes_from_hex(pdq_hex))
+            sig = self.types.get(c.signal_type)
+            if sig is None:
+                continue  # an exact type: looked up in the store
+            if sig.index is Index.PDQ_FRAMES:
+                self.values[c.signal_id] = c.value
+            got = sig.index_codes(c.value, c.quality)  # none: too featureless to match on
+            ids[c.signal_type].extend([c.signal_id] * len(got))
+            codes[c.signal_type].extend(got)
+        for st, these in ids.items():
+            if these:
+                self.indexes[st].add(np.array(these, dtype=np.int64), _codes(codes[st]))
 
     def refresh(self, force: bool = False) -> None:
         """Apply changes logged since the last poll (at most every ``poll_interval`` s)."""
@@ -138,10 +150,10 @@ class Matcher:
                     self._reload_banks()
                 self._apply_adds(adds)
                 if dels:
-                    self.pdq.remove(dels)
-                    self.vpdq_index.remove(dels)
+                    for index in self.indexes.values():
+                        index.remove(dels)
                     for sid in dels:
-                        self.vpdq_frames.pop(sid, None)
+                        self.values.pop(sid, None)
                 self.seq = changes[-1].seq
                 self.built_at = time.time()
 
@@ -165,12 +177,14 @@ class Matcher:
     ) -> list[Match]:
         """Matches of one canonical signal value among the tenant's banks."""
         self.refresh()
-        if signal_type == "pdq":
-            if quality is not None and quality < PDQ_MIN_QUALITY:
-                return []
-            return self._lookup_pdq(tenant_id, PdqHash.from_hex(value).bits, banks)
-        if signal_type == "vpdq":
-            return self._lookup_vpdq(tenant_id, frames_from_json(value), banks)
+        sig = self.types.get(signal_type)
+        if sig is not None:
+            codes = sig.index_codes(value, quality)
+            if not codes:
+                return []  # too featureless to match on
+            if sig.index is Index.PDQ:
+                return self._lookup_pdq(signal_type, tenant_id, codes[0], banks)
+            return self._lookup_frames(sig, signal_type, tenant_id, value, codes, banks)
         out = []
         for _sid, cid, bid in self.store.exact_lookup(tenant_id, signal_type, value):
             b = self._bank_ok(bid, tenant_id, banks)
@@ -178,10 +192,12 @@ class Matcher:
                 out.append(Match(cid, b.id, b.name, "0"))
         return out
 
-    def _lookup_pdq(self, tenant_id: int, bits: bytes, banks: set[str] | None) -> list[Match]:
+    def _lookup_pdq(
+        self, signal_type: str, tenant_id: int, bits: bytes, banks: set[str] | None
+    ) -> list[Match]:
         out = []
         seen: set[int] = set()
-        for hit in self.pdq.search_one(bits):
+        for hit in self.indexes[signal_type].search_one(bits):
             bid = int(self.ids.bank[hit.id])
             b = self._bank_ok(bid, tenant_id, banks)
             if b is None or hit.distance > b.pdq_distance:
@@ -192,30 +208,26 @@ class Matcher:
                 out.append(Match(cid, b.id, b.name, str(hit.distance)))
         return out
 
-    def _lookup_vpdq(
-        self, tenant_id: int, frames: list[VpdqFrame], banks: set[str] | None
+    def _lookup_frames(
+        self,
+        sig: SignalType,
+        signal_type: str,
+        tenant_id: int,
+        value: str,
+        codes: list[bytes],
+        banks: set[str] | None,
     ) -> list[Match]:
-        good = [f for f in frames if f.quality >= PDQ_MIN_QUALITY]
-        if not good:
-            return []
-        q = np.frombuffer(b"".join(f.hash.bits for f in good), np.uint8).reshape(-1, 32)
-        candidates = {h.id for hits in self.vpdq_index.search(q) for h in hits}
+        found = self.indexes[signal_type].search(_codes(codes))
+        candidates = {h.id for hits in found for h in hits}
         out = []
         for sid in sorted(candidates):
             b = self._bank_ok(int(self.ids.bank[sid]), tenant_id, banks)
-            target = self.vpdq_frames.get(sid)
+            target = self.values.get(sid)
             if b is None or target is None:
                 continue
-            m = match_videos(frames, target, distance=b.pdq_distance)
-            if m.is_match():
-                out.append(
-                    Match(
-                        int(self.ids.content[sid]),
-                        b.id,
-                        b.name,
-                        f"{m.query_match_percent:.1f},{m.compared_match_percent:.1f}",
-                    )
-                )
+            cmp = sig.at_distance(b.pdq_distance).compare(value, target)
+            if cmp.match:
+                out.append(Match(int(self.ids.content[sid]), b.id, b.name, cmp.hma_distance()))
         return out
 
     def status(self, tenant_id: int) -> dict[str, dict[str, object]]:
@@ -226,5 +238,5 @@ class Matcher:
         counts = self.store.signal_counts(tenant_id, PDQ_MIN_QUALITY)
         return {
             st: {"present": True, "built_to": built, "size": counts.get(st, 0)}
-            for st in ("pdq", "vpdq", "md5", "video_md5", "sha256")
+            for st in exchange_names()
         }

@@ -1,8 +1,9 @@
 """Signal values the platform accepts, in ThreatExchange/HMA vocabulary, and bulk formats.
 
-Signal types: ``pdq``, ``md5`` (photo bytes), ``video_md5``, ``vpdq``, ``sha256``. Every value
-is validated and put in canonical form before it is stored or looked up; a malformed one raises
-``SignalRejected`` with the reason (the API answers 400 with it).
+Signal types are the HMA names of the registry (``reclaim.hashes.exchange_names()``: ``sha256``,
+``md5`` (photo bytes), ``video_md5``, ``pdq``, ``vpdq``). Every value is validated and put in
+canonical form by its type's ``validate`` before it is stored or looked up; a malformed one
+raises ``SignalRejected`` with the reason (the API answers 400 with it).
 
 Bulk formats:
 
@@ -27,16 +28,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from reclaim.errors import ReclaimError
-from reclaim.hashes import MD5Signal, PdqHash, SHA256Signal
-from reclaim.hashes.vpdq import (
-    VpdqFrame,
-    frames_from_json,
-    frames_to_json,
-    parse_meta_lines,
-)
+from reclaim.hashes import by_exchange_name, exchange_names
 
 __all__ = [
-    "SIGNAL_TYPES",
     "ContentRecord",
     "SignalRejected",
     "canonical",
@@ -45,7 +39,6 @@ __all__ = [
     "parse_bulk",
 ]
 
-SIGNAL_TYPES = ("pdq", "md5", "video_md5", "vpdq", "sha256")
 #: Metadata keys HMA accepts on banked content (plus anything under "json").
 HMA_METADATA_KEYS = frozenset({"content_id", "content_uri", "json"})
 MAX_METADATA_BYTES = 16 * 1024
@@ -90,54 +83,19 @@ def load_json(text: str | bytes, what: str = "JSON", max_depth: int = MAX_JSON_D
 
 def canonical(signal_type: str, value: str) -> str:
     """The canonical text of a signal value; raises SignalRejected with the reason."""
-    if signal_type not in SIGNAL_TYPES:
+    sig = by_exchange_name(signal_type)
+    if sig is None:
         raise SignalRejected(
-            f"unknown signal type {signal_type[:40]!r}; use one of {', '.join(SIGNAL_TYPES)}"
+            f"unknown signal type {signal_type[:40]!r}; use one of {', '.join(exchange_names())}"
         )
     if not isinstance(value, str) or not value.strip():
         raise SignalRejected(f"{signal_type} value is empty")
     if len(value) > 4_000_000:
         raise SignalRejected(f"{signal_type} value is too long")
     try:
-        if signal_type == "pdq":
-            return str(PdqHash.from_hex(value))
-        if signal_type in ("md5", "video_md5"):
-            return MD5Signal.validate(value)
-        if signal_type == "sha256":
-            return SHA256Signal.validate(value)
-        return frames_to_json(parse_vpdq(value))
+        return sig.validate(value)
     except ValueError as e:
         raise SignalRejected(f"invalid {signal_type}: {e}") from e
-
-
-def parse_vpdq(text: str) -> list[VpdqFrame]:
-    """vPDQ in any form reclaim writes: its JSON records, Meta's hash-file lines, or the
-    compact ``["hash,quality,timestamp", …]`` list of ``reclaim protect``."""
-    t = text.strip()
-    if t.startswith("["):
-        data = load_json(t, "vPDQ value") if _is_json(t) else None
-        if isinstance(data, list) and data and all(isinstance(x, str) for x in data):
-            frames = []
-            for i, s in enumerate(data):
-                parts = [p.strip() for p in s.split(",")]
-                if len(parts) != 3:
-                    raise ValueError(f"vPDQ frame {i}: expected 'hash,quality,timestamp'")
-                frames.append(
-                    VpdqFrame(i, int(parts[1]), PdqHash.from_hex(parts[0]), float(parts[2]))
-                )
-            return frames
-        return frames_from_json(t)
-    return parse_meta_lines(t)
-
-
-def _is_json(t: str) -> bool:
-    try:
-        load_json(t)
-    except SignalRejected as e:
-        if "nested deeper" in str(e):
-            raise
-        return False
-    return True
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:

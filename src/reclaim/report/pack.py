@@ -30,7 +30,7 @@ import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +38,8 @@ from urllib.parse import urlsplit, urlunsplit
 from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageFilter
 
-from reclaim import __version__
+from reclaim import __version__, decisions, findings
+from reclaim.detectors.record import CheckResult
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import Media
 from reclaim.report.custody import CustodyLog
@@ -90,11 +91,7 @@ class PackResult:
 
 
 def item_record(store: CaseStore, sha256: str) -> dict[str, Any]:
-    row = store.conn.execute(
-        "SELECT sha256, md5, size, kind, format, width, height, duration_s, first_seen_at, blob, "
-        "error FROM items WHERE sha256=?",
-        (sha256,),
-    ).fetchone()
+    row = store.item_row(sha256)
     if row is None:
         raise InputError(f"item {sha256} is not in this case")
     sig = store.item_signals(sha256)
@@ -102,17 +99,17 @@ def item_record(store: CaseStore, sha256: str) -> dict[str, Any]:
     check = store.item_check(sha256)
     return {
         "check": check,
-        "sha256": row[0],
-        "md5": row[1],
-        "size": row[2],
-        "kind": row[3],
-        "format": row[4],
-        "width": row[5],
-        "height": row[6],
-        "duration_s": row[7],
-        "first_seen_at": row[8],
-        "blob": row[9],
-        "decode_error": row[10],
+        "sha256": row["sha256"],
+        "md5": row["md5"],
+        "size": row["size"],
+        "kind": row["kind"],
+        "format": row["format"],
+        "width": row["width"],
+        "height": row["height"],
+        "duration_s": row["duration_s"],
+        "first_seen_at": row["first_seen_at"],
+        "blob": row["blob"],
+        "decode_error": row["error"],
         "pdq": sig.get("pdq", (None, None))[0],
         "pdq_quality": sig.get("pdq", (None, None))[1],
         "locators": places,
@@ -154,6 +151,22 @@ def thumbnail(data: bytes, reveal: bool) -> bytes | None:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def export_case(
+    store: CaseStore, out: Path, options: PackOptions, items: list[str] | None = None
+) -> PackResult:
+    """The export every front end runs (``reclaim pack``, the web app's export page): the
+    items named, or else the ones the person confirmed as showing her, with the case's latest
+    decisions and findings; ``build_pack`` writes the pack and its "export" custody entry.
+
+    Raises InputError when nothing is named and nothing is confirmed yet.
+    """
+    chosen = list(items or []) or decisions.selected_for_export(store)
+    options = replace(
+        options, decisions=decisions.for_pack(store), findings=findings.for_pack(store)
+    )
+    return build_pack(store, chosen, out, options)
 
 
 def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptions) -> PackResult:
@@ -292,12 +305,13 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
-def _check_for_manifest(check: dict[str, Any] | None) -> dict[str, Any] | None:
+def _check_for_manifest(check: CheckResult | None) -> dict[str, Any] | None:
     """The item's manipulation check as evidence: verdict, score, what ran, every signal with
     its sentences (fr/en). Explanation images are not in the pack: ``reclaim check --maps``."""
-    if not check:
+    if check is None:
         return None
-    return {k: check.get(k) for k in ("verdict", "score", "level", "summary", "signals", "checks")}
+    rec = check.to_json()
+    return {k: rec.get(k) for k in ("verdict", "score", "level", "summary", "signals", "checks")}
 
 
 _TEXT = {

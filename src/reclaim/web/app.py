@@ -21,13 +21,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from PIL import Image
 
 from reclaim import __version__
-from reclaim.errors import InputError, MediaError, ReclaimError
+from reclaim.errors import CaseBusy, InputError, MediaError, ReclaimError
 from reclaim.media import MediaLimits
 from reclaim.media.sandbox import analyze_isolated, probe_isolated
 from reclaim.protect import now_stamp, protect_rows, rows_to_csv
-from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier
-from reclaim.report.pack import PackOptions, build_pack
+from reclaim.report.pack import PackOptions, export_case
 from reclaim.report.verify import verify_pack
 from reclaim.store import CaseStore
 from reclaim.verdicts import FLAGGED, verdict_label
@@ -37,6 +36,12 @@ from reclaim.web.jobs import JobRunner
 HERE = Path(__file__).parent
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]"})
 MAX_PROTECT_UPLOAD = 256 * 1024 * 1024
+
+
+def status_of(e: ReclaimError) -> int:
+    """HTTP status of a refused form: 409 while the case is busy (a scan running: the same form
+    works once it has finished), else 400."""
+    return 409 if isinstance(e, CaseBusy) else 400
 
 
 def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
@@ -129,7 +134,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
     ) -> HTMLResponse:
         import tempfile
 
-        from reclaim.enroll import consent_text, enroll
+        from reclaim.enroll import Enrolled, consent_text, enroll
 
         name = name.strip()
         try:
@@ -149,26 +154,27 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
                         p.write_bytes(data)
                         paths.append(p)
                 # The photos live only in this temporary folder, deleted when enrollment ends.
-                with store() as s:
-                    done = enroll(
-                        s,
-                        name,
-                        paths,
-                        consent=consent == "1",
-                        consented_by=name,
-                        lang=lang_of(request),
-                    )
+                # Off the event loop: reading the faces takes seconds, and waiting for the case
+                # lock (LOCK_WAIT_S) must not stall the other pages (a scan's progress).
+                lang = lang_of(request)
+
+                def run_enroll() -> Enrolled:
+                    with store() as s:
+                        return enroll(
+                            s, name, paths, consent=consent == "1", consented_by=name, lang=lang
+                        )
+
+                done = await asyncio.to_thread(run_enroll)
         except ReclaimError as e:
             return page(
                 request,
                 "enroll.html.j2",
-                status=400,
+                status=status_of(e),
                 problem=str(e),
                 name=name,
                 consent=consent_text(name or "…", None, lang_of(request)),
                 **enroll_ctx(),
             )
-        CustodyLog(case).append("enrollment", {"name": done.name, "templates": done.templates})
         return page(
             request,
             "enroll.html.j2",
@@ -189,13 +195,12 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             return page(
                 request,
                 "enroll.html.j2",
-                status=400,
+                status=status_of(e),
                 problem=str(e),
                 name="",
                 consent="",
                 **enroll_ctx(),
             )
-        CustodyLog(case).append("deletion", {"enrollment": name})
         return RedirectResponse("/enroll", status_code=303)
 
     # -- findings --------------------------------------------------------------------------------
@@ -246,6 +251,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
     @app.get("/item/{sha}", response_class=HTMLResponse)
     def item_page(request: Request, sha: str) -> HTMLResponse:
         from reclaim.decisions import current
+        from reclaim.match.duplicates import near_duplicates
         from reclaim.report.pack import item_record
         from reclaim.sources.resolve import read_verified
 
@@ -318,7 +324,7 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
 
         try:
             with store() as s:
-                decide(s, sha, decision, note, actor=actor_name())
+                decide(s, sha, decision, note)
         except ReclaimError as e:
             return page(request, "item.html.j2", status=400, problem=str(e), rec=None)
         return RedirectResponse(f"/item/{sha}", status_code=303)
@@ -451,18 +457,14 @@ def create_app(case: Path, *, workers: int | None = None) -> FastAPI:
             if not name.strip() or "@" not in email:
                 raise InputError("a name and an email address are needed for the notices")
             with store() as s:
-                if not chosen:
-                    chosen = selected_for_export(s)
-                res = build_pack(
+                res = export_case(
                     s,
-                    chosen,
                     out,
                     PackOptions(
                         notifier=Notifier(name.strip(), email.strip()),
                         lang=lang if lang in LANGS else "fr",
-                        decisions=decisions_for_pack(s),
-                        findings=findings_for_pack(s),
                     ),
+                    chosen,
                 )
             check = verify_pack(out)
         except ReclaimError as e:
@@ -489,71 +491,6 @@ MAP_TITLES = {
     "face_blend": "Face-blend model: where it sees a blending boundary",
     "synthetic_image": "AI-image model: score per tile",
 }
-
-
-def selected_for_export(store: CaseStore) -> list[str]:
-    """Items the person confirmed as showing her."""
-    from reclaim.decisions import confirmed_items
-
-    items = confirmed_items(store)
-    if not items:
-        raise InputError("no confirmed finding yet: open a finding and mark it as you first")
-    return items
-
-
-def decisions_for_pack(store: CaseStore) -> dict[str, dict[str, Any]]:
-    from reclaim.decisions import current
-
-    return {
-        k: {"decision": d.decision, "note": d.note, "by": d.actor, "at": d.decided_at}
-        for k, d in current(store).items()
-    }
-
-
-def findings_for_pack(store: CaseStore) -> dict[str, list[dict[str, Any]]]:
-    found: dict[str, list[dict[str, Any]]] = {}
-    for f in store.findings():
-        found.setdefault(f["item_sha256"], []).append(
-            {
-                "summary": f"{f['enrollment']}: score {f['score']:.2f}, "
-                f"distance {f['distance']:.3f}, face box {f['box']}",
-                "enrollment": f["enrollment"],
-                "score": f["score"],
-                "distance": f["distance"],
-                "box": f["box"],
-            }
-        )
-    return found
-
-
-def actor_name() -> str:
-    from reclaim.report.custody import default_actor
-
-    return default_actor()
-
-
-def near_duplicates(store: CaseStore, sha: str, max_distance: int = 31) -> list[dict[str, Any]]:
-    """Other items of the case whose PDQ is within ``max_distance`` bits of this one's."""
-    from reclaim.hashes import PdqHash
-
-    mine = store.item_signals(sha).get("pdq")
-    if mine is None:
-        return []
-    me = PdqHash.from_hex(mine[0])
-    out = []
-    for other, value, quality in store.conn.execute(
-        "SELECT item_sha256, value, quality FROM signals WHERE signal='pdq' AND item_sha256<>?",
-        (sha,),
-    ):
-        if quality is not None and quality < 50:
-            continue
-        d = me - PdqHash.from_hex(value)
-        if d <= max_distance:
-            places = store.sightings_of(other)
-            out.append(
-                {"sha256": other, "distance": d, "where": places[0].display() if places else ""}
-            )
-    return sorted(out, key=lambda r: r["distance"])
 
 
 def serve(case: Path, port: int = 8765, host: str = "127.0.0.1") -> None:

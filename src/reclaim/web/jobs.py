@@ -1,4 +1,11 @@
-"""Background scans for the web app: one at a time per case, progress readable at any moment."""
+"""Background scans for the web app: one at a time per case, progress readable at any moment.
+
+A scan holds the case lock for its whole run, in its thread (the lock is per process; the store
+keeps a table so that a second writer in the same process is refused, not let through). While it
+runs, the pages' own writes meet it as the domain operations decide: an enrollment or a deletion
+is refused with "a scan is running" (HTTP 409; the form works once the scan has finished), and a
+decision is recorded at once (it takes no case lock: it touches nothing a scan writes).
+"""
 
 from __future__ import annotations
 

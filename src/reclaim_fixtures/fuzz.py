@@ -4,13 +4,13 @@ Shared by the CI smoke test (``tests/test_fuzz_smoke.py``, a few seconds per tar
 runs (``bench/fuzz.py``, minutes per target). Each target feeds bytes to a public entry point the
 way a scan (or ``reclaim verify-pack``) does:
 
-- ``image`` / ``video``: ``reclaim.scan.analyze_bytes`` (sniffing, Pillow / pillow-heif / PyAV
+- ``image`` / ``video``: ``reclaim.analysis.analyze_bytes`` (sniffing, Pillow / pillow-heif / PyAV
   decoding, PDQ and vPDQ), which records decoder failures instead of raising; a failure it
   records as "unexpected decoder error" (not a ``MediaError``) is a finding;
 - ``archive``: ``ArchiveSource.entries()`` over zip / tar / tar.gz / tar.bz2 / tar.xz bytes,
   every entry's bytes read;
 - ``telegram``: ``open_telegram`` + ``entries()`` with the bytes as ``result.json`` of a
-  Telegram Desktop export whose media files are on disk (``tests/telegram_fixture.py``);
+  Telegram Desktop export whose media files are on disk (``reclaim_fixtures.telegram``);
 - ``urllist``: ``detect`` + ``open_url_list`` (parsing only, nothing is fetched) +
   ``validate_url`` on every line;
 - ``verify-pack``: ``verify_pack`` on ZIP bytes; inputs that do not start with ``PK`` are
@@ -23,7 +23,7 @@ fixture, a pack built by ``build_pack`` on a two-photo case); nothing is read fr
 A ``ReclaimError`` is the expected, clear-error path. Anything else escaping a target (IndexError,
 struct.error, MemoryError, RecursionError...) is a finding, and so is a child that dies (a crash
 in C code) or an input that runs longer than the hang limit (default 5 s). Each target runs in
-its own child process (``python -m tests.fuzz_targets``) with an address-space limit; the parent
+its own child process (``python -m reclaim_fixtures.fuzz``) with an address-space limit; the parent
 watches a shared status page (inputs tried, the input in progress and when it started), kills
 the child on a hang, saves that input and starts a new child for the time left; the child's peak
 RSS comes from ``os.wait4``. Engines: ``atheris`` (coverage-guided libFuzzer over reclaim's and
@@ -58,7 +58,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+SRC = Path(__file__).resolve().parents[1]
 PACK_SEP = b"\n\x00--8<--\x00\n"
 DEFAULT_HANG_S = 5.0
 DEFAULT_MEM_BYTES = 3 * 1024**3
@@ -328,8 +329,8 @@ class Target:
 
 
 def _media_run(scratch: Path) -> Callable[[bytes], None]:
+    from reclaim.analysis import analyze_bytes
     from reclaim.media import MediaLimits
-    from reclaim.scan import analyze_bytes
 
     limits = MediaLimits()
 
@@ -359,8 +360,7 @@ def _archive_run(scratch: Path) -> Callable[[bytes], None]:
 
 
 def _telegram_prepare(scratch: Path) -> list[bytes]:
-    sys.path.insert(0, str(ROOT))
-    from tests.telegram_fixture import write_telegram_export
+    from reclaim_fixtures.telegram import write_telegram_export
 
     export = scratch / "export"
     if not (export / "result.json").exists():
@@ -688,14 +688,14 @@ def _run_atheris(
 
 
 def child_main(argv: list[str]) -> int:
-    """``python -m tests.fuzz_targets TARGET ENGINE SECONDS WORKDIR FINDINGS HANG_S MEM SEED``."""
+    """``python -m reclaim_fixtures.fuzz TARGET ENGINE SECONDS WORKDIR FINDINGS HANG_S MEM
+    SEED``."""
     _die_with_parent()
     name, engine, seconds, workdir, findings, hang_s, mem, seed = argv
     target = TARGETS[name]
     work = Path(workdir)
     scratch = work / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
     if engine == "atheris":
         atheris: Any = importlib.import_module("atheris")
         with atheris.instrument_imports(include=INSTRUMENT):
@@ -808,7 +808,7 @@ def run_target(
     res = TargetResult(name, engine, seconds)
     extra: list[dict[str, Any]] = []
     deadline = time.monotonic() + seconds
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     first = True
     try:
         while first or time.monotonic() < deadline - 1:
@@ -817,7 +817,7 @@ def run_target(
             args += [str(mem_bytes), str(seed + res.restarts)]
             with (work / "child.log").open("ab") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "tests.fuzz_targets", *args],
+                    [sys.executable, "-m", "reclaim_fixtures.fuzz", *args],
                     cwd=ROOT,
                     env=env,
                     stdout=out,

@@ -1,0 +1,1 @@
+"""Calibration of face search (``fit.py`` writes ``match/face_calibration.json``)."""
