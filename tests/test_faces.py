@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from reclaim.faces import detect as D
+from reclaim.faces import models as M
 from reclaim.faces import pipeline as F
+from reclaim.faces import resnet as R
 from reclaim.faces.pipeline import (
     DESCRIPTOR_DIM,
     MODEL_FILES,
@@ -60,7 +63,7 @@ def test_models_are_not_loaded_at_import() -> None:
     code = (
         "import sys, reclaim.cli, reclaim.scan, reclaim.enroll, reclaim.match.faces, "
         "reclaim.findings\n"
-        "import reclaim.faces.pipeline as f\n"
+        "import reclaim.faces.pipeline, reclaim.faces.models as f\n"
         "print(f._MODELS is None, 'dlib' in sys.modules)"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -166,7 +169,7 @@ def test_descriptor_v2_combines_the_views() -> None:
 
 def test_descriptor_of_a_mirrored_face_is_close() -> None:
     # Mirror averaging: a face and its mirror image differ only by the inner view's asymmetry.
-    m = F._models()
+    m = M._models()
     chip = np.asarray(photo_like(6, (150, 150)))
     a, b = F.describe_chips(m, [chip, np.ascontiguousarray(chip[:, ::-1])])
     assert np.allclose(a[:128], b[:128], atol=1e-5)
@@ -184,7 +187,7 @@ def test_descriptor_v3_appends_weighted_sface() -> None:
     # Squared distances add: dlib's plus SFACE_WEIGHT² times SFace's.
     want = np.sum((dl[0] - dl[1]) ** 2) + F.SFACE_WEIGHT**2 * np.sum((sf[0] - sf[1]) ** 2)
     assert np.sum((d[0] - d[1]) ** 2) == pytest.approx(want, rel=1e-5)
-    m = F._models()
+    m = M._models()
     assert F.describe_faces(m, np.zeros((50, 50, 3), np.uint8), [], []).shape == (0, 384)
 
 
@@ -229,8 +232,8 @@ def test_face_signal_text_form_and_compare() -> None:
 
 def test_cnn_runs_when_hog_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [])
-    monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: calls.append("cnn") or [])
+    monkeypatch.setattr(D, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [])
+    monkeypatch.setattr(D, "_cnn", lambda m, rgb, o: calls.append("cnn") or [])
     img = np.asarray(photo_like(5, (120, 90)))
     assert find_faces(img, FaceOptions()) == []
     assert calls == ["hog", "cnn"]
@@ -239,24 +242,24 @@ def test_cnn_runs_when_hog_finds_nothing(monkeypatch: pytest.MonkeyPatch) -> Non
     assert calls == ["hog"]
     # A big HOG face: no CNN; a small one: CNN too, and overlapping CNN boxes are dropped.
     calls.clear()
-    big = F._Det(0, 0, 100, 100, 1.0, "hog")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [big])
-    dets = F._detect(F._models(), img, FaceOptions())
+    big = D._Det(0, 0, 100, 100, 1.0, "hog")
+    monkeypatch.setattr(D, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [big])
+    dets = D._detect(M._models(), img, FaceOptions())
     assert calls == ["hog"] and len(dets) == 1
     calls.clear()
-    small = F._Det(0, 0, 40, 40, 1.0, "hog")
-    dup = F._Det(2, 2, 42, 42, 0.9, "cnn")
-    other = F._Det(60, 40, 110, 90, 0.9, "cnn")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [small])
-    monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: calls.append("cnn") or [dup, other])
-    dets = F._detect(F._models(), img, FaceOptions())
+    small = D._Det(0, 0, 40, 40, 1.0, "hog")
+    dup = D._Det(2, 2, 42, 42, 0.9, "cnn")
+    other = D._Det(60, 40, 110, 90, 0.9, "cnn")
+    monkeypatch.setattr(D, "_hog", lambda m, rgb, o, *a: calls.append("hog") or [small])
+    monkeypatch.setattr(D, "_cnn", lambda m, rgb, o: calls.append("cnn") or [dup, other])
+    dets = D._detect(M._models(), img, FaceOptions())
     assert calls == ["hog", "cnn"]
     assert [d.detector for d in dets] == ["hog", "cnn"]
     assert dets[1].right == 110 and dets[1].bottom == 90  # clipped to the 120×90 image
 
 
 def _dlib_descriptors(chips: list[np.ndarray]) -> np.ndarray:
-    enc = F._models().encoder
+    enc = M._models().encoder
     return np.array([np.asarray(v) for v in enc.compute_face_descriptor(chips, 0)])
 
 
@@ -264,7 +267,7 @@ def test_fast_descriptor_equals_dlibs_own() -> None:
     # dlib's network run by onnxruntime must give dlib's descriptors: the calibration and every
     # stored template were measured with dlib's. Chips unlike the load-time check's: smooth
     # photo-like images, a flat one, a saturated one and noise, one batch of several.
-    m = F._models()
+    m = M._models()
     assert m.descriptor_backend == "onnxruntime"
     rng = np.random.default_rng(7)
     chips = [np.asarray(photo_like(s, (150, 150))) for s in (1, 2, 3)]
@@ -281,25 +284,25 @@ def test_fast_descriptor_equals_dlibs_own() -> None:
 
 def test_descriptor_reader_refuses_files_it_does_not_know() -> None:
     d = models_dir()
-    with pytest.raises(F._NetFormatError):
-        F._read_resnet((d / MODEL_FILES["cnn"]).read_bytes())  # another dlib network
-    with pytest.raises(F._NetFormatError):
-        F._read_resnet(b"not a model")
+    with pytest.raises(R.ResNetFormatError):
+        R.read_resnet((d / MODEL_FILES["cnn"]).read_bytes())  # another dlib network
+    with pytest.raises(R.ResNetFormatError):
+        R.read_resnet(b"not a model")
     data = (d / MODEL_FILES["descriptor"]).read_bytes()
-    with pytest.raises(F._NetFormatError):
-        F._read_resnet(data[: len(data) // 2])  # cut short inside a weight tensor
+    with pytest.raises(R.ResNetFormatError):
+        R.read_resnet(data[: len(data) // 2])  # cut short inside a weight tensor
 
 
 def test_dlib_computes_descriptors_when_the_fast_path_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def broken(*args: object) -> None:
-        raise F._NetFormatError("stand-in failure")
+        raise R.ResNetFormatError("stand-in failure")
 
-    monkeypatch.setattr(F, "_OrtDescriptor", broken)
-    m = F._Models()
+    monkeypatch.setattr(M, "OrtDescriptor", broken)
+    m = M._Models()
     assert m.fast_encoder is None
-    assert m.descriptor_backend == "dlib: _NetFormatError: stand-in failure"
+    assert m.descriptor_backend == "dlib: ResNetFormatError: stand-in failure"
     chips = [np.asarray(photo_like(4, (150, 150)))]
     assert np.abs(m.describe(chips) - _dlib_descriptors(chips)).max() == 0
 
@@ -308,8 +311,8 @@ def test_fast_descriptor_not_used_when_it_disagrees_with_dlib(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RECLAIM_CACHE_DIR", "off")  # a check passed earlier would be kept
-    monkeypatch.setattr(F._OrtDescriptor, "check_against", lambda self, enc: 0.01)
-    m = F._Models()
+    monkeypatch.setattr(R.OrtDescriptor, "check_against", lambda self, enc: 0.01)
+    m = M._Models()
     assert m.fast_encoder is None and m.descriptor_backend.startswith("dlib: onnxruntime output")
 
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from reclaim.faces import detect as D
 from reclaim.faces import mmod
-from reclaim.faces import pipeline as F
+from reclaim.faces import models as M
 from reclaim.faces.mmod import MmodDetection, MmodFormatError, OrtMmod, compare_detections
 from reclaim.faces.pipeline import MODEL_FILES, FaceOptions, models_dir
 
@@ -192,7 +193,7 @@ def test_compare_detections_names_the_difference() -> None:
 
 
 def test_faces_uses_the_onnx_detector() -> None:
-    m = F._models()
+    m = M._models()
     img = mmod.check_image()
     got = m.cnn_detect(img)
     assert m.detector_backend == "onnxruntime" and m.fast_detector is not None
@@ -201,7 +202,7 @@ def test_faces_uses_the_onnx_detector() -> None:
     # faces.py's CNN step on an image larger than the CNN's input cap: the network runs on a
     # reduced copy and the boxes come back in the caller's pixels.
     big = np.asarray(Image.fromarray(img).resize((600, 360)))
-    dets = sorted(F._cnn(m, big, FaceOptions()), key=lambda d: d.left)
+    dets = sorted(D._cnn(m, big, FaceOptions()), key=lambda d: d.left)
     assert [d.detector for d in dets] == ["cnn", "cnn"]
     for d, (left, top, right, bottom) in zip(dets, sorted(ref), strict=True):
         got_box = (d.left, d.top, d.right, d.bottom)
@@ -213,7 +214,7 @@ def test_dlib_detects_when_the_graph_is_refused(monkeypatch: pytest.MonkeyPatch)
         raise error("onnxruntime refused the network: stand-in")
 
     monkeypatch.setattr(mmod, "ort_session", refused)
-    m = F._Models()
+    m = M._Models()
     img = mmod.check_image()
     got = m.cnn_detect(img)
     assert m.fast_detector is None
@@ -234,7 +235,7 @@ def test_dlib_detects_when_the_onnx_detections_differ(monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("RECLAIM_CACHE_DIR", "off")  # a check passed earlier would be kept
     monkeypatch.setattr(OrtMmod, "scores", shifted)
-    m = F._Models()
+    m = M._Models()
     got = m.cnn_detect(mmod.check_image())
     assert m.fast_detector is None and len(got) == 2
     assert m.detector_backend.startswith("dlib: onnxruntime detections differ: box")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 
 from reclaim.faces import modelcache as C
+from reclaim.faces import models as M
 from reclaim.faces import pipeline as F
 
 from .conftest import photo_like
@@ -104,14 +108,14 @@ def test_a_kept_blob_that_cannot_be_loaded_is_built_again(cache: Path) -> None:
 
 
 def test_models_load_past_an_unusable_kept_graph(cache: Path) -> None:
-    first = F._Models()
+    first = M._Models()
     graphs = sorted(cache.glob("*-graph-*.bin"))
     names = [p.name.rsplit("-", 1)[0] for p in graphs]
     assert names == ["dlib-descriptor-graph", "sface-graph", "yunet-graph"]
     for p in graphs:
         p.write_bytes(b"not an onnx graph")
         p.with_suffix(".sha256").write_text(hashlib.sha256(b"not an onnx graph").hexdigest())
-    second = F._Models()
+    second = M._Models()
     assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
     assert second.yunet.backend == "folded"
     assert all(p.read_bytes() != b"not an onnx graph" for p in graphs)  # rebuilt
@@ -180,8 +184,8 @@ def test_cached_hog_detector_is_dlibs_detector(cache: Path, tmp_path: Path) -> N
     import dlib
 
     fresh = dlib.get_frontal_face_detector()
-    first = F._load_hog(dlib)  # builds the entry
-    second = F._load_hog(dlib)  # reads it
+    first = M._load_hog(dlib)  # builds the entry
+    second = M._load_hog(dlib)  # reads it
     saved = []
     for k, det in enumerate((fresh, first, second)):
         det.save(str(tmp_path / f"hog{k}.svm"))
@@ -195,16 +199,16 @@ def test_cached_hog_detector_is_dlibs_detector(cache: Path, tmp_path: Path) -> N
     (entry,) = cache.glob("dlib-hog-*.bin")
     entry.write_bytes(b"not a detector")
     entry.with_suffix(".sha256").write_text(hashlib.sha256(b"not a detector").hexdigest())
-    third = F._load_hog(dlib)
+    third = M._load_hog(dlib)
     third.save(str(tmp_path / "hog3.svm"))
     assert (tmp_path / "hog3.svm").read_bytes() == saved[0]
     assert not entry.exists()
-    F._load_hog(dlib)
+    M._load_hog(dlib)
     assert entry.read_bytes() == saved[0]
 
 
 def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
-    first = F._Models()
+    first = M._Models()
     assert first.descriptor_backend == "onnxruntime"
     assert first._encoder is not None  # dlib's own network ran the check
     first.cnn_detect(np.zeros((64, 64, 3), np.uint8))
@@ -214,7 +218,7 @@ def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
         "dlib-descriptor", "dlib-descriptor-graph", "dlib-hog", "dlib-mmod", "sface-folded",
         "sface-graph", "yunet-folded", "yunet-graph",
     ]  # fmt: skip
-    second = F._Models()
+    second = M._Models()
     assert second.descriptor_backend == "onnxruntime" and second.sface.backend == "folded"
     assert second.yunet.backend == "folded"
     assert second._encoder is None  # not loaded: the check passed before on this machine
@@ -224,17 +228,56 @@ def test_a_second_load_trusts_the_kept_checks(cache: Path) -> None:
     assert np.array_equal(first.describe(chips), second.describe(chips))
 
 
+def _source(obj: object) -> Path:
+    return Path(str(inspect.getsourcefile(obj))).resolve()  # type: ignore[arg-type]
+
+
+def test_keys_cover_the_code_that_derives_and_checks_each_graph(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept graph or verdict is stale when the code behind it changes: each key holds the
+    source files of the functions that derive the graph, and of those that run and check it
+    (the face code is split over several modules: a key naming only one would outlive edits)."""
+    from reclaim.faces import dlibnet, mmod
+    from reclaim.faces import resnet as R
+
+    codes: dict[str, set[Path]] = {}
+    real = C.check_key
+
+    def spy(*parts: str | bytes, code: tuple[str, ...] = ()) -> str:
+        codes[str(parts[0])] = {Path(f).resolve() for f in code}
+        return real(*parts, code=code)
+
+    monkeypatch.setattr(C, "check_key", spy)
+    m = M._Models()
+    m.cnn_detect(np.zeros((64, 64, 3), np.uint8))
+    derive = (R.descriptor_graph, R.read_resnet, dlibnet.DatReader, dlibnet.OnnxGraph)
+    assert {_source(f) for f in derive} <= codes["dlib descriptor graph"]
+    # Every face module the graph's module imports (constants, readers) is in its key too.
+    tree = ast.parse(Path(str(R.__file__)).read_text())
+    imported = {
+        n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    } | {f"reclaim.faces.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+         and n.module == "reclaim.faces" for a in n.names}  # fmt: skip
+    faces_mods = {importlib.import_module(x) for x in imported if x.startswith("reclaim.faces.")}
+    assert faces_mods and {_source(x) for x in faces_mods} <= codes["dlib descriptor graph"]
+    run = (R.OrtDescriptor, M._Models, dlibnet.ort_session)
+    assert {_source(f) for f in run} <= codes["dlib descriptor"]
+    assert _source(mmod.OrtMmod) in codes["dlib mmod"]
+
+
 def test_a_warm_cache_loads_the_models_without_deriving_graphs(cache: Path) -> None:
     """The derived graphs are read back: a second process neither imports onnx (SFace's folding
     needs it) nor parses dlib's model file into a graph, and computes the same descriptors."""
     code = """
 import sys
 import numpy as np
+from reclaim.faces import models as M
 from reclaim.faces import pipeline as F
 calls = []
-real = F._descriptor_graph
-F._descriptor_graph = lambda data: calls.append(1) or real(data)
-m = F._models()
+real = M.descriptor_graph
+M.descriptor_graph = lambda data: calls.append(1) or real(data)
+m = M._models()
 chips = [np.full((150, 150, 3), 90, np.uint8)]
 print(int("onnx" in sys.modules), len(calls), m.descriptor_backend, m.sface.backend,
       m.yunet.backend)

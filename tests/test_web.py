@@ -288,3 +288,25 @@ def test_item_page_lists_near_duplicates_within_the_pdq_distance(
         assert near_duplicates(s, by_name["a.jpg"], max_distance=-1) == []
     page = client.get(f"/item/{by_name['a.jpg']}", headers={"accept-language": "en"}).text
     assert by_name["a-again.jpg"][:12] in page and by_name["other.jpg"][:12] not in page
+
+
+def test_every_page_router_is_mounted(client: TestClient) -> None:
+    """Each module of web/routes/ is a page: every route of its router answers in the app (a
+    router left out of create_app would make its page a 404)."""
+    import importlib
+    import pkgutil
+
+    from fastapi.routing import APIRoute
+
+    import reclaim.web.routes as pages
+
+    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    modules = [m.name for m in pkgutil.iter_modules(pages.__path__)]
+    assert len(modules) >= 7
+    for name in modules:
+        router = importlib.import_module(f"{pages.__name__}.{name}").router
+        assert router.routes, name
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            for method in route.methods:
+                assert method.lower() in paths.get(route.path, {}), (name, method, route.path)

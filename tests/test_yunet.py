@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from reclaim.faces import detect as D
+from reclaim.faces import models as M
 from reclaim.faces import pipeline as F
 from reclaim.faces import sface as S
 from reclaim.faces import yunet as Y
@@ -93,19 +95,19 @@ def test_a_foreign_model_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_yunet_faces_are_added_where_no_other_face_is(monkeypatch: pytest.MonkeyPatch) -> None:
     img = np.asarray(photo_like(5, (200, 120)))
-    hog = F._Det(0, 0, 100, 100, 1.0, "hog")
-    monkeypatch.setattr(F, "_hog", lambda m, rgb, o, *a: [F._Det(0, 0, 100, 100, 1.0, "hog")])
-    monkeypatch.setattr(F, "_cnn", lambda m, rgb, o: [])
-    same = F._Det(5, 5, 105, 105, 0.9, "yunet")  # HOG's face again: dropped
-    other = F._Det(150, 30, 230, 110, 0.8, "yunet")  # a face HOG missed: kept, clipped
-    tiny = F._Det(120, 0, 130, 10, 0.95, "yunet")  # too small to describe: dropped
-    monkeypatch.setattr(F, "_yunet", lambda m, rgb, o: [same, other, tiny])
-    dets = F._detect(F._models(), img, F.FaceOptions())
+    hog = D._Det(0, 0, 100, 100, 1.0, "hog")
+    monkeypatch.setattr(D, "_hog", lambda m, rgb, o, *a: [D._Det(0, 0, 100, 100, 1.0, "hog")])
+    monkeypatch.setattr(D, "_cnn", lambda m, rgb, o: [])
+    same = D._Det(5, 5, 105, 105, 0.9, "yunet")  # HOG's face again: dropped
+    other = D._Det(150, 30, 230, 110, 0.8, "yunet")  # a face HOG missed: kept, clipped
+    tiny = D._Det(120, 0, 130, 10, 0.95, "yunet")  # too small to describe: dropped
+    monkeypatch.setattr(D, "_yunet", lambda m, rgb, o: [same, other, tiny])
+    dets = D._detect(M._models(), img, F.FaceOptions())
     assert [(d.detector, d.right) for d in dets] == [("hog", 100), ("yunet", 200)]
     assert hog.iou(same) > 0.3
     calls: list[int] = []
-    monkeypatch.setattr(F, "_yunet", lambda m, rgb, o: calls.append(1) or [other])
-    assert [d.detector for d in F._detect(F._models(), img, F.FaceOptions(yunet_max_side=0))] == [
+    monkeypatch.setattr(D, "_yunet", lambda m, rgb, o: calls.append(1) or [other])
+    assert [d.detector for d in D._detect(M._models(), img, F.FaceOptions(yunet_max_side=0))] == [
         "hog"
     ]
     assert calls == []  # off: not run
@@ -115,9 +117,9 @@ def test_yunet_boxes_are_mapped_onto_hogs() -> None:
     # dlib's landmark model expects HOG's boxes: YuNet's, mapped, fall on them.
     d = shared_data("faces", "deepface-pairs")
     rgb = np.asarray(Media((d / "img1.jpg").read_bytes()).image(max_side=800))
-    m, o = F._models(), F.FaceOptions()
-    (hog,) = F._hog(m, rgb, o)
-    (yn,) = [y for y in F._yunet(m, rgb, o) if y.iou(hog) > 0.3]
+    m, o = M._models(), F.FaceOptions()
+    (hog,) = D._hog(m, rgb, o)
+    (yn,) = [y for y in D._yunet(m, rgb, o) if y.iou(hog) > 0.3]
     assert yn.iou(hog) > 0.7 and yn.detector == "yunet" and yn.score >= o.yunet_min_score
 
 
@@ -127,8 +129,8 @@ def test_a_face_only_yunet_finds_gets_a_descriptor_close_to_hogs(
     d = shared_data("faces", "deepface-pairs")
     rgb = np.asarray(Media((d / "img1.jpg").read_bytes()).image(max_side=800))
     (ref,) = F.find_faces(rgb)
-    monkeypatch.setattr(F, "_hog", lambda m, img, o, *a: [])
-    monkeypatch.setattr(F, "_cnn", lambda m, img, o: [])
+    monkeypatch.setattr(D, "_hog", lambda m, img, o, *a: [])
+    monkeypatch.setattr(D, "_cnn", lambda m, img, o: [])
     (yn,) = F.find_faces(rgb)
     assert yn.detector == "yunet" and ref.detector == "hog"
     assert np.linalg.norm(yn.descriptor - ref.descriptor) < 0.25
@@ -143,32 +145,32 @@ def test_hog_is_scaled_to_the_smallest_yunet_face(monkeypatch: pytest.MonkeyPatc
             seen.append(im.shape[:2])
             return [], [], []
 
-    m = F._models()
+    m = M._models()
     monkeypatch.setattr(m, "hog", Hog())
-    monkeypatch.setattr(F, "_cnn", lambda *a: [])
+    monkeypatch.setattr(D, "_cnn", lambda *a: [])
 
-    def hog_input(yunet_faces: list[F._Det], **options: int) -> tuple[int, ...]:
-        monkeypatch.setattr(F, "_yunet", lambda *a: list(yunet_faces))
-        F._detect(m, img, F.FaceOptions(**options))  # type: ignore[arg-type]
+    def hog_input(yunet_faces: list[D._Det], **options: int) -> tuple[int, ...]:
+        monkeypatch.setattr(D, "_yunet", lambda *a: list(yunet_faces))
+        D._detect(m, img, F.FaceOptions(**options))  # type: ignore[arg-type]
         return seen[-1]
 
-    face = F._Det(10, 10, 110, 110, 0.9, "yunet")  # 100 px
-    large = F._Det(150, 0, 290, 140, 0.9, "yunet")  # 140 px
+    face = D._Det(10, 10, 110, 110, 0.9, "yunet")  # 100 px
+    large = D._Det(150, 0, 290, 140, 0.9, "yunet")  # 140 px
     assert hog_input([]) == (400, 600)  # no YuNet face: upsampled ×2 as usual
     assert hog_input([face, large]) == (280, 420)  # the smallest becomes 140 px: ×1.4
     assert hog_input([large]) == (200, 300)  # already 140 px: the image's own size
-    assert hog_input([F._Det(0, 0, 280, 280, 0.9, "yunet")]) == (100, 150)  # ×0.5
-    assert hog_input([F._Det(0, 0, 20, 20, 0.9, "yunet")]) == (400, 600)  # never beyond ×2
+    assert hog_input([D._Det(0, 0, 280, 280, 0.9, "yunet")]) == (100, 150)  # ×0.5
+    assert hog_input([D._Det(0, 0, 20, 20, 0.9, "yunet")]) == (400, 600)  # never beyond ×2
     assert hog_input([face], hog_face_px=0) == (400, 600)  # off: the usual scale
 
 
 def test_the_check_does_not_use_yunets_faces(monkeypatch: pytest.MonkeyPatch) -> None:
     from reclaim.detectors import check as forensics
 
-    def no_yunet(*a: object) -> list[F._Det]:
+    def no_yunet(*a: object) -> list[D._Det]:
         raise AssertionError("the check looked for faces with YuNet")
 
-    monkeypatch.setattr(F, "_yunet", no_yunet)
+    monkeypatch.setattr(D, "_yunet", no_yunet)
     img = np.asarray(photo_like(3, (160, 120)))
     assert forensics._regions(img, None, forensics.DetectorOptions()) == []
     kw = {"confidence": 1.0, "size": 50, "blur": 100.0, "pose": 0.0, "descriptor": np.zeros(3)}

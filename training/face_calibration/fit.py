@@ -72,15 +72,20 @@ def _largest_face(path: str) -> tuple[str, list[float] | None, str]:
 def pipeline_fingerprint() -> str:
     """What a cached face descriptor depends on: its kind, the face options and the source of
     the modules that decode, detect and describe (a code change means new descriptors)."""
+    import reclaim.faces.describe
+    import reclaim.faces.detect
     import reclaim.faces.dlibnet
     import reclaim.faces.mmod
+    import reclaim.faces.models
     import reclaim.faces.pipeline
+    import reclaim.faces.resnet
     import reclaim.faces.sface
     import reclaim.faces.yunet
     import reclaim.media.image
 
     mods = (reclaim.media.image, reclaim.faces.dlibnet, reclaim.faces.pipeline,
-            reclaim.faces.mmod, reclaim.faces.sface, reclaim.faces.yunet)  # fmt: skip
+            reclaim.faces.mmod, reclaim.faces.sface, reclaim.faces.yunet, reclaim.faces.detect,
+            reclaim.faces.describe, reclaim.faces.models, reclaim.faces.resnet)  # fmt: skip
     code = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes() for m in mods)).hexdigest()
     f = reclaim.faces.pipeline
     return f"{f.DESCRIPTOR_KIND} {f.FaceOptions()!r} {code}"
@@ -435,7 +440,8 @@ ARCFACE_5 = np.array(
 def _landmarks_5_68(path: str) -> tuple[list[list[float]], list[list[float]]] | None:
     import dlib
 
-    from reclaim.faces.pipeline import FaceOptions, _detect, _models, models_dir
+    from reclaim.faces.detect import FaceOptions, _detect
+    from reclaim.faces.models import _models, models_dir
     from reclaim.media import Media
 
     m = _models()

@@ -1,6 +1,6 @@
 """Face regions for the forensic signals: box + dlib's 68 landmarks + the face mask.
 
-Face search (``faces/pipeline.py``) needs only 5 landmarks; the manipulation signals need the
+Face search (``faces/describe.py``) needs only 5 landmarks; the manipulation signals need the
 face's outline: where a swapped or pasted face would end. The 68-point model
 (``shape_predictor_68_face_landmarks.dat``) ships in ``face-recognition-models`` and is loaded
 once per process, on first use.
@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from reclaim.faces.pipeline import FaceOptions, _detect, _models, models_dir
+from reclaim.faces.detect import FaceOptions, _detect
+from reclaim.faces.models import _models, models_dir
 
 __all__ = ["FaceRegion", "face_regions", "hull_mask", "regions_from_boxes"]
 

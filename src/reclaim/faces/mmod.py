@@ -5,7 +5,7 @@ in memory, with dlib's detection reproduced around it step by step (the dlib sou
 the code are the specification): the tiled image pyramid (``dnn/input.h``, ``image_pyramid.h``),
 the network (batch norms folded into the convolutions as dlib's ``affine_`` layer does), the
 score map mapped back to image boxes and dlib's non-max suppression (``dnn/loss.h``). Boxes and
-scores equal dlib's on faces; ``faces/pipeline.py`` checks them against dlib when the models load
+scores equal dlib's on faces; ``faces/models.py`` checks them against dlib when the models load
 and uses dlib if they differ. Why: dlib-bin has no BLAS, and onnxruntime runs the network several
 times faster (numbers and the step-by-step specification: docs/faces.md).
 """

@@ -1,0 +1,65 @@
+"""The home redirect, the findings list and the previews it shows (blurred until chosen)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from reclaim.errors import ReclaimError
+from reclaim.web.deps import Case
+from reclaim.web.pages import page
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(ctx: Case) -> RedirectResponse:
+    """The findings once someone is enrolled, else the enrollment page."""
+    with ctx.store() as s:
+        target = "/findings" if s.has_enrollments() else "/enroll"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/findings", response_class=HTMLResponse)
+def findings_page(request: Request, ctx: Case) -> HTMLResponse:
+    from reclaim.decisions import current
+    from reclaim.findings import list_findings
+
+    with ctx.store() as s:
+        found = list_findings(s)
+        decided = current(s)
+        enrolled = s.has_enrollments()
+    return page(
+        request,
+        "findings.html.j2",
+        findings=found,
+        decided=decided,
+        enrolled=enrolled,
+        job=ctx.jobs.current,
+    )
+
+
+@router.get("/thumb/{sha}")
+def thumb(ctx: Case, sha: str, reveal: int = 0) -> Response:
+    """A preview, blurred on the server unless the person asked to see it."""
+    from reclaim.report.pack import item_record, thumbnail
+    from reclaim.sources.resolve import read_verified
+
+    try:
+        with ctx.store() as s:
+            rec = item_record(s, sha)
+        data, _ = read_verified(sha, rec["locators"], ctx.path, rec["blob"])
+    except ReclaimError:
+        return Response(status_code=404)
+    jpg = thumbnail(data, reveal == 1)
+    if jpg is None:
+        return Response(status_code=404)
+    return Response(jpg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/reveal/{sha}", response_class=HTMLResponse)
+def reveal(sha: str) -> HTMLResponse:
+    """htmx fragment: the unblurred preview, asked for by a click on "show"."""
+    if not all(c in "0123456789abcdef" for c in sha) or len(sha) != 64:
+        return HTMLResponse("", status_code=404)
+    return HTMLResponse(f'<img alt="" class="revealed" src="/thumb/{sha}?reveal=1" width="240">')
