@@ -154,3 +154,42 @@ def test_columns_refuse_a_column_they_cannot_place(tmp_path: Path) -> None:
         pair.read(con.execute("SELECT 1 AS a, 2 AS x"))
     with pytest.raises(TypeError, match="named twice"):
         Columns(Pair, "").read(con.execute("SELECT 1 AS a, 2 AS a"))
+
+
+def test_decisions_are_read_by_name_into_decision(tmp_path: Path) -> None:
+    """Rows as the store wrote them before ``Decision`` (plain strings) read back typed; the
+    latest decision on an item counts; a value no reclaim writes is named, not guessed."""
+    from reclaim.decisions import Decision, DecisionKind, confirmed_items, current, decide
+    from reclaim.errors import InputError, StoreError
+
+    with _case(tmp_path / "case") as store:
+        rows = [
+            (_sha(0), "Bea", "unsure", "", "lea", "2026-01-01T00:00:00.000Z"),
+            (_sha(1), None, "not_me", "pas moi", "lea", "2026-01-01T00:00:01.000Z"),
+            (_sha(0), None, "confirmed", "c'est moi", "lea", "2026-01-01T00:00:02.000Z"),
+        ]
+        store.conn.executemany(
+            "INSERT INTO decisions(item_sha256, enrollment, decision, note, actor, decided_at) "
+            "VALUES (?,?,?,?,?,?)",
+            rows,
+        )
+        latest = store.latest_decisions()
+        assert latest == [
+            Decision(_sha(1), DecisionKind.NOT_ME, "pas moi", "lea", "2026-01-01T00:00:01.000Z"),
+            Decision(_sha(0), DecisionKind.CONFIRMED, "c'est moi", "lea", rows[2][5]),
+        ]
+        assert all(type(d.decision) is DecisionKind for d in latest)
+        assert current(store)[_sha(0)].as_pack_record() == {
+            "decision": "confirmed", "note": "c'est moi", "by": "lea", "at": rows[2][5],
+        }  # fmt: skip
+        assert confirmed_items(store) == [_sha(0)]
+        d = decide(store, _sha(2), "unsure", " bof ", actor="cy", enrollment="Cy")
+        assert (d.decision, d.note, d.enrollment) == (DecisionKind.UNSURE, "bof", "Cy")
+        assert store.latest_decisions()[-1] == d
+        stored = store.conn.execute("SELECT decision FROM decisions ORDER BY id DESC").fetchone()
+        assert stored == ("unsure",) and type(stored[0]) is str
+        with pytest.raises(InputError, match="must be one of confirmed, not_me, unsure"):
+            decide(store, _sha(2), "maybe")
+        store.conn.execute("UPDATE decisions SET decision = 'Confirmed' WHERE id = 3")
+        with pytest.raises(StoreError, match="unknown decision 'Confirmed'"):
+            store.latest_decisions()

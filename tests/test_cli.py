@@ -245,3 +245,6 @@ def test_decide_names_items_by_sha256_or_its_prefix(tmp_path: Path) -> None:
         code, _out, err = run("decide", *args, "--case", str(case))
         assert code == 2 and why in err and len(err.strip().splitlines()) == 1, err
     assert len([e for e in CustodyLog(case).entries() if e["action"] == "decision"]) == 2
+    # The decision is checked against DecisionKind before the case is even opened.
+    code, _out, err = run("decide", a, "Confirmed", "--case", str(tmp_path / "nowhere"))
+    assert code == 2 and "decision must be one of confirmed, not_me, unsure" in err, err

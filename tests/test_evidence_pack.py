@@ -398,3 +398,31 @@ def consistent_rewrite(src: Path, dst: Path, target: str, new: bytes, sign: obje
     with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in sorted(files):
             z.writestr(name, files[name])
+
+
+def test_the_pack_records_the_latest_decision_as_before(
+    case_with_items: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """``export_case`` takes the confirmed items, each with its latest decision in the
+    manifest's shape (decision, note, by, at: plain JSON, as packs were written before)."""
+    from reclaim.decisions import decide
+    from reclaim.report.pack import export_case
+
+    case, shas = case_with_items
+    out = tmp_path / "pack.zip"
+    with CaseStore.open(case) as store:
+        decide(store, shas[0], "unsure", actor="lea")
+        decide(store, shas[0], "confirmed", "c'est moi", actor="lea")
+        decide(store, shas[1], "not_me", actor="lea")
+        at = store.latest_decisions()[0].decided_at
+        export_case(store, out, PackOptions(notifier=ME, pdf=False))
+    with zipfile.ZipFile(out) as z:
+        raw = z.read("manifest.json").decode()
+        html = z.read("report.html").decode()
+    items = json.loads(raw)["items"]
+    assert [it["sha256"] for it in items] == [shas[0]]
+    assert items[0]["decision"] == {"decision": "confirmed", "note": "c'est moi", "by": "lea",
+                                    "at": at}  # fmt: skip
+    assert list(items[0]["decision"]) == ["decision", "note", "by", "at"]
+    assert "confirmed — c&#39;est moi" in html or "confirmed — c'est moi" in html
+    assert verify_pack(out).ok

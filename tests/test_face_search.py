@@ -464,6 +464,40 @@ def test_a_face_failure_keeps_the_items_hashes(
         assert {"sha256", "md5", "pdq"} <= set(store.item_signals(sha))
 
 
+def test_the_face_backfill_writes_one_custody_entry(
+    photo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``reclaim faces`` analyses the case's items again: its run is in the custody log, as a
+    scan's is, whichever front end started it (the entry is written by find_faces_in_case)."""
+    from reclaim.faces import pipeline as F
+    from reclaim.faces.pipeline import FaceOptions
+    from reclaim.report.custody import CustodyLog, verify_chain
+    from reclaim.scan import find_faces_in_case, scan
+    from reclaim.sources import open_source
+
+    real, calls = F.media_faces, []
+
+    def first_fails(media: object, options: object = None) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("no faces today")
+        return real(media, options)  # type: ignore[arg-type]
+
+    case = tmp_path / "case"
+    with CaseStore.open(case, create=True) as store:
+        scan(store, [open_source(str(photo_dir))], workers=0)  # nobody enrolled: no face work
+        monkeypatch.setattr(F, "media_faces", first_fails)
+        st = find_faces_in_case(store, workers=0, face_options=FaceOptions(cnn="off"), check="off")
+        run = store.conn.execute("SELECT MAX(id) FROM runs WHERE command = 'faces'").fetchone()[0]
+        assert store.items_without_faces() == []
+    entries = CustodyLog(case).entries()
+    assert [e["action"] for e in entries] == ["acquisition", "analysis", "analysis"]
+    d = entries[-1]["details"]
+    assert (d["run"], d["command"], d["status"], d["signals"]) == (run, "faces", "done", ["faces"])
+    assert (d["items_analysed"], d["faces"], d["errors"], d["unavailable"]) == (6, st.faces, 1, 0)
+    assert st.errors == 1 and verify_chain(entries) == []
+
+
 def test_a_case_with_older_descriptors_says_what_to_do(tmp_path: Path) -> None:
     # A case written before descriptor v2 holds 512-byte (128-value) descriptors: face work on
     # it stops with a clear one-line reason instead of comparing incomparable vectors; listing

@@ -33,6 +33,7 @@ from reclaim import __version__
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import MediaLimits, read_user_file
 from reclaim.store import CaseStore
+from reclaim.store.decisions import DecisionKind
 
 if TYPE_CHECKING:  # scanning and its sources load on use: `enroll` and others start faster
     from reclaim.scan import ScanStats
@@ -584,7 +585,12 @@ def decide_cmd(
         ),
     ],
     decision: Annotated[
-        str, typer.Argument(help="confirmed (it's me), not_me or unsure.", show_default=False)
+        str,
+        typer.Argument(
+            help=f"{DecisionKind.CONFIRMED} (it's me), {DecisionKind.NOT_ME} or "
+            f"{DecisionKind.UNSURE}.",
+            show_default=False,
+        ),
     ],
     case: CaseOpt,
     note: Annotated[str, typer.Option("--note", help="A note kept with the decision.")] = "",
@@ -593,10 +599,12 @@ def decide_cmd(
 
     Every decision is kept (the latest counts) and written to the custody log; `reclaim pack`
     exports the confirmed items."""
-    from reclaim.decisions import decide, item_named
+    from reclaim.decisions import decide, item_named, kind_named
 
-    with user_errors(), CaseStore.open(case) as store:
-        d = decide(store, item_named(store, item), decision, note)
+    with user_errors():
+        kind = kind_named(decision)  # before the case is opened: a typo changes nothing
+        with CaseStore.open(case) as store:
+            d = decide(store, item_named(store, item), kind, note)
     out.print(f"{d.item_sha256[:16]}…: {d.decision}", highlight=False, markup=False)
 
 

@@ -12,40 +12,34 @@ lock for its whole run, and waiting for it would lose her decision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
-
 from reclaim.errors import InputError
 from reclaim.report.custody import CustodyLog, default_actor
 from reclaim.store import CaseStore
 from reclaim.store.case import now_iso
+from reclaim.store.decisions import Decision, DecisionKind
 
 __all__ = [
-    "VERDICTS",
     "Decision",
-    "Verdict",
+    "DecisionKind",
     "confirmed_items",
     "current",
     "decide",
-    "for_pack",
     "item_named",
+    "kind_named",
     "selected_for_export",
 ]
 
-Verdict = Literal["confirmed", "not_me", "unsure"]
-VERDICTS: tuple[Verdict, ...] = ("confirmed", "not_me", "unsure")
 #: Shortest SHA-256 prefix accepted for an item (``reclaim decide``).
 MIN_PREFIX = 8
 
 
-@dataclass(frozen=True)
-class Decision:
-    item_sha256: str
-    decision: Verdict
-    note: str
-    actor: str
-    decided_at: str
-    enrollment: str | None = None
+def kind_named(text: str) -> DecisionKind:
+    """The decision a front end was given (``reclaim decide``, the item page's form).
+    Raises InputError for anything else."""
+    try:
+        return DecisionKind(text)
+    except ValueError:
+        raise InputError(f"decision must be one of {', '.join(DecisionKind)}") from None
 
 
 def decide(
@@ -62,33 +56,28 @@ def decide(
     ``actor``: who decided (default: this computer's user name). Raises InputError for an
     unknown item or decision.
     """
-    if decision not in VERDICTS:
-        raise InputError(f"decision must be one of {', '.join(VERDICTS)}")
+    kind = kind_named(decision)
     if not store.known_item(item_sha256):
         raise InputError(f"item {item_sha256[:16]}… is not in this case")
     actor = actor or default_actor()
-    d = Decision(item_sha256, decision, note.strip()[:2000], actor, now_iso(), enrollment)
-    store.add_decision(d.item_sha256, d.enrollment, d.decision, d.note, d.actor, d.decided_at)
+    d = Decision(item_sha256, kind, note.strip()[:2000], actor, now_iso(), enrollment)
+    store.add_decision(d)
     CustodyLog(store.root).append(
         "decision",
-        {"item": item_sha256, "decision": d.decision, "note": d.note, "enrollment": enrollment},
+        {"item": item_sha256, "decision": kind.value, "note": d.note, "enrollment": enrollment},
         actor=actor,
     )
     return d
 
 
 def current(store: CaseStore) -> dict[str, Decision]:
-    """The latest decision per item."""
-    return {
-        r["item_sha256"]: Decision(
-            r["item_sha256"], r["decision"], r["note"], r["actor"], r["decided_at"], r["enrollment"]
-        )
-        for r in store.latest_decisions()
-    }
+    """The latest decision per item, by item SHA-256."""
+    return {d.item_sha256: d for d in store.latest_decisions()}
 
 
 def confirmed_items(store: CaseStore) -> list[str]:
-    return [sha for sha, d in current(store).items() if d.decision == "confirmed"]
+    """Items whose latest decision is "it's me"."""
+    return [sha for sha, d in current(store).items() if d.decision is DecisionKind.CONFIRMED]
 
 
 def selected_for_export(store: CaseStore) -> list[str]:
@@ -99,14 +88,6 @@ def selected_for_export(store: CaseStore) -> list[str]:
             "no confirmed finding yet: mark a finding as you first, or name the items to export"
         )
     return items
-
-
-def for_pack(store: CaseStore) -> dict[str, dict[str, Any]]:
-    """The latest decision per item, as an evidence pack records it."""
-    return {
-        k: {"decision": d.decision, "note": d.note, "by": d.actor, "at": d.decided_at}
-        for k, d in current(store).items()
-    }
 
 
 def item_named(store: CaseStore, text: str) -> str:

@@ -468,12 +468,10 @@ def _custody_acquisition(
     status: str,
     stats: ScanStats,
 ) -> None:
-    """One custody entry per scan run: what was read, from where, with what result."""
-    from reclaim.report.custody import CustodyLog
-
-    # The scan's own record (runs table) stands; never lose the scan over the custody file.
-    with contextlib.suppress(OSError):
-        CustodyLog(store.root).append(
+    """One custody entry per scan run: what was read, from where, with what result (and one
+    for the analysis when it analysed anything)."""
+    entries: list[tuple[str, dict[str, Any]]] = [
+        (
             "acquisition",
             {
                 "run": run_id,
@@ -483,8 +481,10 @@ def _custody_acquisition(
                 **stats.as_dict(),
             },
         )
-        if stats.analysed:
-            CustodyLog(store.root).append(
+    ]
+    if stats.analysed:
+        entries.append(
+            (
                 "analysis",
                 {
                     "run": run_id,
@@ -493,6 +493,19 @@ def _custody_acquisition(
                     "errors": stats.errors,
                 },
             )
+        )
+    _custody_append(store, entries)
+
+
+def _custody_append(store: CaseStore, entries: list[tuple[str, dict[str, Any]]]) -> None:
+    """Append a run's custody entries (action, details), in order. The run's own record (the
+    runs table) stands: never lose the run over the custody file."""
+    from reclaim.report.custody import CustodyLog
+
+    with contextlib.suppress(OSError):
+        log = CustodyLog(store.root)
+        for action, details in entries:
+            log.append(action, details)
 
 
 def _run_pool(
@@ -753,6 +766,27 @@ def find_faces_in_case(
         stats.findings = search_new_faces(store)
         status = "done"
     finally:
-        store.finish_run(run_id, status, stats.as_dict())
-        store.release_lock()
+        try:
+            store.finish_run(run_id, status, stats.as_dict())
+            _custody_face_backfill(store, run_id, status, check, stats)
+        finally:
+            store.release_lock()
     return stats
+
+
+def _custody_face_backfill(
+    store: CaseStore, run_id: int, status: str, check: str, stats: FaceBackfillStats
+) -> None:
+    """One custody entry per ``reclaim faces`` run: an analysis of items already acquired
+    (their bytes read again from where the scan saw them, checked against their SHA-256),
+    with the keys of a scan's analysis entry and what the backfill found."""
+    details = {
+        "run": run_id,
+        "command": "faces",
+        "status": status,
+        "signals": ["faces"],
+        "check": check,
+        "items_analysed": stats.done,
+        **stats.as_dict(),
+    }
+    _custody_append(store, [("analysis", details)])

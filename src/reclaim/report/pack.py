@@ -39,6 +39,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from PIL import Image, ImageFilter
 
 from reclaim import __version__, decisions, findings
+from reclaim.decisions import Decision
 from reclaim.detectors.record import CheckResult
 from reclaim.errors import InputError, ReclaimError
 from reclaim.media import Media
@@ -75,7 +76,7 @@ class PackOptions:
     actor: str | None = None
     pdf: bool = True
     findings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by item sha256
-    decisions: dict[str, dict[str, Any]] = field(default_factory=dict)  # by item sha256
+    decisions: dict[str, Decision] = field(default_factory=dict)  # by item sha256
     timestamp_url: str | None = None  # RFC 3161 authority: the only network use, on request
 
 
@@ -164,7 +165,7 @@ def export_case(
     """
     chosen = list(items or []) or decisions.selected_for_export(store)
     options = replace(
-        options, decisions=decisions.for_pack(store), findings=findings.for_pack(store)
+        options, decisions=decisions.current(store), findings=findings.for_pack(store)
     )
     return build_pack(store, chosen, out, options)
 
@@ -195,7 +196,8 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
         thumb = thumbnail(data, options.reveal)
         rec["thumb"] = base64.b64encode(thumb).decode() if thumb else None
         rec["findings"] = options.findings.get(rec["sha256"], [])
-        rec["decision"] = options.decisions.get(rec["sha256"])
+        decided = options.decisions.get(rec["sha256"])
+        rec["decision"] = decided.as_pack_record() if decided is not None else None
 
     manifest = {
         "format": "reclaim-evidence-pack/1",
