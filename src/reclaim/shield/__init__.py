@@ -1,0 +1,28 @@
+"""Face shields: keyed, cancelable protected face templates a platform can match uploads
+against without holding the enrolled person's face template (issue 20). ``schemes`` holds the
+protection schemes compared in ``bench/shield.py``; the choice and threat model: docs/shield.md.
+"""
+
+from __future__ import annotations
+
+from reclaim.shield.schemes import (
+    MIN_KEY_BYTES,
+    BioHash,
+    IndexOfMax,
+    Normaliser,
+    ProtectedTemplate,
+    Scheme,
+    ShieldMismatch,
+    derive_rng,
+)
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "BioHash",
+    "IndexOfMax",
+    "Normaliser",
+    "ProtectedTemplate",
+    "Scheme",
+    "ShieldMismatch",
+    "derive_rng",
+]
