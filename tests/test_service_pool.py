@@ -123,7 +123,10 @@ def test_full_pool_answers_503_with_retry_after(service: Service) -> None:
         assert r.status_code == 503, r.text
         assert int(r.headers["Retry-After"]) >= 1
         assert "busy" in r.json()["message"]
-        assert hostile.result(timeout=60).status_code in (413, 422)
+        # 8000x8000 is within the 120 MP frame cap: since animated frames are shrunk to 512 px
+        # before hashing (40fceb6) the worker may finish it (200) instead of hitting its memory
+        # ceiling (413) or time limit (422); what matters here is the 503 above meanwhile.
+        assert hostile.result(timeout=60).status_code in (200, 413, 422)
     assert service.hash(_photo(3)).status_code == 200
 
 
