@@ -24,6 +24,7 @@ from reclaim.analysis import CHECK_LEVELS, analyze_bytes, error_item
 from reclaim.errors import InputError, ItemTimeout
 from reclaim.hashes import signal_types
 from reclaim.media import MediaLimits, sniff
+from reclaim.media.sandbox import die_with_parent
 from reclaim.sources import Entry, Locator, Source
 from reclaim.sources.base import FileTooLarge
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
@@ -166,24 +167,11 @@ def _worker_init(parent_pid: int, memory_budget: int) -> None:
       code; a decoder stuck in C is killed by a kernel timer a little after it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     _limit_memory(memory_budget)
     global _HARD
     _HARD = _HardDeadline.create()
     _keep_freed_memory()
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the parent check below still runs once
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 #: Memory a scan worker may add to what it started with (``RLIMIT_DATA``: heap and private

@@ -35,7 +35,6 @@ Pillow's Python code and the standard library's archive readers) when it imports
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import hashlib
 import importlib
@@ -615,12 +614,6 @@ class _Child:
         self.status.end(unexpected, slow)
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _mutate(rng: random.Random, data: bytes, pool: list[bytes], max_len: int) -> bytes:
     """A few stacked byte-level mutations (the ``mutate`` engine)."""
     b = bytearray(data)
@@ -690,7 +683,7 @@ def _run_atheris(
 def child_main(argv: list[str]) -> int:
     """``python -m reclaim_fixtures.fuzz TARGET ENGINE SECONDS WORKDIR FINDINGS HANG_S MEM
     SEED``."""
-    _die_with_parent()
+    parent = os.getppid()
     name, engine, seconds, workdir, findings, hang_s, mem, seed = argv
     target = TARGETS[name]
     work = Path(workdir)
@@ -702,6 +695,11 @@ def child_main(argv: list[str]) -> int:
             _import_everything()
     else:
         _import_everything()
+    # After the instrumented imports (importing reclaim.media first would leave it
+    # uninstrumented); exits if the parent died meanwhile.
+    from reclaim.media.sandbox import die_with_parent
+
+    die_with_parent(parent)
     seeds = [s[: target.max_len] for s in target.prepare(scratch)]
     run = target.make_run(scratch)
     if int(mem) > 0:

@@ -50,17 +50,21 @@ _PRELOAD = ["reclaim.analysis"]
 _restart_after_reply = False  # set in the worker after a MemoryError: its heap may be bloated
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent dies (no orphans holding memory)."""
-    with contextlib.suppress(Exception):
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (no orphans holding memory or a
+    lock). With ``parent_pid``, exit at once when the parent already died before the request
+    took effect (then this process has been re-parented)."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: only the check below runs
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _serve(conn: Connection, memory_bytes: int, nice: int = 0) -> None:
     """The worker: run each ``(fn, args)`` received and send back ``(status, value)``."""
     global _restart_after_reply
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if nice > 0:
         with contextlib.suppress(OSError):
