@@ -27,6 +27,10 @@ __all__ = ["CHECK_LEVELS", "analyze_bytes", "error_item", "face_record"]
 CHECK_LEVELS: tuple[str, ...] = tuple(CheckLevel)
 
 
+#: How an item's error starts when decoding it hit the worker's memory ceiling (MemoryError).
+OUT_OF_MEMORY = "ran out of memory (a worker's memory ceiling)"
+
+
 def _byte_signals(data: bytes) -> ItemRecord:
     """An item of unknown kind carrying only the signals of its bytes (the digests)."""
     values = [s.of_bytes(data) for s in signal_types() if isinstance(s, BytesSignalType)]
@@ -71,7 +75,7 @@ def analyze_bytes(
         item.error = f"{type(e).__name__}: {e}"
         item.signals = item.signals[:digests]
     except MemoryError as e:  # past a worker's memory ceiling (see reclaim.scan._limit_memory)
-        item.error = f"ran out of memory (a worker's memory ceiling): {_first_line(e)}".rstrip(": ")
+        item.error = f"{OUT_OF_MEMORY}: {_first_line(e)}".rstrip(": ")
         item.signals = item.signals[:digests]
     except Exception as e:  # a decoder bug must not stop the scan; record it plainly
         item.error = f"unexpected decoder error: {type(e).__name__}: {e}"

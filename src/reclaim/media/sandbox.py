@@ -219,12 +219,12 @@ def analyze_in_worker(data: bytes, limits: MediaLimits) -> ItemRecord:
     """Worker side of :func:`analyze_isolated`: ``analyze_bytes``, with a MemoryError it recorded
     as a decoder error turned into MediaTooLarge (and the worker replaced after replying)."""
     global _restart_after_reply
-    from reclaim.analysis import analyze_bytes
+    from reclaim.analysis import OUT_OF_MEMORY, analyze_bytes
 
     item = analyze_bytes(data, limits)
-    # analyze_bytes records a MemoryError as "ran out of memory ..." (older: as an unexpected
-    # decoder error naming MemoryError): one MediaTooLarge line naming this worker's ceiling.
-    if item.error and ("MemoryError" in item.error or item.error.startswith("ran out of memory")):
+    # analyze_bytes records a MemoryError as OUT_OF_MEMORY: one MediaTooLarge line naming this
+    # worker's ceiling instead.
+    if item.error and item.error.startswith(OUT_OF_MEMORY):
         _restart_after_reply = True
         item.error = (
             f"MediaTooLarge: decoding needs more than the {gb(limits.max_memory_bytes)} "
