@@ -101,10 +101,15 @@ def test_status_answers_while_a_hostile_upload_is_hashed(service: Service) -> No
         assert not hostile.done()  # still being hashed while /status answered
         assert max(waits) < 1.0, waits
         r = hostile.result(timeout=60)
-    # Out of time (422) or, first, over the 2 GB memory ceiling (413): one line either way.
-    assert r.status_code in (413, 422), r.text
-    assert r.json()["message"].startswith("cannot hash this file: ")
-    # The worker was killed and replaced: the next upload hashes normally.
+    # 8000x8000 is within the 120 MP frame cap: since animated frames are hashed at 512 px
+    # (40fceb6) a quiet machine may finish it (200, with its PDQ); otherwise it is out of time
+    # (422) or over the 2 GB memory ceiling (413), one line either way.
+    if r.status_code == 200:
+        assert "pdq" in r.json(), r.text
+    else:
+        assert r.status_code in (413, 422), r.text
+        assert r.json()["message"].startswith("cannot hash this file: ")
+    # Whether the worker was replaced or not, the next upload hashes normally.
     ok = service.hash(_photo(1))
     assert ok.status_code == 200 and "pdq" in ok.json()
 
