@@ -136,6 +136,19 @@ CREATE TABLE IF NOT EXISTS findings (    -- best matching face per (enrollment, 
     found_at TEXT NOT NULL,
     UNIQUE (enrollment_id, item_sha256)
 );
+CREATE TABLE IF NOT EXISTS shields (     -- face shields she gave platforms (issue 20)
+    id INTEGER PRIMARY KEY,
+    shield_id TEXT NOT NULL UNIQUE,  -- pseudonymous id the platform knows it by
+    enrollment_name TEXT NOT NULL,   -- whose templates (kept after unenroll: she can revoke)
+    platform TEXT NOT NULL,          -- the tenant's name at the platform
+    platform_url TEXT,               -- the service's base URL, when she gave one
+    epoch INTEGER NOT NULL,          -- the platform's key epoch it was made under
+    created_at TEXT NOT NULL,
+    revoked_at TEXT,
+    revocation_secret BLOB NOT NULL, -- 32 bytes: stays with her, opens the receipt's commitment
+    signing_key BLOB NOT NULL,       -- 32 bytes: this shield's own Ed25519 key (raw)
+    shield TEXT NOT NULL             -- the exported shield (JSON): protected templates, receipt
+);
 CREATE TABLE IF NOT EXISTS checks (      -- is it manipulated or generated, and why (issue 6)
     item_sha256 TEXT PRIMARY KEY REFERENCES items(sha256),
     verdict TEXT NOT NULL,
