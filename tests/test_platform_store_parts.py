@@ -26,6 +26,7 @@ SYSTEM_WIDE = {
     "due_deliveries",
     "record_attempt",
     "pending_deliveries",
+    "shield_versions",  # the shield index's poll: (highest row, count) per tenant, no rows
 }
 PLUMBING = {"close", "tx", "migrate", "schema_version"}  # StoreBase's own: no tenant data
 

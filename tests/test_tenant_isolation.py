@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from reclaim.hashes.pdq import PdqHash
 from reclaim.platform.store import SCOPES, PlatformStore
 from tests.test_api_platform import Env, flip, make_store, photo, upload
+from tests.test_platform_shields import make, near, person, post, revoke
 
 #: Every table that holds tenant data (each has a tenant_id column).
 TENANT_TABLES = (
@@ -37,6 +38,8 @@ TENANT_TABLES = (
     "audit_log",
     "webhooks",
     "deliveries",
+    "shields",
+    "shield_templates",
 )
 BIG_ID = 2**62  # in range for every backend, never allocated
 
@@ -116,6 +119,12 @@ class World:
             int(r[0])
             for r in env.store._all("SELECT id FROM tokens WHERE tenant_id = ?", (self.b_id,))
         ]
+        # B: a face shield, taken in through B's public intake (after B's uploads above, which
+        # therefore did no face work); A: one made for A, for A's partner intake
+        self.b_centre, b_photos = person(41)
+        self.b_shield = make(env, "tenant-b", b_photos)
+        assert post(env, "tenant-b", self.b_shield).status_code == 201
+        self.a_shield = make(env, "tenant-a", person(42)[1])
 
     def dump(self, tenant_id: int) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of the tenant, table by table."""
@@ -294,6 +303,38 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
     def status() -> None:
         expect(c.get("/status"), 200)
 
+    b_sid = w.b_shield.shield.shield_id
+    as_json = {**a, "Content-Type": "application/json"}
+
+    def shield_key() -> None:
+        ka = c.get("/shield/v1/tenant-a/intake-key")
+        kb = c.get("/shield/v1/tenant-b/intake-key")  # public, and reads nothing of B's data
+        expect(ka, 200)
+        expect(kb, 200)
+        assert not {k["key"] for k in ka.json()["keys"]} & {k["key"] for k in kb.json()["keys"]}
+
+    def shield_intake() -> None:
+        # B's shield at A's intake: made for tenant-b, refused
+        expect(post(w.env, "tenant-a", w.b_shield), 422)
+
+    def shield_revoke() -> None:
+        # B's shield id with B's real secret at A's revocation route: not A's shield
+        expect(revoke(w.env, "tenant-a", b_sid, w.b_shield.revocation_secret), 403)
+
+    def shield_partner_intake() -> None:
+        r = c.post("/shield/v1/shields", headers=as_json, content=w.b_shield.shield.dumps())
+        expect(r, 422)
+        r = c.post("/shield/v1/shields", headers=as_json, content=w.a_shield.shield.dumps())
+        expect(r, 201)  # A's own
+
+    def shield_list() -> None:
+        r = c.get("/shield/v1/shields", headers=a)
+        expect(r, 200)
+        assert b_sid not in r.text
+
+    def shield_delete() -> None:
+        expect(c.delete(f"/shield/v1/shields/{b_sid}", headers=a), 404)
+
     return {
         ("POST", "/h/hash"): hash_post,
         ("GET", "/h/hash"): hash_get,
@@ -324,6 +365,12 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         ("GET", "/tokens"): list_tokens,
         ("DELETE", "/tokens/{token_id}"): revoke_token,
         ("GET", "/status"): status,
+        ("GET", "/shield/v1/{tenant}/intake-key"): shield_key,
+        ("POST", "/shield/v1/{tenant}/intake"): shield_intake,
+        ("POST", "/shield/v1/{tenant}/revoke"): shield_revoke,
+        ("POST", "/shield/v1/shields"): shield_partner_intake,
+        ("GET", "/shield/v1/shields"): shield_list,
+        ("DELETE", "/shield/v1/shields/{shield_id}"): shield_delete,
         # last: it deletes and re-creates A's SHARED bank
         ("DELETE", "/c/bank/{bank_name}"): bank_delete,
     }
@@ -364,8 +411,13 @@ def _router_routes(router: Any) -> set[tuple[str, str]]:
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-def test_every_route_walked_with_a_token_against_b(store: PlatformStore) -> None:
-    env = Env(store, poll_interval_s=0.0)
+def test_every_route_walked_with_a_token_against_b(store: PlatformStore, tmp_path: Path) -> None:
+    env = Env(
+        store,
+        poll_interval_s=0.0,
+        shield_keys=str(tmp_path / "shield-keys.json"),
+        shield_rate_per_ip=1000,
+    )
     w = World(env)
     walk = cases(w)
     have = routes(env)
@@ -398,6 +450,12 @@ def test_every_route_walked_with_a_token_against_b(store: PlatformStore) -> None
         assert not set(a_sees[st]) & set(w.b_content), (st, a_sees[st])
     deleted = {int(r[0]) for r in env.store._all("SELECT signal_id FROM changes WHERE op = 'del'")}
     assert not deleted & b_signals, "a B signal was logged as deleted"
+    # B's face shield still matches her for B, and never for A
+    index = env.platform.shields.index
+    probe = near(w.b_centre, 43)[None]
+    b_sid = w.b_shield.shield.shield_id
+    assert [h.shield_id for h in index.match(w.b_id, "tenant-b", probe)] == [b_sid]
+    assert index.match(w.a_id, "tenant-a", probe) == []
     assert not failed, "\n".join(failed)
     # A's failed attempts on B's ids are in A's own audit log (B's is unchanged, above)
     a_audit = env.client.get("/review/audit", headers=w.a, params={"limit": 1000}).json()
@@ -407,7 +465,10 @@ def test_every_route_walked_with_a_token_against_b(store: PlatformStore) -> None
         "review.decision.not_found",
         "webhook.delete.not_found",
         "token.revoke.not_found",
+        "shield.delete.not_found",
     }
+    refused = {e["action"] for e in a_audit["entries"] if e["action"].endswith(".refused")}
+    assert refused == {"shield.intake.refused", "shield.revoke.refused"}
     assert len(a_audit["entries"]) > a_before
     assert set(walk) <= have, f"cases for routes that are gone: {sorted(set(walk) - have)}"
 

@@ -1,5 +1,6 @@
 """Command line: ``reclaim scan | status | hash | protect | fetch | enroll | enrollments |
-unenroll | faces | findings | decide | pack | verify-pack | serve``.
+unenroll | lock-templates | unlock-templates | faces | findings | decide | pack | verify-pack |
+serve``.
 
 Thin: each command calls one domain operation (``reclaim.enroll``, ``reclaim.decisions``,
 ``reclaim.scan``, ``reclaim.report.pack``), which writes the custody entry and takes the case
@@ -11,6 +12,7 @@ Every bad input ends with a non-zero exit and one line saying what went wrong, n
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +53,15 @@ err = Console(stderr=True)
 
 CaseOpt = Annotated[
     Path, typer.Option("--case", "-c", help="Case directory (created on first scan).")
+]
+PassphraseFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help="When the case's face templates are locked (reclaim lock-templates): read their "
+        "passphrase from this file's first line ('-': standard input). Or set "
+        "RECLAIM_TEMPLATE_PASSPHRASE; otherwise it is asked for when a terminal is there.",
+    ),
 ]
 
 
@@ -111,10 +122,15 @@ def _run_scan(
     command: str,
     faces: bool | None = None,
     check: str = "auto",
+    passphrase_file: Path | None = None,
 ) -> ScanStats:
     from reclaim.scan import scan
 
-    with CaseStore.open(case, create=True) as store, _progress() as progress:
+    with (
+        CaseStore.open(case, create=True) as store,
+        _search_passphrase(store, passphrase_file, faces is not False) as passphrase,
+        _progress() as progress,
+    ):
         task = progress.add_task("scanning", total=None, rate="0", errors=0, current="")
 
         def on_progress(s: ScanStats) -> None:
@@ -138,8 +154,70 @@ def _run_scan(
             on_progress=on_progress,
             faces=faces,
             check=check,
+            passphrase=passphrase,
         )
     return stats
+
+
+# -- the passphrase of locked face templates (reclaim lock-templates) -------------------------
+
+
+def _read_passphrase(
+    passphrase_file: Path | None, prompt: str, *, confirm: bool = False, optional: bool = False
+) -> str | None:
+    """The passphrase from --passphrase-file, else RECLAIM_TEMPLATE_PASSPHRASE, else asked
+    (hidden; twice with ``confirm``) when a terminal is there; None when none was given. Never
+    printed, logged or stored."""
+    from reclaim.store.templatelock import PASSPHRASE_ENV
+
+    if passphrase_file is not None:
+        if str(passphrase_file) == "-":
+            line = sys.stdin.readline(4096)
+        else:
+            with passphrase_file.open("rb") as f:
+                line = f.read(4096).decode("utf-8", "replace").split("\n", 1)[0]
+        return line.rstrip("\r\n") or None
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV]
+    if not sys.stdin.isatty():
+        return None
+    value: str = typer.prompt(
+        prompt,
+        hide_input=True,
+        confirmation_prompt=confirm,
+        default="" if optional else None,
+        show_default=False,
+        err=True,
+    )
+    return value or None
+
+
+@contextmanager
+def _search_passphrase(
+    store: CaseStore, passphrase_file: Path | None, searching: bool
+) -> Iterator[str | None]:
+    """The passphrase face search needs in a case whose templates are locked (None otherwise,
+    or when none is given: the search then waits, nothing else does)."""
+    if not searching or not store.has_enrollments() or not store.templates_locked():
+        yield None
+        return
+    yield _read_passphrase(
+        passphrase_file,
+        "Passphrase of the face templates (Enter: go on without face search for now)",
+        optional=True,
+    )
+
+
+def _print_deferred(faces: int, case: Path) -> None:
+    if faces:
+        err.print(
+            f"[bold yellow]face search skipped:[/] the face templates of this case are locked "
+            f"and no passphrase was given, so {faces} face(s) were not compared with the enrolled "
+            "people yet. Nothing is lost: they wait for the next search. Run "
+            f"`reclaim faces --case {case}` and give the passphrase to search them.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_stats(stats: ScanStats, case: Path) -> None:
@@ -153,6 +231,7 @@ def _print_stats(stats: ScanStats, case: Path) -> None:
             f"{d['faces']} faces found, {d['findings']} new findings  →  "
             f"reclaim findings --case {case}"
         )
+    _print_deferred(stats.face_search_deferred, case)
 
 
 @app.command("scan")
@@ -186,6 +265,7 @@ def scan_cmd(
             "Default 'auto': 'faces' when faces are searched, else 'metadata'.",
         ),
     ] = "auto",
+    passphrase_file: PassphraseFileOpt = None,
 ) -> None:
     """Scan sources into a case: hashes of every image and video, and where each was seen.
 
@@ -196,7 +276,9 @@ def scan_cmd(
     with user_errors():
         opened = [open_source(s) for s in sources]
         limits = MediaLimits(video_max_seconds=max_video_seconds)
-        stats = _run_scan(case, opened, workers, limits, "scan", faces, check)
+        stats = _run_scan(
+            case, opened, workers, limits, "scan", faces, check, passphrase_file=passphrase_file
+        )
     _print_stats(stats, case)
 
 
@@ -232,13 +314,35 @@ def status_cmd(
         counts = {**store.counts(), **store.face_counts()}
         runs = store.runs()
         errs = store.errors(limit=max(errors, 0))
+        search = {
+            "templates_locked": store.templates_locked(),
+            "faces_awaiting_search": store.faces_awaiting_search(),
+        }
     if as_json:
-        print(json.dumps({"counts": counts, "runs": runs, "errors": errs}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {"counts": counts, "runs": runs, "errors": errs, "face_search": search},
+                ensure_ascii=False,
+            )
+        )
         return
     t = Table(title=f"case {case}", show_header=False)
     for k, v in counts.items():
         t.add_row(k.replace("_", " "), str(v))
     out.print(t)
+    if search["templates_locked"]:
+        out.print(
+            "face templates: locked with a passphrase (face search and enrolling ask for it)"
+            + (
+                f"; {search['faces_awaiting_search']} face(s) wait for face search  →  "
+                f"reclaim faces --case {case}"
+                if search["faces_awaiting_search"]
+                else ""
+            ),
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     if runs:
         last = runs[-1]
         out.print(
@@ -410,10 +514,12 @@ def enroll_cmd(
         str | None,
         typer.Option("--consented-by", help="Who gives consent, if not NAME herself."),
     ] = None,
+    passphrase_file: PassphraseFileOpt = None,
 ) -> None:
     """Enroll a person's face (with her consent) to find her in everything scanned.
 
     Only face templates (numbers) are stored, never the photos. `reclaim unenroll` deletes them.
+    In a case whose templates are locked, the new ones are encrypted under its passphrase.
     """
     from reclaim.enroll import consent_text, enroll
 
@@ -424,7 +530,12 @@ def enroll_cmd(
             "with --consent"
         )
     with user_errors(), CaseStore.open(case, create=True) as store:
-        res = enroll(store, name, photos, consent=True, consented_by=consented_by)
+        passphrase = None
+        if store.templates_locked():
+            passphrase = _read_passphrase(passphrase_file, "Passphrase of the face templates")
+        res = enroll(
+            store, name, photos, consent=True, consented_by=consented_by, passphrase=passphrase
+        )
     out.print(
         f"enrolled {res.name!r} from {res.templates} reference photo(s): templates stored, photos "
         f"not kept. {res.findings} finding(s) so far  →  reclaim findings --case {case}",
@@ -450,6 +561,7 @@ def enrollments_cmd(
     """People enrolled in a case: when, who consented, templates and findings."""
     with user_errors(), CaseStore.open(case) as store:
         rows = store.enrollments()
+        locked = store.templates_locked()
     if as_json:
         for r in rows:
             r.pop("id", None)
@@ -470,6 +582,8 @@ def enrollments_cmd(
             str(r["findings"]),
         )
     out.print(t)
+    if locked:
+        out.print("the templates are locked with a passphrase (reclaim unlock-templates)")
 
 
 @app.command("unenroll")
@@ -490,6 +604,64 @@ def unenroll_cmd(
     )
 
 
+@app.command("lock-templates")
+def lock_templates_cmd(case: CaseOpt, passphrase_file: PassphraseFileOpt = None) -> None:
+    """Encrypt the face templates of everyone enrolled under a passphrase.
+
+    The clear copies are wiped from the case for good. Face search and enrolling then ask for
+    the passphrase; everything else (scans, status, findings, packs, checks) works without it.
+    """
+    from reclaim.enroll import lock_templates
+
+    with user_errors(), CaseStore.open(case) as store:
+        again = store.templates_locked()
+        passphrase = _read_passphrase(
+            passphrase_file,
+            "Passphrase of the face templates"
+            if again
+            else "New passphrase for the face templates",
+            confirm=not again,
+        )
+        if passphrase is None:
+            fail(
+                "give the passphrase: type it when asked, or use --passphrase-file or the "
+                "RECLAIM_TEMPLATE_PASSPHRASE environment variable"
+            )
+        n = lock_templates(store, passphrase)
+        people = len(store.enrollments())
+    if again:
+        msg = "the face templates were already locked; old clear copies were wiped again"
+    else:
+        msg = (
+            f"face templates locked: {n} template(s) of {people} enrolled person(s) encrypted "
+            "under your passphrase, and their clear copies wiped from the case. Face search and "
+            "enrolling will ask for it. Keep it safe: it cannot be recovered (without it: "
+            "unenroll everyone, run reclaim unlock-templates, and enroll again)."
+        )
+    out.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("unlock-templates")
+def unlock_templates_cmd(case: CaseOpt, passphrase_file: PassphraseFileOpt = None) -> None:
+    """Decrypt the face templates locked by `reclaim lock-templates` and keep them in the clear."""
+    from reclaim.enroll import unlock_templates
+
+    with user_errors(), CaseStore.open(case) as store:
+        if not store.templates_locked():
+            fail("the face templates of this case are not locked")
+        passphrase = None
+        if store.enrollments() or store.sealed_shield_count(active_only=True):
+            passphrase = _read_passphrase(passphrase_file, "Passphrase of the face templates")
+        n = unlock_templates(store, passphrase)
+    out.print(
+        f"face templates unlocked: {n} template(s) are stored in the clear again; face search "
+        "no longer asks for a passphrase",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+
+
 @app.command("faces")
 def faces_cmd(
     case: CaseOpt,
@@ -504,11 +676,18 @@ def faces_cmd(
             "where faces are found now; 'off': faces only.",
         ),
     ] = "faces",
+    passphrase_file: PassphraseFileOpt = None,
 ) -> None:
-    """Look for faces in items scanned before face search was on, then match enrolled people."""
+    """Look for faces in items scanned before face search was on, then match enrolled people
+    (also against the faces a scan left waiting while the templates were locked)."""
     from reclaim.scan import FaceBackfillStats, find_faces_in_case
 
-    with user_errors(), CaseStore.open(case) as store, _progress() as progress:
+    with (
+        user_errors(),
+        CaseStore.open(case) as store,
+        _search_passphrase(store, passphrase_file, True) as passphrase,
+        _progress() as progress,
+    ):
         task = progress.add_task("faces", total=None, rate="0", errors=0, current="")
 
         def on_progress(s: FaceBackfillStats) -> None:
@@ -524,7 +703,9 @@ def faces_cmd(
                 current=s.current[-60:],
             )
 
-        stats = find_faces_in_case(store, workers=workers, on_progress=on_progress, check=check)
+        stats = find_faces_in_case(
+            store, workers=workers, on_progress=on_progress, check=check, passphrase=passphrase
+        )
     d = stats.as_dict()
     out.print(
         f"searched {d['done']} of {d['pending']} items for faces in {d['seconds']:.1f} s: "
@@ -540,6 +721,7 @@ def faces_cmd(
         markup=False,
         soft_wrap=True,
     )
+    _print_deferred(stats.face_search_deferred, case)
 
 
 @app.command("findings")
@@ -744,12 +926,16 @@ def verify_pack_cmd(
 
 
 def _register_more() -> None:
-    from reclaim.api.cli import platform_token_cmd, serve_platform_cmd
+    from reclaim.api.cli import platform_token_cmd, serve_platform_cmd, shield_keys_app
     from reclaim.check_cli import check_cmd
 
     app.command("check")(check_cmd)
     app.command("serve-platform")(serve_platform_cmd)
     app.command("platform-token")(platform_token_cmd)
+    app.add_typer(shield_keys_app, name="platform-shield-keys")
+    from reclaim.shield.cli import shield_app
+
+    app.add_typer(shield_app, name="shield")
 
 
 _register_more()

@@ -22,6 +22,10 @@ everything scanned into the case. Rules:
   refused (``CaseBusy``, naming the run) after ``LOCK_WAIT_S``: an enrollment in the middle of a
   scan would leave the rest of that scan unsearched for her, and a deletion cannot empty the
   write-ahead log while the scan writes to it.
+* **Templates can be locked under a passphrase** (``lock_templates``; issue 20): sealed with
+  AES-256-GCM under a scrypt key (``store/templatelock.py``), the clear copies wiped as unenroll
+  wipes. Enrolling into a locked case then needs the passphrase, and so does face search;
+  everything else works without it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from reclaim.match.faces import open_index, search_enrollment
 from reclaim.media import Media, MediaLimits
 from reclaim.report.custody import CustodyLog
 from reclaim.store import CaseStore
+from reclaim.store.templatelock import Passphrase, TemplatesLocked, locked_message
 
 __all__ = [
     "CONSENT_TEXT",
@@ -50,8 +55,10 @@ __all__ = [
     "EnrollmentRefused",
     "consent_text",
     "enroll",
+    "lock_templates",
     "reference_face",
     "unenroll",
+    "unlock_templates",
 ]
 
 MIN_FACE_PX = 80  # a reference face smaller than this gives a poor template
@@ -192,13 +199,16 @@ def enroll(
     search: bool = True,
     lang: str = "en",
     actor: str | None = None,
+    passphrase: Passphrase = None,
 ) -> Enrolled:
     """Enroll ``name`` from reference photos and search the case's faces for her; write the
     "enrollment" custody entry (``actor``: who did it, default this computer's user).
 
     Raises ConsentRequired without consent, EnrollmentRefused (one line per refused photo,
     joined) when a photo cannot make a good template, StoreError when the name is taken,
-    CaseBusy while a scan runs in the case.
+    CaseBusy while a scan runs in the case, TemplatesLocked (WrongPassphrase) when the case's
+    templates are locked and no (a wrong) ``passphrase`` is given: checked before any photo is
+    read.
     """
     name = name.strip()
     if not name:
@@ -211,6 +221,9 @@ def enroll(
         raise InputError("give at least one reference photo")
     if len(photos) > MAX_REFERENCE_PHOTOS:
         raise InputError(f"at most {MAX_REFERENCE_PHOTOS} reference photos")
+    if not passphrase and store.templates_locked():
+        raise TemplatesLocked(locked_message("enrolling"))
+    key = store.template_key(passphrase)  # a locked case: seal her templates under it
     refused: list[str] = []
     faces: list[tuple[str, Face]] = []
     for p in photos:
@@ -234,13 +247,13 @@ def enroll(
     text = consent_text(name, consented_by, lang)
     templates = [(descriptor_to_bytes(f.descriptor), f.size, f.blur, f.pose) for _, f in faces]
     with store.writing(LOCK_WAIT_S):
-        eid = store.add_enrollment(name, consented_by or name, text, templates)
+        eid = store.add_enrollment(name, consented_by or name, text, templates, key)
         CustodyLog(store.root).append(
             "enrollment", {"name": name, "templates": len(templates)}, actor=actor
         )
         found = 0
         if search:
-            found = search_enrollment(store, open_index(store), eid)
+            found = search_enrollment(store, open_index(store), eid, passphrase=key)
     return Enrolled(eid, name, len(templates), found, len(store.items_without_faces()))
 
 
@@ -268,3 +281,20 @@ def unenroll(store: CaseStore, name: str, *, actor: str | None = None) -> None:
 
 def _log_deletion(store: CaseStore, name: str, actor: str | None) -> None:
     CustodyLog(store.root).append("deletion", {"enrollment": name}, actor=actor)
+
+
+def lock_templates(store: CaseStore, passphrase: str) -> int:
+    """Seal every face template of the case under ``passphrase`` and wipe the clear copies
+    (``CaseStore.lock_templates``), holding the case lock. Returns how many were sealed (0:
+    they were locked already, the wipe was done again). Raises InputError for a passphrase too
+    short, WrongPassphrase when locked under another, CaseBusy while a scan runs."""
+    with store.writing(LOCK_WAIT_S):
+        return store.lock_templates(passphrase)
+
+
+def unlock_templates(store: CaseStore, passphrase: Passphrase) -> int:
+    """Put the case's face templates back in the clear, holding the case lock. Returns how
+    many were opened (0: they were not locked). Raises TemplatesLocked/WrongPassphrase without
+    the right passphrase, CaseBusy while a scan runs."""
+    with store.writing(LOCK_WAIT_S):
+        return store.unlock_templates(passphrase)

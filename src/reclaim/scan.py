@@ -28,6 +28,7 @@ from reclaim.media.sandbox import die_with_parent
 from reclaim.sources import Entry, Locator, Source
 from reclaim.sources.base import FileTooLarge
 from reclaim.store import CaseStore, ItemRecord, SightingRecord
+from reclaim.store.templatelock import Passphrase, TemplateKey
 from reclaim.verdicts import CheckLevel
 
 if TYPE_CHECKING:
@@ -54,9 +55,12 @@ class ScanStats:
     current: str = ""
     faces: int = 0  # faces found in new items (when face search is on)
     findings: int = 0  # new findings of enrolled people
+    # faces not matched against the enrolled people because their templates are locked and no
+    # passphrase was given: they wait for the next search that has it (reclaim faces)
+    face_search_deferred: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "seen": self.seen,
             "skipped": self.skipped,
             "analysed": self.analysed,
@@ -66,6 +70,29 @@ class ScanStats:
             "findings": self.findings,
             "seconds": round(time.monotonic() - self.started, 3),
         }
+        if self.face_search_deferred:
+            d["face_search_deferred"] = self.face_search_deferred
+        return d
+
+
+def _search_or_defer(store: CaseStore, key: TemplateKey | None) -> tuple[int, int]:
+    """Match the enrolled people against the new faces: (new findings, faces left waiting).
+
+    Without the key of locked templates nothing is matched and nothing is marked searched:
+    the faces wait, counted, for the next search given the passphrase."""
+    from reclaim.match.faces import search_new_faces
+
+    if key is None and store.templates_locked():
+        return 0, store.faces_awaiting_search()
+    return search_new_faces(store, passphrase=key), 0
+
+
+def _key_for_search(store: CaseStore, passphrase: Passphrase) -> TemplateKey | None:
+    """The key of the case's locked templates, checked before a long run starts (a wrong
+    passphrase is refused at once, not after hours of scanning); None without a passphrase."""
+    if passphrase is None or passphrase == "":
+        return None
+    return store.template_key(passphrase)
 
 
 # -- one entry (runs in workers) ----------------------------------------------------------------
@@ -356,6 +383,7 @@ def scan(
     face_options: FaceOptions | None = None,
     check: str = "auto",
     worker_memory: int | None = None,
+    passphrase: Passphrase = None,
 ) -> ScanStats:
     """Scan ``sources`` into ``store``. Returns counts; per-item problems are recorded, not raised.
 
@@ -366,6 +394,10 @@ def scan(
     ``check``: one of CHECK_LEVELS, or ``auto``: ``faces`` when faces are searched, else
     ``metadata``. ``worker_memory``: bytes each worker may allocate (default
     ``default_worker_memory``; 0: no ceiling).
+    ``passphrase`` (or its ``TemplateKey``): of the case's locked face templates (checked before
+    the run: WrongPassphrase). Without it a locked case is scanned, hashed and its faces found
+    as always, but not matched against the enrolled people: ``face_search_deferred`` counts
+    the faces that wait for the next search given it.
     """
     if check not in (*CHECK_LEVELS, "auto"):
         raise InputError(
@@ -381,6 +413,7 @@ def scan(
         face_opts = face_options or FaceOptions()
     if check == "auto":
         check = "faces" if face_opts is not None else "metadata"
+    key = _key_for_search(store, passphrase) if face_opts is not None else None
     stats = ScanStats()
     store.acquire_lock()
     run_id = store.start_run(command, [s.describe() for s in sources])
@@ -434,9 +467,7 @@ def scan(
             )
         flush()
         if face_opts is not None:
-            from reclaim.match.faces import search_new_faces
-
-            stats.findings = search_new_faces(store)
+            stats.findings, stats.face_search_deferred = _search_or_defer(store, key)
         status = "done"
     finally:
         try:
@@ -608,11 +639,12 @@ class FaceBackfillStats:
     unavailable: int = 0  # items whose bytes are no longer at any recorded place (still pending)
     findings: int = 0
     checked: int = 0  # items whose manipulation check was raised to the ``faces`` level
+    face_search_deferred: int = 0  # faces not matched: templates locked, no passphrase
     started: float = field(default_factory=time.monotonic)
     current: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "pending": self.pending,
             "done": self.done,
             "faces": self.faces,
@@ -622,6 +654,9 @@ class FaceBackfillStats:
             "checked": self.checked,
             "seconds": round(time.monotonic() - self.started, 3),
         }
+        if self.face_search_deferred:
+            d["face_search_deferred"] = self.face_search_deferred
+        return d
 
 
 def _backfill_entries(store: CaseStore, pending: list[str]) -> Iterator[Entry]:
@@ -680,8 +715,11 @@ def find_faces_in_case(
     face_options: FaceOptions | None = None,
     on_progress: Callable[[FaceBackfillStats], None] | None = None,
     check: str = "faces",
+    passphrase: Passphrase = None,
 ) -> FaceBackfillStats:
-    """Look for faces in every scanned item not yet searched, then match the enrolled people.
+    """Look for faces in every scanned item not yet searched, then match the enrolled people
+    against every face not matched yet (those a scan of a locked case left waiting included:
+    ``passphrase`` opens them, as in ``scan``).
 
     Bytes are read again from where the scan saw them (files, Telegram exports, archives,
     reclaim's own downloads); items no longer there stay pending and are counted.
@@ -690,10 +728,10 @@ def find_faces_in_case(
     or a fuller one already; ``"off"`` leaves the checks as they are.
     """
     from reclaim.faces.pipeline import FaceOptions, models_dir
-    from reclaim.match.faces import search_new_faces
 
     if check not in ("faces", "off"):
         raise InputError(f"unknown check level {check!r} for the backfill: use faces or off")
+    key = _key_for_search(store, passphrase)
     models_dir()
     opts = face_options or FaceOptions()
     limits = limits or MediaLimits()
@@ -751,7 +789,7 @@ def find_faces_in_case(
             _run_pool(entries, limits, workers, take, faces=opts, check=level)
         flush()
         stats.unavailable = len(wanted)
-        stats.findings = search_new_faces(store)
+        stats.findings, stats.face_search_deferred = _search_or_defer(store, key)
         status = "done"
     finally:
         try:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reclaim import __version__
-from reclaim.api import curation, hashing, matching, review, tokens
+from reclaim.api import curation, hashing, matching, review, shields, tokens
 from reclaim.api.deps import Platform, Settings
 from reclaim.platform.store import NotFound, OutOfRange, PlatformStore
 
@@ -128,8 +128,9 @@ def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAP
         description=(
             "Hash banks, match-on-upload, review queue and signed webhooks against "
             "non-consensual intimate imagery. Speaks Meta's Hasher-Matcher-Actioner API "
-            "(/h hashing, /m matching, /c curation) plus a review queue (/review) and the "
-            "tenant's own API tokens (/tokens)."
+            "(/h hashing, /m matching, /c curation) plus a review queue (/review), the "
+            "tenant's own API tokens (/tokens) and face shields (/shield/v1: intake and "
+            "revocation by the people they protect, matching of uploads' faces)."
         ),
         lifespan=lifespan,
     )
@@ -140,6 +141,7 @@ def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAP
     app.include_router(curation.router)
     app.include_router(review.router)
     app.include_router(tokens.router)
+    app.include_router(shields.router)
 
     @app.get("/status", tags=["status"])
     def status() -> dict[str, Any]:

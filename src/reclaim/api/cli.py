@@ -1,18 +1,20 @@
-"""``reclaim serve-platform`` and ``reclaim platform-token``.
+"""``reclaim serve-platform``, ``reclaim platform-token`` and ``reclaim platform-shield-keys``.
 
 Register in ``reclaim.cli`` with::
 
     app.command("serve-platform")(serve_platform_cmd)
     app.command("platform-token")(platform_token_cmd)
+    app.add_typer(shield_keys_app, name="platform-shield-keys")
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from reclaim.errors import ReclaimError
+from reclaim.errors import InputError, ReclaimError
 
 DbOpt = Annotated[
     str,
@@ -37,6 +39,10 @@ def serve_platform(
     hash_timeout_s: float = 30.0,
     hash_memory_mb: int = 2048,
     workers_log_level: str = "info",
+    shield_keys: str | None = None,
+    shield_rate_ip: int = 10,
+    shield_rate_tenant: int = 100,
+    shield_detect: str = "fast",
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start."""
     import uvicorn
@@ -44,6 +50,14 @@ def serve_platform(
     from reclaim.api.app import Settings, create_app
     from reclaim.platform.store import open_store
 
+    if shield_detect not in ("fast", "full"):
+        raise InputError(f"--shield-detect {shield_detect!r}: choose fast or full")
+    keys = shield_keys_path(db, shield_keys)
+    if keys is None:
+        typer.echo(
+            "face shields are off (with PostgreSQL, give --shield-keys PATH to turn them on)",
+            err=True,
+        )
     store = open_store(db)
     settings = Settings(
         max_upload_bytes=max_upload_mb * 1024 * 1024,
@@ -53,9 +67,23 @@ def serve_platform(
         hash_queue=hash_queue,
         hash_timeout_s=hash_timeout_s,
         hash_memory_bytes=hash_memory_mb * 1024 * 1024,
+        shield_keys=keys,
+        shield_rate_per_ip=shield_rate_ip,
+        shield_rate_per_tenant=shield_rate_tenant,
+        shield_detect=shield_detect,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
+
+
+def shield_keys_path(db: str, given: str | None) -> str | None:
+    """The face shields' key file: ``given``; else ``shield-keys.json`` beside a SQLite
+    database; None (shields off) for PostgreSQL without one, or when ``given`` is ``off``."""
+    if given is not None:
+        return None if given == "off" else given
+    if db.startswith(("postgresql://", "postgres://")):
+        return None
+    return str(Path(db).resolve().parent / "shield-keys.json")
 
 
 def serve_platform_cmd(
@@ -85,6 +113,28 @@ def serve_platform_cmd(
     hash_memory_mb: Annotated[
         int, typer.Option(help="Memory ceiling of each hashing worker (MiB; over: 413).", min=256)
     ] = 2048,
+    shield_keys: Annotated[
+        str | None,
+        typer.Option(
+            help="Face shields' key file (made on first use, mode 0600; keep it out of the "
+            "database's backups). Default: shield-keys.json beside a SQLite database; with "
+            "PostgreSQL shields are off unless given. 'off': no shields.",
+        ),
+    ] = None,
+    shield_rate_ip: Annotated[
+        int,
+        typer.Option(help="Shield intakes (and revocations) per client address per hour.", min=1),
+    ] = 10,
+    shield_rate_tenant: Annotated[
+        int, typer.Option(help="Shield intakes (and revocations) per tenant per hour.", min=1)
+    ] = 100,
+    shield_detect: Annotated[
+        str,
+        typer.Option(
+            help="How uploads' faces are found for face shields: 'fast' (YuNet only) or 'full' "
+            "(YuNet + HOG + CNN, as scans do; ~3x the CPU per photo).",
+        ),
+    ] = "fast",
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -103,6 +153,10 @@ def serve_platform_cmd(
             hash_queue=hash_queue,
             hash_timeout_s=hash_timeout,
             hash_memory_mb=hash_memory_mb,
+            shield_keys=shield_keys,
+            shield_rate_ip=shield_rate_ip,
+            shield_rate_tenant=shield_rate_tenant,
+            shield_detect=shield_detect,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)
@@ -172,3 +226,38 @@ def platform_token_cmd(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     typer.echo(secret)
+
+
+shield_keys_app = typer.Typer(
+    help="The platform's face-shield key file (one secret per key epoch; never in the database).",
+    no_args_is_help=True,
+)
+
+
+@shield_keys_app.command("rotate")
+def shield_keys_rotate_cmd(
+    keys: Annotated[
+        Path, typer.Option("--keys", help="The key file (serve-platform --shield-keys).")
+    ],
+    retire: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="Also stop taking new shields under this epoch (repeatable); its shields keep "
+            "matching until revoked."
+        ),
+    ] = None,
+) -> None:
+    """Add a new active key epoch (made first if the file does not exist). Running services
+    publish it at their next poll; renewed shields can then be made under it."""
+    from reclaim.platform.shield_keys import ShieldKeys, rotate
+
+    try:
+        new = rotate(keys, tuple(retire or ()))
+        listed = ShieldKeys.open(keys, create=False).epochs()
+    except ReclaimError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(f"added key epoch {new} to {keys}")
+    for k in listed:
+        state = "active" if k.active else "retired"
+        typer.echo(f"epoch {k.epoch}\t{state}\tcreated {k.created_at}")

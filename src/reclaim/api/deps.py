@@ -20,6 +20,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request
 
 from reclaim.media.sandbox import DecodePool
 from reclaim.platform.matcher import Matcher
+from reclaim.platform.shields import Shields
 from reclaim.platform.store import INT64_MAX, PlatformStore, Token
 from reclaim.platform.webhooks import WebhookSender
 
@@ -62,6 +63,26 @@ class Settings:
     hash_queue: int = 8
     hash_timeout_s: float = 30.0
     hash_memory_bytes: int = 2 << 30
+    #: Face shields (``reclaim.api.shields``): the key file (made on first use, mode 0600,
+    #: never in the database). None: shields are off, their routes answer 404 and uploads do no
+    #: face work.
+    shield_keys: str | None = None
+    #: Intake and revocation requests (no token) allowed per client address and per tenant in
+    #: each window of ``shield_rate_window_s``; beyond: 429 with Retry-After.
+    shield_rate_per_ip: int = 10
+    shield_rate_per_tenant: int = 100
+    shield_rate_window_s: float = 3600.0
+    #: An upload's faces matched: the largest this many per image or video frame, and at most
+    #: this many frames per video.
+    shield_max_faces: int = 3
+    shield_video_frames: int = 16
+    #: How an upload's faces are found for face shields: "fast" (YuNet only, its boxes mapped to
+    #: dlib's frame: ~3x cheaper per photo) or "full" (YuNet + dlib HOG + CNN fallback, as
+    #: ``reclaim scan``). The descriptor is the same v3 either way; bench/shield_platform.py
+    #: measures both (docs/shield.md, "Platform side").
+    shield_detect: str = "fast"
+    #: (tenant, key epoch) schemes kept drawn in memory (25 MB each).
+    shield_scheme_cache: int = 8
 
 
 class Platform:
@@ -86,6 +107,18 @@ class Platform:
         )
         weakref.finalize(self, self.decoders.close)
         self._revoked: set[int] = set()  # revoked here: refused even if a lookup raced it
+        #: Face shields: key file, index and rate limits; None when off.
+        self.shields: Shields | None = None
+        if settings.shield_keys:
+            self.shields = Shields(
+                store,
+                settings.shield_keys,
+                poll_interval_s=settings.poll_interval_s,
+                scheme_cache=settings.shield_scheme_cache,
+                rate_per_ip=settings.shield_rate_per_ip,
+                rate_per_tenant=settings.shield_rate_per_tenant,
+                rate_window_s=settings.shield_rate_window_s,
+            )
 
     def token(self, secret: str) -> Token | None:
         """Token for a presented secret, cached for ``token_cache_s``. A revocation through this

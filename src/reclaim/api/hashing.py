@@ -4,23 +4,27 @@ for an uploaded file's media kind (or a URL's), under their HMA names."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from reclaim.api import shields
 from reclaim.api.deps import Platform, PlatformDep, require
 from reclaim.errors import ItemTimeout, MediaError, MediaTooLarge
 from reclaim.hashes import signal_type
 from reclaim.media import MediaLimits
 from reclaim.media.sandbox import PoolFull, analyze_in_worker, preview_in_worker
 from reclaim.platform.store import Token
+from reclaim.store.faces import FaceRecord
 
 router = APIRouter(prefix="/h", tags=["hashing"])
+log = logging.getLogger("reclaim.api")
 T = TypeVar("T")
 
 
@@ -32,7 +36,10 @@ class Hashed:
     quality: dict[str, int | None] = field(default_factory=dict)
     kind: str = "other"
     sha256: str = ""
-    data: bytes = b""
+    data: bytes = field(default=b"", repr=False)
+    #: Faces found for the tenant's face shields (``hash_bytes(faces=True)``): clear
+    #: descriptors, in memory only until they are matched (``shields.match_upload``).
+    faces: list[FaceRecord] = field(default_factory=list, repr=False)
 
 
 def _limits(platform: Platform) -> MediaLimits:
@@ -65,12 +72,17 @@ async def in_pool(platform: Platform, fn: Callable[..., T], *args: Any) -> T:
         raise HTTPException(400, f"cannot hash this file: {e}") from e
 
 
-async def hash_bytes(data: bytes, platform: Platform) -> Hashed:
+async def hash_bytes(data: bytes, platform: Platform, *, faces: bool = False) -> Hashed:
     """Signals for uploaded bytes, computed in the decoding pool (``in_pool``); 400 with the
-    reason when it is not a readable image/video (413 over a size cap, 422 out of time)."""
+    reason when it is not a readable image/video (413 over a size cap, 422 out of time).
+    With ``faces``, the worker also finds the upload's faces (the tenant's face shields)."""
     if not data:
         raise HTTPException(400, "the uploaded file is empty")
-    item = await in_pool(platform, analyze_in_worker, data, _limits(platform))
+    if faces:
+        opts = shields.face_options(platform)
+        item = await in_pool(platform, analyze_in_worker, data, _limits(platform), opts)
+    else:
+        item = await in_pool(platform, analyze_in_worker, data, _limits(platform))
     if item.error or item.kind == "other":
         reason = item.error or "not an image or video reclaim reads"
         status = 400
@@ -87,12 +99,17 @@ async def hash_bytes(data: bytes, platform: Platform) -> Hashed:
         st = sig.exchange_name(item.kind)
         out.signals[st] = value
         out.quality[st] = quality
+    if faces:
+        out.faces = list(item.faces or [])
+        if item.face_error:
+            log.warning("face shields: the faces of an upload were not read: %s", item.face_error)
     return out
 
 
-async def hash_url(url: str, platform: Platform) -> Hashed:
+async def hash_url(url: str, platform: Platform, *, faces: bool = False) -> Hashed:
     """Fetch ``url`` (in a thread: the download must not block the event loop) and hash it."""
-    return await hash_bytes(await asyncio.to_thread(fetch_url, url, platform), platform)
+    data = await asyncio.to_thread(fetch_url, url, platform)
+    return await hash_bytes(data, platform, faces=faces)
 
 
 async def read_upload(request: Request) -> tuple[bytes, str | None, dict[str, str]]:
@@ -146,14 +163,18 @@ async def hash_post(
     request: Request,
     platform: PlatformDep,
     token: Annotated[Token, Depends(require("hash"))],
+    response: Response,
 ) -> dict[str, str]:
     """Hash an uploaded file (multipart, one file; HMA names the field ``photo``/``video``).
 
     Returns ``{signal_type: value}`` in HMA vocabulary, one entry per registered signal type
     offered for the media kind: ``sha256``, and ``pdq`` + ``md5`` for photos, ``video_md5`` +
-    ``vpdq`` for videos."""
+    ``vpdq`` for videos. When its faces match one of the tenant's face shields, the upload is
+    queued for review (``X-Reclaim-Review-Item``); the body is the same."""
     data, _hint, _ = await read_upload(request)
-    return (await hash_bytes(data, platform)).signals
+    hashed = await hash_bytes(data, platform, faces=await shields.wants_faces(platform, token))
+    await shields.review_hits(platform, token, response, hashed)
+    return hashed.signals
 
 
 @router.get("/hash")
@@ -161,9 +182,13 @@ async def hash_get(
     url: str,
     platform: PlatformDep,
     token: Annotated[Token, Depends(require("hash"))],
+    response: Response,
 ) -> dict[str, str]:
-    """Fetch ``url`` (if the server allows URL fetching) and hash it."""
-    return (await hash_url(url, platform)).signals
+    """Fetch ``url`` (if the server allows URL fetching) and hash it (face shields as for an
+    upload)."""
+    hashed = await hash_url(url, platform, faces=await shields.wants_faces(platform, token))
+    await shields.review_hits(platform, token, response, hashed)
+    return hashed.signals
 
 
 async def blurred_preview(h: Hashed, platform: Platform) -> bytes | None:

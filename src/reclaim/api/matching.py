@@ -9,7 +9,8 @@ Response shapes follow Meta's OpenMediaMatch ``matching`` blueprint:
 
 Like HMA, ``/m/lookup`` applies each bank's ``matching_enabled_ratio`` (a coin flip seeded by
 ``seed``; ``bypass_coinflip=true`` skips it), ``raw_lookup`` does not. A file lookup with any
-match is put in the review queue (its id in the ``X-Reclaim-Review-Item`` header).
+match is put in the review queue (its id in the ``X-Reclaim-Review-Item`` header), and so is one
+whose faces match one of the tenant's face shields (``reclaim.api.shields``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 
+from reclaim.api import shields
 from reclaim.api.deps import Platform, PlatformDep, require
-from reclaim.api.hashing import blurred_preview, hash_bytes, read_upload
+from reclaim.api.hashing import hash_bytes, read_upload
 from reclaim.platform.matcher import Match
 from reclaim.platform.signals import SignalRejected, canonical
 from reclaim.platform.store import Token
@@ -108,9 +110,14 @@ async def lookup_post(
     bypass_coinflip: bool = False,
     review: bool = True,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """Hash an uploaded file and look up every signal: ``{signal_type: {bank: [...]}}``."""
+    """Hash an uploaded file and look up every signal: ``{signal_type: {bank: [...]}}``.
+
+    Its faces are also matched against the tenant's face shields (``reclaim.api.shields``); a
+    bank match or a shield match queues it for review (``review=false``: neither). The body
+    holds the bank matches only."""
     data, _hint, _ = await read_upload(request)
-    hashed = await hash_bytes(data, platform)
+    faces = review and await shields.wants_faces(platform, token)
+    hashed = await hash_bytes(data, platform, faces=faces)
     wanted = _banks(banks)
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for st, value in hashed.signals.items():
@@ -118,19 +125,19 @@ async def lookup_post(
             token.tenant_id, st, value, wanted, hashed.quality.get(st) if st == "pdq" else None
         )
         out[st] = _by_bank(platform, found, seed, bypass_coinflip)
-    if review and platform.settings.review_on_match and any(out.values()):
-        item_id = platform.store.create_review_item(
-            token.tenant_id,
-            reason="match",
-            sha256=hashed.sha256,
-            media_kind=hashed.kind,
-            signals={k: v for k, v in hashed.signals.items() if k != "vpdq"},
-            matches=out,
-            preview=await blurred_preview(hashed, platform),
-            submitted_by=f"token:{token.id}:{token.name}",
+    hits = await shields.match_upload(platform, token, hashed)
+    banked = review and platform.settings.review_on_match and any(out.values())
+    if banked or hits:
+        reason = "match+shield" if banked and hits else "match" if banked else "shield"
+        await shields.queue_upload(
+            platform,
+            token,
+            response,
+            hashed,
+            reason=reason,
+            matches=dict(out) if banked else {},
+            hits=hits,
         )
-        platform.audit(token, "review.queued", f"review_item:{item_id}", reason="match")
-        response.headers["X-Reclaim-Review-Item"] = str(item_id)
     return out
 
 

@@ -47,6 +47,12 @@ class FaceOptions:
     max_side: int = 2048  # photos are decoded to at most this side (descriptor source)
     video_fps: float = 0.5  # video frames looked at per second ...
     max_video_frames: int = 60  # ... at most this many per video (spread over its length)
+    # Only the largest this many faces of an image (or frame) are described; 0: all. The
+    # platform's face shields match the few main faces of an upload, not every bystander.
+    max_faces: int = 0
+    # dlib's HOG detector (with the CNN fallback above). Off: YuNet's faces only, each box
+    # mapped to the frame HOG would draw (the platform's fast path for face shields).
+    hog: bool = True
 
 
 @dataclass
@@ -151,7 +157,7 @@ def _detect(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
     at_most = math.inf
     if yn and o.hog_face_px > 0:
         at_most = o.hog_face_px / max(1.0, min(d.side for d in yn))
-    dets = _hog(m, rgb, o, at_most)
+    dets = _hog(m, rgb, o, at_most) if o.hog else []
     h, w = rgb.shape[:2]
     # Small HOG faces call the CNN only where it sees them (images it runs on at ≥ 1x).
     small = bool(dets) and min(d.side for d in dets) < o.small_face_px and w * h <= o.cnn_max_pixels
@@ -166,4 +172,6 @@ def _detect(m: _Models, rgb: np.ndarray, o: FaceOptions) -> list[_Det]:
         d.right, d.bottom = min(float(w), d.right), min(float(h), d.bottom)
         if d.side >= o.min_face_px:
             out.append(d)
+    if o.max_faces > 0 and len(out) > o.max_faces:
+        out = sorted(out, key=lambda d: -d.side)[: o.max_faces]
     return out

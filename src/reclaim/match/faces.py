@@ -12,6 +12,11 @@ matched against all faces. Because the combined distance ``(nearest + mean) / 2`
 below the nearest template's distance, a FAISS range search of each template within the
 threshold finds every candidate; exact distances to all templates are then computed for them.
 Cost of brute force: docs/faces.md.
+
+When the case's templates are locked under a passphrase (``store/templatelock.py``), searching
+needs it: ``search_new_faces`` raises TemplatesLocked without it and marks nothing searched, so
+the next search given the passphrase finds every face that waited
+(``CaseStore.faces_awaiting_search``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import numpy as np
 from reclaim.faces.calibration import Calibration, calibration, combine_distances
 from reclaim.faces.pipeline import DESCRIPTOR_DIM, descriptor_from_bytes
 from reclaim.store import CaseStore
+from reclaim.store.faces import FACES_SEARCHED_UPTO
+from reclaim.store.templatelock import Passphrase
 
 __all__ = [
     "INDEX_FILE",
@@ -39,7 +46,7 @@ __all__ = [
 
 INDEX_FILE = "faces.faiss"
 _META_INDEX = "faces_index"
-_META_SEARCHED = "faces_searched_upto"
+_META_SEARCHED = FACES_SEARCHED_UPTO
 
 
 class FaceIndex:
@@ -153,11 +160,13 @@ def search_enrollment(
     cal: Calibration | None = None,
     *,
     after_id: int = 0,
+    passphrase: Passphrase = None,
 ) -> int:
     """Match one enrollment against the faces of the index with id > ``after_id`` and store
-    the findings. Returns how many items became new findings."""
+    the findings. Returns how many items became new findings. ``passphrase`` (or its
+    ``TemplateKey``): needed when the case's templates are locked (TemplatesLocked)."""
     cal = cal or calibration()
-    temps = store.enrollment_templates(enrollment_id)
+    temps = store.enrollment_templates(enrollment_id, passphrase)
     if not temps:
         return 0
     t = np.stack([descriptor_from_bytes(b) for b in temps])
@@ -184,9 +193,15 @@ def search_enrollment(
     return store.upsert_findings(rows)
 
 
-def search_new_faces(store: CaseStore, cal: Calibration | None = None) -> int:
+def search_new_faces(
+    store: CaseStore, cal: Calibration | None = None, *, passphrase: Passphrase = None
+) -> int:
     """Match every enrollment against the faces added since the last search. Returns how many
-    new findings were made. Cheap when nothing is new or nobody is enrolled."""
+    new findings were made. Cheap when nothing is new or nobody is enrolled.
+
+    When the case's templates are locked, ``passphrase`` (or its ``TemplateKey``) is needed:
+    TemplatesLocked (WrongPassphrase) is raised before anything is searched, and the faces stay
+    waiting for the next search that has it."""
     if not store.has_enrollments():
         # Nobody to search for: a future enrollment searches every face anyway.
         store.meta_set(_META_SEARCHED, str(store.max_face_id()))
@@ -195,9 +210,11 @@ def search_new_faces(store: CaseStore, cal: Calibration | None = None) -> int:
     upto = int(store.meta_get(_META_SEARCHED) or 0)
     if store.max_face_id() <= upto:
         return 0
+    key = store.template_key(passphrase)  # one scrypt for every enrollment
     index = open_index(store)
     new = sum(
-        search_enrollment(store, index, e["id"], cal, after_id=upto) for e in store.enrollments()
+        search_enrollment(store, index, e["id"], cal, after_id=upto, passphrase=key)
+        for e in store.enrollments()
     )
     store.meta_set(_META_SEARCHED, str(index.max_id))
     return new

@@ -41,6 +41,7 @@ from reclaim.media.limits import MediaLimits
 from reclaim.media.sniff import sniff
 
 if TYPE_CHECKING:
+    from reclaim.faces.detect import FaceOptions
     from reclaim.store.case import ItemRecord
 
 T = TypeVar("T")
@@ -215,13 +216,17 @@ def time_limit(data: bytes, limits: MediaLimits) -> float:
     return limits.timeout_s
 
 
-def analyze_in_worker(data: bytes, limits: MediaLimits) -> ItemRecord:
+def analyze_in_worker(
+    data: bytes, limits: MediaLimits, faces: FaceOptions | None = None
+) -> ItemRecord:
     """Worker side of :func:`analyze_isolated`: ``analyze_bytes``, with a MemoryError it recorded
-    as a decoder error turned into MediaTooLarge (and the worker replaced after replying)."""
+    as a decoder error turned into MediaTooLarge (and the worker replaced after replying).
+    With ``faces``, the item's faces too (the platform's face shields): their descriptors go
+    back to the caller in memory only."""
     global _restart_after_reply
     from reclaim.analysis import OUT_OF_MEMORY, analyze_bytes
 
-    item = analyze_bytes(data, limits)
+    item = analyze_bytes(data, limits, faces=faces)
     # analyze_bytes records a MemoryError as OUT_OF_MEMORY: one MediaTooLarge line naming this
     # worker's ceiling instead.
     if item.error and item.error.startswith(OUT_OF_MEMORY):

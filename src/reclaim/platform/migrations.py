@@ -11,6 +11,9 @@ a signal's bank and tenant its content's, a decision's tenant its review item's,
 tenant its webhook's. PostgreSQL holds this with composite foreign keys, SQLite (which cannot add
 a constraint to an existing table) with triggers that abort the insert or update. The store's
 queries already filter on the tenant; this catches a query that one day forgets.
+
+Migration 4 adds face shields (``shields``, ``shield_templates``); the same rule (a template's
+tenant is its shield's) is a composite foreign key declared with the new table, on both backends.
 """
 
 from __future__ import annotations
@@ -197,6 +200,34 @@ MIGRATIONS: list[list[str | PerDialect]] = [
     [
         *_scope_statements(),
         "CREATE INDEX signals_tenant ON signals(tenant_id, content_id)",
+    ],
+    # 4: face shields (issue 20, docs/shield.md): a shield's receipt and the commitment to her
+    # revocation secret; its templates as stored codes (under the intake key and the platform's
+    # secret layer: never a clear template). A template's tenant and epoch are its shield's, held
+    # by a composite foreign key on both backends (new tables: SQLite takes it inline), and a
+    # template goes with its shield.
+    [
+        """CREATE TABLE shields (
+            id {pk},
+            tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            shield_id TEXT NOT NULL,
+            epoch INTEGER NOT NULL,
+            created_at {float} NOT NULL,
+            source TEXT NOT NULL,
+            receipt TEXT NOT NULL,
+            revocation_commitment TEXT NOT NULL,
+            UNIQUE (tenant_id, shield_id),
+            UNIQUE (id, tenant_id, epoch))""",
+        """CREATE TABLE shield_templates (
+            id {pk},
+            shield_row BIGINT NOT NULL,
+            tenant_id BIGINT NOT NULL,
+            epoch INTEGER NOT NULL,
+            codes {blob} NOT NULL,
+            FOREIGN KEY (shield_row, tenant_id, epoch)
+                REFERENCES shields(id, tenant_id, epoch) ON DELETE CASCADE)""",
+        "CREATE INDEX shield_templates_tenant ON shield_templates(tenant_id, shield_row, id)",
+        "CREATE INDEX shield_templates_shield ON shield_templates(shield_row, tenant_id, epoch)",
     ],
 ]
 

@@ -24,7 +24,11 @@ from reclaim.store.case import now_iso
 
 LOG_NAME = "custody.jsonl"
 GENESIS = "0" * 64
-ACTIONS = frozenset({"acquisition", "analysis", "decision", "export", "enrollment", "deletion"})
+ACTIONS = frozenset(
+    {"acquisition", "analysis", "decision", "export", "enrollment", "deletion"}
+    # face shields (issue 20): reclaim.shield.case
+    | {"shield.created", "shield.sent", "shield.exported", "shield.revoked"}
+)
 
 
 def entry_hash(entry: dict[str, Any]) -> str:

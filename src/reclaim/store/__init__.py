@@ -12,7 +12,8 @@ mixins of one base, as the platform store is (``reclaim.platform.store``):
 - ``faces``: faces, enrollments (consent, templates) and findings (``Finding``);
 - ``checks``: manipulation checks;
 - ``decisions``: the person's decisions on items;
-- ``case``: ``CaseStore``, the four parts composed.
+- ``shields``: the face shields she gave platforms;
+- ``case``: ``CaseStore``, the parts composed.
 
 Mixins rather than repositories the store holds: callers keep one object and one call per query
 (``store.findings()``), and a part never calls another's methods (a scan's one transaction per

@@ -11,6 +11,7 @@ from reclaim.store.decisions import DecisionStore
 from reclaim.store.faces import FaceRecord, FaceStore, Finding
 from reclaim.store.items import ItemRecord, ItemStore, SightingRecord
 from reclaim.store.schema import DB_NAME, SCHEMA_VERSION
+from reclaim.store.shields import ShieldRecord, ShieldStore
 
 __all__ = [
     "DB_NAME",
@@ -22,10 +23,11 @@ __all__ = [
     "Finding",
     "Group",
     "ItemRecord",
+    "ShieldRecord",
     "SightingRecord",
     "now_iso",
 ]
 
 
-class CaseStore(ItemStore, FaceStore, CheckStore, DecisionStore):
+class CaseStore(ItemStore, FaceStore, CheckStore, DecisionStore, ShieldStore):
     """A case directory. Open with ``CaseStore.open(dir, create=True)``; close when done."""

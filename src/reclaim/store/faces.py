@@ -5,6 +5,9 @@ A scan writes an item's faces in the item's own transaction (``insert_faces``, c
 ``items`` part); everything else here is read by face search (``reclaim.match.faces``), written
 by enrollment (``reclaim.enroll``) and shown as findings (``reclaim.findings``). A finding row is
 read by column name into ``Finding`` in one step, its item's manipulation check joined in.
+
+Her templates may be locked under a passphrase (``templatelock``): then every stored template is
+sealed, and ``enrollment_templates`` / ``add_enrollment`` need the passphrase or its key.
 """
 
 from __future__ import annotations
@@ -17,6 +20,18 @@ from typing import Any
 from reclaim.errors import StoreError
 from reclaim.sources.base import Locator
 from reclaim.store.base import TOOL, CaseBase, Columns, Group, now_iso
+from reclaim.store.shields import count_sealed, open_shields, seal_shields
+from reclaim.store.templatelock import (
+    PASSPHRASE_ENV,
+    KdfParams,
+    Passphrase,
+    TemplateKey,
+    TemplatesLocked,
+    WrongPassphrase,
+    check_new_passphrase,
+    is_sealed,
+    locked_message,
+)
 
 
 @dataclass
@@ -134,6 +149,10 @@ def insert_faces(
     return len(faces)
 
 
+#: ``meta`` key: the face id up to which every enrollment was searched (``match.faces``).
+FACES_SEARCHED_UPTO = "faces_searched_upto"
+
+
 class FaceStore(CaseBase):
     """Faces, enrollments (consent, templates) and findings."""
 
@@ -157,6 +176,15 @@ class FaceStore(CaseBase):
 
     def max_face_id(self) -> int:
         return self._count("SELECT COALESCE(MAX(id), 0) FROM faces")
+
+    def faces_awaiting_search(self) -> int:
+        """Faces found since the last face search, not yet matched against the enrolled people
+        (0 when nobody is enrolled: a future enrollment searches every face). They wait while
+        the templates are locked and no passphrase was given."""
+        if not self.has_enrollments():
+            return 0
+        upto = int(self.meta_get(FACES_SEARCHED_UPTO) or 0)
+        return self._count("SELECT COUNT(*) FROM faces WHERE id > ?", (upto,))
 
     def count_faces_upto(self, face_id: int) -> int:
         return self._count("SELECT COUNT(*) FROM faces WHERE id <= ?", (face_id,))
@@ -221,11 +249,19 @@ class FaceStore(CaseBase):
         consented_by: str,
         consent_text: str,
         templates: list[tuple[bytes, int, float, float]],
+        passphrase: Passphrase = None,
     ) -> int:
         """Store an enrollment, its consent record and its templates (descriptor, size, blur,
-        pose) in one transaction. Raises StoreError when the name is taken."""
+        pose) in one transaction; sealed under the passphrase when the case's templates are
+        locked. Raises StoreError when the name is taken, TemplatesLocked (WrongPassphrase)
+        when they are locked and no (a wrong) passphrase is given."""
         ts = now_iso()
+        key = self.template_key(passphrase)
         with self.transaction() as c:
+            if key is not None and self._lock_salt() != key.params.salt:
+                raise WrongPassphrase("the case's template lock changed meanwhile; try again")
+            if key is None and self.templates_locked():
+                raise TemplatesLocked(locked_message("enrolling"))
             if c.execute("SELECT 1 FROM enrollments WHERE name=?", (name,)).fetchone():
                 raise StoreError(
                     f"{name!r} is already enrolled in this case; unenroll first to replace it"
@@ -237,10 +273,19 @@ class FaceStore(CaseBase):
                 "tool) VALUES (?,?,?,?,?)",
                 (eid, consented_by, ts, consent_text, TOOL),
             )
+            # Row ids are chosen here so that a sealed template is bound to its own row: the
+            # clear bytes of a locked case never reach the database, not even for a moment.
+            tid = self._count("SELECT COALESCE(MAX(id), 0) FROM templates")
+            rows = []
+            for d, size, blur, pose in templates:
+                tid += 1
+                rows.append(
+                    (tid, eid, d if key is None else key.seal(eid, tid, d), size, blur, pose)
+                )
             c.executemany(
-                "INSERT INTO templates(enrollment_id, descriptor, size, blur, pose) "
-                "VALUES (?,?,?,?,?)",
-                [(eid, d, size, blur, pose) for d, size, blur, pose in templates],
+                "INSERT INTO templates(id, enrollment_id, descriptor, size, blur, pose) "
+                "VALUES (?,?,?,?,?,?)",
+                rows,
             )
         return eid
 
@@ -254,11 +299,127 @@ class FaceStore(CaseBase):
             "FROM enrollments e LEFT JOIN consents c ON c.enrollment_id = e.id ORDER BY e.id"
         )
 
-    def enrollment_templates(self, enrollment_id: int) -> list[bytes]:
+    def enrollment_templates(
+        self, enrollment_id: int, passphrase: Passphrase = None
+    ) -> list[bytes]:
+        """The clear templates (descriptor bytes) of an enrollment, in the order stored.
+
+        When the case's templates are locked, ``passphrase`` (or the ``TemplateKey`` derived
+        from it) is needed: TemplatesLocked without it, WrongPassphrase with a wrong one. It is
+        ignored for a case whose templates are in the clear."""
+        key = self.template_key(passphrase)
         rows = self.conn.execute(
-            "SELECT descriptor FROM templates WHERE enrollment_id=? ORDER BY id", (enrollment_id,)
+            "SELECT id, descriptor FROM templates WHERE enrollment_id=? ORDER BY id",
+            (enrollment_id,),
         ).fetchall()
-        return [bytes(r[0]) for r in rows]
+        if key is None:
+            return [bytes(r[1]) for r in rows]
+        return [key.open(enrollment_id, int(r[0]), bytes(r[1])) for r in rows]
+
+    # -- templates locked under a passphrase (store/templatelock.py) ---------------------------
+    def templates_locked(self) -> bool:
+        """True when the case's templates are sealed under a passphrase."""
+        return self.conn.execute("SELECT 1 FROM template_lock").fetchone() is not None
+
+    def _lock_salt(self) -> bytes | None:
+        row = self.conn.execute("SELECT kdf FROM template_lock").fetchone()
+        return None if row is None else KdfParams.from_json(str(row[0])).salt
+
+    def template_key(self, passphrase: Passphrase) -> TemplateKey | None:
+        """The key that opens the case's templates (None when they are not locked; a
+        ``TemplateKey`` given is checked and returned). Raises TemplatesLocked when they are
+        locked and no passphrase is given, WrongPassphrase when it is not theirs."""
+        row = self.conn.execute("SELECT kdf, verifier FROM template_lock").fetchone()
+        if row is None:
+            return None
+        if passphrase is None or passphrase == "":
+            raise TemplatesLocked(locked_message())
+        params = KdfParams.from_json(str(row[0]))
+        if isinstance(passphrase, TemplateKey):
+            key = passphrase
+            if key.params != params:
+                raise WrongPassphrase("this key belongs to another template lock")
+        else:
+            key = TemplateKey.derive(passphrase, params)
+        key.check(bytes(row[1]))
+        return key
+
+    def lock_templates(self, passphrase: str) -> int:
+        """Seal every template of every enrollment, and every face shield's JSON
+        (``store/shields.py``: its codes invert to her face with the platform's public key),
+        under ``passphrase``, then wipe the clear copies from ``case.sqlite`` and its write-ahead
+        log as ``delete_enrollment`` does. Returns how many templates were sealed now (0 when
+        they were locked already: the passphrase is checked, any shield still in the clear
+        sealed, and the wipe done again). Raises InputError for a passphrase too short,
+        WrongPassphrase when they are locked under another, StoreError when another program
+        keeps old copies in the write-ahead log (run it again once it is closed)."""
+        sealed = 0
+        self.conn.execute("PRAGMA secure_delete=ON")  # freed cells are zeroed, not left
+        if not self.templates_locked():
+            check_new_passphrase(passphrase)
+            key = TemplateKey.derive(passphrase, KdfParams.new())
+            with self.transaction() as c:
+                if self.templates_locked():
+                    raise StoreError("the templates were locked meanwhile; nothing was changed")
+                c.execute(
+                    "INSERT INTO template_lock(id, kdf, verifier, locked_at) VALUES (1, ?, ?, ?)",
+                    (key.params.to_json(), key.verifier(), now_iso()),
+                )
+                rows = c.execute("SELECT id, enrollment_id, descriptor FROM templates").fetchall()
+                for tid, eid, desc in rows:
+                    if is_sealed(bytes(desc)):
+                        raise StoreError(
+                            f"template {tid} is sealed although the case is not locked"
+                        )
+                    c.execute(
+                        "UPDATE templates SET descriptor=? WHERE id=?",
+                        (key.seal(int(eid), int(tid), bytes(desc)), tid),
+                    )
+                sealed = len(rows)
+                seal_shields(c, key)
+        else:
+            opener = self.template_key(passphrase)
+            assert opener is not None
+            with self.transaction() as c:
+                seal_shields(c, opener)  # any left in the clear (made by an older reclaim)
+        done = "the templates are locked"
+        self._wipe_wal(done)
+        self.conn.execute("VACUUM")
+        self._wipe_wal(done)
+        return sealed
+
+    def unlock_templates(self, passphrase: Passphrase) -> int:
+        """Put every template, and every sealed shield, back in the clear and remove the lock
+        (WrongPassphrase with a wrong passphrase). Returns how many templates were opened; 0
+        when not locked.
+
+        With no template left (everyone unenrolled) and no active shield sealed no passphrase
+        is needed: a forgotten one then never keeps her from enrolling again. Active sealed
+        shields need it (TemplatesLocked), or to be revoked first, which needs none."""
+        with self.transaction() as c:
+            if c.execute("SELECT 1 FROM templates LIMIT 1").fetchone() is None:
+                active = count_sealed(c, active_only=True)
+                if not active:
+                    c.execute("DELETE FROM template_lock")
+                    return 0
+                if passphrase is None or passphrase == "":
+                    raise TemplatesLocked(
+                        f"{active} shield(s) of this case are locked with the passphrase of its "
+                        "face templates: give it to unlock them (--passphrase-file or the "
+                        f"{PASSPHRASE_ENV} environment variable), or, if it is forgotten, revoke "
+                        "them first (reclaim shield revoke needs no passphrase)"
+                    )
+        key = self.template_key(passphrase)
+        if key is None:
+            return 0
+        with self.transaction() as c:
+            rows = c.execute("SELECT id, enrollment_id, descriptor FROM templates").fetchall()
+            for tid, eid, desc in rows:
+                clear = key.open(int(eid), int(tid), bytes(desc))
+                c.execute("UPDATE templates SET descriptor=? WHERE id=?", (clear, tid))
+            open_shields(c, key)
+            c.execute("DELETE FROM template_lock")
+        return len(rows)
 
     def delete_enrollment(self, name: str) -> bool:
         """Delete an enrollment for good: templates, consent record and findings.
@@ -282,11 +443,11 @@ class FaceStore(CaseBase):
         self._wipe_wal()
         return True
 
-    def _wipe_wal(self) -> None:
+    def _wipe_wal(self, done: str = "the deletion is done") -> None:
         busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
             raise StoreError(
-                "the deletion is done but another program still reads this case, so old copies "
+                f"{done} but another program still reads this case, so old copies "
                 "remain in its write-ahead log; close it and run the command again"
             )
 

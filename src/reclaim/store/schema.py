@@ -158,6 +158,13 @@ CREATE TABLE IF NOT EXISTS checks (      -- is it manipulated or generated, and 
     analyzer TEXT NOT NULL,
     checked_at TEXT NOT NULL
 );
+-- While template_lock has its row, every templates.descriptor is sealed, not clear float32.
+CREATE TABLE IF NOT EXISTS template_lock (  -- her templates sealed under a passphrase (issue 20)
+    id INTEGER PRIMARY KEY CHECK (id = 1),  -- one row while the templates are locked
+    kdf TEXT NOT NULL,              -- scrypt parameters and salt (JSON): store/templatelock.py
+    verifier BLOB NOT NULL,         -- a fixed text sealed under the key: tells a wrong passphrase
+    locked_at TEXT NOT NULL
+);
 """
 
 

@@ -22,7 +22,16 @@ from reclaim.store import CaseStore
 from reclaim.web.deps import WebCase
 from reclaim.web.guard import loopback_only
 from reclaim.web.jobs import JobRunner
-from reclaim.web.routes import enroll, export, findings, item, protect, settings, sources
+from reclaim.web.routes import (
+    enroll,
+    export,
+    findings,
+    item,
+    protect,
+    settings,
+    shield,
+    sources,
+)
 
 HERE = Path(__file__).parent
 
@@ -34,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     settings.router,
     sources.router,
     protect.router,
+    shield.router,
     export.router,
 )
 

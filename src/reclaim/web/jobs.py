@@ -5,6 +5,11 @@ keeps a table so that a second writer in the same process is refused, not let th
 runs, the pages' own writes meet it as the domain operations decide: an enrollment or a deletion
 is refused with "a scan is running" (HTTP 409; the form works once the scan has finished), and a
 decision is recorded at once (it takes no case lock: it touches nothing a scan writes).
+
+When the case's face templates are locked, the scan form may carry their passphrase: it is
+checked before the scan starts (a wrong one is refused on the form) and only the key derived
+from it reaches the scan's thread; it is never stored. Without it the scan runs and face search
+waits (``Job.face_search_deferred``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from reclaim.errors import ReclaimError
 from reclaim.scan import ScanStats, scan
 from reclaim.sources import Source, SourceLimits, open_source
 from reclaim.store import CaseStore
+from reclaim.store.templatelock import TemplateKey
 
 
 @dataclass
@@ -33,6 +39,8 @@ class Job:
     new_items: int = 0
     current: str = ""
     failure: str | None = None
+    findings: int = 0
+    face_search_deferred: int = 0  # faces not searched: templates locked, no passphrase given
 
     @property
     def running(self) -> bool:
@@ -52,15 +60,27 @@ class JobRunner:
         with self._lock:
             return self._jobs[-1] if self._jobs else None
 
-    def start(self, specs: list[str], *, network: bool = False, workers: int | None = None) -> Job:
+    def start(
+        self,
+        specs: list[str],
+        *,
+        network: bool = False,
+        workers: int | None = None,
+        passphrase: str | None = None,
+    ) -> Job:
         """Open every source first (so a bad path is refused at once), then scan in background.
 
         Raises ReclaimError (InputError/SourceError) with a one-line reason for a bad source, and
-        when a scan is already running.
+        when a scan is already running; WrongPassphrase when ``passphrase`` does not open the
+        case's locked face templates.
         """
         with self._lock:
             if self._jobs and self._jobs[-1].running:
                 raise ReclaimError("a scan is already running; wait for it to finish")
+            key: TemplateKey | None = None
+            if passphrase and (self.case / "case.sqlite").exists():
+                with CaseStore.open(self.case) as store:
+                    key = store.template_key(passphrase)
             sources: list[Source] = []
             for spec in specs:
                 if network:
@@ -71,19 +91,29 @@ class JobRunner:
                     sources.append(open_source(spec))
             job = Job(id=len(self._jobs) + 1, sources=specs)
             self._jobs.append(job)
-        t = threading.Thread(target=self._run, args=(job, sources, workers), daemon=True)
+        t = threading.Thread(target=self._run, args=(job, sources, workers, key), daemon=True)
         t.start()
         return job
 
-    def _run(self, job: Job, sources: list[Source], workers: int | None) -> None:
+    def _run(
+        self, job: Job, sources: list[Source], workers: int | None, key: TemplateKey | None
+    ) -> None:
         def progress(s: ScanStats) -> None:
             job.seen, job.analysed, job.skipped = s.seen, s.analysed, s.skipped
             job.errors, job.new_items, job.current = s.errors, s.new_items, s.current
 
         try:
             with CaseStore.open(self.case, create=True) as store:
-                st = scan(store, sources, workers=workers, on_progress=progress, command="web")
+                st = scan(
+                    store,
+                    sources,
+                    workers=workers,
+                    on_progress=progress,
+                    command="web",
+                    passphrase=key,
+                )
                 progress(st)
+                job.findings, job.face_search_deferred = st.findings, st.face_search_deferred
         except ReclaimError as e:
             job.failure = str(e)
         except Exception as e:  # the page must say it, never hang

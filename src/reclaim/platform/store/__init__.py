@@ -7,8 +7,9 @@
 Split by concern into parts that are mixins of one base: ``base`` (connection per thread,
 transactions, ``_q``, migrations, rows read by column name into records), ``tenants`` (tenants,
 tokens), ``banks`` (banks, content, signals, the change log), ``review`` (review queue,
-decisions, audit log), ``webhooks`` (webhooks, deliveries), and ``backends`` (``PlatformStore``
-composed of the four parts, then SQLite and PostgreSQL). Mixins rather than repositories the
+decisions, audit log), ``webhooks`` (webhooks, deliveries), ``shields`` (face shields and their
+stored codes), and ``backends`` (``PlatformStore`` composed of the five parts, then SQLite and
+PostgreSQL). Mixins rather than repositories the
 store holds: callers keep one object and one call per query (``store.create_bank(...)``), and a
 part never calls another, so none needs the others to be read.
 
@@ -43,6 +44,7 @@ from reclaim.platform.store.base import (
     system_wide,
 )
 from reclaim.platform.store.review import ReviewItem
+from reclaim.platform.store.shields import ShieldRow
 from reclaim.platform.store.tenants import SCOPES, TOKEN_PREFIX, Token, hash_token
 from reclaim.platform.store.webhooks import Delivery, Webhook
 
@@ -61,6 +63,7 @@ __all__ = [
     "PlatformStore",
     "PostgresPlatformStore",
     "ReviewItem",
+    "ShieldRow",
     "SqlitePlatformStore",
     "Token",
     "Webhook",

@@ -6,6 +6,7 @@ and write a placeholder; the column types they spell differently are in ``migrat
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +18,12 @@ from reclaim.platform.migrations import POSTGRES, SQLITE
 from reclaim.platform.store.banks import BankStore
 from reclaim.platform.store.base import system_wide
 from reclaim.platform.store.review import ReviewStore
+from reclaim.platform.store.shields import ShieldStore
 from reclaim.platform.store.tenants import TenantStore
 from reclaim.platform.store.webhooks import WebhookStore
 
 
-class PlatformStore(TenantStore, BankStore, ReviewStore, WebhookStore):
+class PlatformStore(TenantStore, BankStore, ReviewStore, WebhookStore, ShieldStore):
     """Every query of the service, in SQL both backends speak."""
 
 
@@ -42,7 +44,15 @@ class SqlitePlatformStore(PlatformStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten in the file, not left in free pages (a revoked shield).
+        conn.execute("PRAGMA secure_delete=ON")
         return conn
+
+    def _purge(self) -> None:
+        # Copy the WAL into the database file and empty it, so that the overwritten pages are
+        # the only ones left; skipped (not an error) while another connection holds it.
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager
     def _transaction(

@@ -147,6 +147,11 @@ class StoreBase(ABC):
     def _sql(self, sql: str) -> str:
         return sql
 
+    def _purge(self) -> None:
+        """After a deletion that must leave the files (a revoked face shield): push it out of
+        any journal the backend keeps. Best effort; nothing by default."""
+        return
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

@@ -1,4 +1,8 @@
-"""The enrollment page: consent, reference photos, the list of enrolled people and deletion."""
+"""The enrollment page: consent, reference photos, the list of enrolled people and deletion;
+and, when her templates are locked under a passphrase, the face search that waits for it.
+
+The passphrase of locked templates is a form field: used for the one request, never stored,
+never logged, never sent back in the page."""
 
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ router = APIRouter()
 
 def enroll_ctx(ctx: WebCase) -> dict[str, Any]:
     with ctx.store() as s:
-        return {"enrollments": s.enrollments()}
+        return {
+            "enrollments": s.enrollments(),
+            "locked": s.templates_locked(),
+            "awaiting": s.faces_awaiting_search(),
+        }
 
 
 @router.get("/enroll/consent", response_class=HTMLResponse)
@@ -52,6 +60,7 @@ async def enroll_post(
     ctx: Case,
     name: str = Form(""),
     consent: str = Form(""),
+    passphrase: str = Form(""),  # of locked templates: seals hers too; never stored or logged
     photos: list[UploadFile] | None = None,
 ) -> HTMLResponse:
     import tempfile
@@ -83,7 +92,13 @@ async def enroll_post(
             def run_enroll() -> Enrolled:
                 with ctx.store() as s:
                     return enroll(
-                        s, name, paths, consent=consent == "1", consented_by=name, lang=lang
+                        s,
+                        name,
+                        paths,
+                        consent=consent == "1",
+                        consented_by=name,
+                        lang=lang,
+                        passphrase=passphrase or None,
                     )
 
             done = await asyncio.to_thread(run_enroll)
@@ -125,3 +140,33 @@ def unenroll_post(request: Request, ctx: Case, name: str) -> Response:
             **enroll_ctx(ctx),
         )
     return RedirectResponse("/enroll", status_code=303)
+
+
+@router.post("/enroll/search", response_class=HTMLResponse)
+async def search_post(request: Request, ctx: Case, passphrase: str = Form("")) -> HTMLResponse:
+    """Match the enrolled people against the faces that waited while her templates were
+    locked (a scan without the passphrase), with the passphrase given in the form."""
+    from reclaim.enroll import LOCK_WAIT_S, consent_text
+    from reclaim.match.faces import search_new_faces
+
+    def run_search() -> int:
+        with ctx.store() as s, s.writing(LOCK_WAIT_S):
+            return search_new_faces(s, passphrase=passphrase or None)
+
+    blank = consent_text("…", None, lang_of(request))
+    try:
+        # Off the event loop: scrypt, then the search itself, and the wait for the case lock.
+        found = await asyncio.to_thread(run_search)
+    except ReclaimError as e:
+        return page(
+            request,
+            "enroll.html.j2",
+            status=status_of(e),
+            search_problem=str(e),
+            name="",
+            consent=blank,
+            **enroll_ctx(ctx),
+        )
+    return page(
+        request, "enroll.html.j2", searched=found, name="", consent=blank, **enroll_ctx(ctx)
+    )

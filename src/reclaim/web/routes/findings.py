@@ -29,12 +29,15 @@ def findings_page(request: Request, ctx: Case) -> HTMLResponse:
         found = list_findings(s)
         decided = current(s)
         enrolled = s.has_enrollments()
+        # faces a scan could not search: her templates are locked and no passphrase was given
+        awaiting = s.faces_awaiting_search() if s.templates_locked() else 0
     return page(
         request,
         "findings.html.j2",
         findings=found,
         decided=decided,
         enrolled=enrolled,
+        awaiting=awaiting,
         job=ctx.jobs.current,
     )
 

@@ -16,7 +16,13 @@ router = APIRouter()
 
 def sources_ctx(ctx: WebCase) -> dict[str, Any]:
     with ctx.store() as s:
-        return {"counts": s.counts(), "runs": s.runs()[-10:][::-1], "errors": s.errors(50)}
+        return {
+            "counts": s.counts(),
+            "runs": s.runs()[-10:][::-1],
+            "errors": s.errors(50),
+            # her templates are locked: the scan form asks for the passphrase face search needs
+            "locked": s.has_enrollments() and s.templates_locked(),
+        }
 
 
 @router.get("/sources", response_class=HTMLResponse)
@@ -26,13 +32,19 @@ def sources(request: Request, ctx: Case) -> HTMLResponse:
 
 @router.post("/sources", response_class=HTMLResponse)
 def add_source(
-    request: Request, ctx: Case, path: str = Form(""), network: str = Form("0")
+    request: Request,
+    ctx: Case,
+    path: str = Form(""),
+    network: str = Form("0"),
+    passphrase: str = Form(""),  # of locked face templates: never stored, never logged
 ) -> HTMLResponse:
     spec = path.strip()
     try:
         if not spec:
             raise InputError("give the path of a folder, archive or Telegram export")
-        ctx.jobs.start([spec], network=network == "1", workers=ctx.workers)
+        ctx.jobs.start(
+            [spec], network=network == "1", workers=ctx.workers, passphrase=passphrase or None
+        )
     except ReclaimError as e:
         return page(
             request,
