@@ -96,7 +96,7 @@ def synthetic_people(n: int, seed: int = 1) -> np.ndarray:
 
 
 def fill_shields(store: Any, keys: Any, tenant_id: int, tenant: str, n: int) -> float:
-    """Store ``n`` synthetic shields for the tenant (layered codes, as intake stores them),
+    """Store ``n`` synthetic shields for the tenant (layered, sealed codes, as intake stores them),
     spread over the active epochs. Returns seconds taken."""
     import secrets
 
@@ -110,15 +110,17 @@ def fill_shields(store: Any, keys: Any, tenant_id: int, tenant: str, n: int) -> 
         secret = keys.secret(epoch.epoch)
         codes = secret.intake_key(tenant).iom.codes(mine.reshape(-1, mine.shape[-1]))
         layered = secret.layer(tenant).apply(codes).reshape(len(mine), 3, -1)
+        seal = secret.code_seal(tenant_id)
         for c in layered:
+            sid = secrets.token_hex(16)
             store.add_shield(
                 tenant_id,
-                shield_id=secrets.token_hex(16),
+                shield_id=sid,
                 epoch=epoch.epoch,
                 source="bench",
                 receipt={"format": "bench"},
                 revocation_commitment=secrets.token_hex(32),
-                codes=[bytes(x.tobytes()) for x in c],
+                codes=[seal.seal(bytes(x.tobytes()), sid, i) for i, x in enumerate(c)],
             )
     return time.perf_counter() - t0
 

@@ -158,8 +158,11 @@ def _take_in(
     intake = secret.intake_key(tenant)
     try:
         shield.verify(intake)
-        layer = secret.layer(tenant)
-        codes = [layer.protect(t, intake) for t in shield.templates]
+        layer, seal = secret.layer(tenant), secret.code_seal(tenant_id)
+        codes = [
+            seal.seal(layer.protect(t, intake), shield.shield_id, i)
+            for i, t in enumerate(shield.templates)
+        ]
     except ShieldRefused as e:
         raise refuse(422, str(e)) from e
     target = f"shield:{shield.shield_id}"

@@ -9,6 +9,10 @@ bytes against every stored template (a numba kernel, ~0.7 ms per face for 30,000
 and per shield face search's score ``(best + mean) / 2`` (``shield_score``); a face matches a
 shield at ``score ≥ population().threshold``.
 
+At rest the codes are sealed (``CodeSeal``: AES-GCM under a key derived from the epoch's secret,
+bound to tenant, epoch, shield and place): the database alone holds ciphertexts, and the index
+opens them when it loads a tenant.
+
 Freshness: an intake or revocation through this process reloads that tenant at once
 (``reload``); other processes' changes are seen at the next poll (``poll_interval_s``), which
 compares each tenant's (highest shield row id, count) with the store's.
@@ -184,7 +188,7 @@ class ShieldIndex:
             for tid, version in versions.items():
                 have = self._tenants.get(tid)
                 if have is None or have.version != version:
-                    self._tenants[tid] = _group(version, self.store.shield_codes(tid))
+                    self._tenants[tid] = _group(version, self._opened(tid))
 
     def reload(self, tenant_id: int) -> None:
         """Reload one tenant now (after an intake or revocation through this process). Its
@@ -194,7 +198,37 @@ class ShieldIndex:
             if version is None:
                 self._tenants.pop(tenant_id, None)
             else:
-                self._tenants[tenant_id] = _group(version, self.store.shield_codes(tenant_id))
+                self._tenants[tenant_id] = _group(version, self._opened(tenant_id))
+
+    def _opened(self, tenant_id: int) -> list[tuple[str, int, bytes]]:
+        """The tenant's stored codes, opened (``CodeSeal``). A row that does not open (altered,
+        moved, or its epoch's secret missing from the key file) is left out, and said once."""
+        out: list[tuple[str, int, bytes]] = []
+        seals: dict[int, Any] = {}
+        last, place, bad = "", 0, 0
+        for sid, epoch, blob in self.store.shield_codes(tenant_id):
+            place = place + 1 if sid == last else 0
+            last = sid
+            secret = self.keys.secret(epoch)
+            if secret is None:
+                bad += 1
+                continue
+            if epoch not in seals:
+                seals[epoch] = secret.code_seal(tenant_id)
+            codes = seals[epoch].open(blob, sid, place)
+            if codes is None:
+                bad += 1
+                continue
+            out.append((sid, epoch, codes))
+        if bad:
+            log.warning(
+                "face shields: %d stored template(s) of tenant %d do not open with the key file "
+                "%s (altered rows, or an epoch missing from the file); they cannot match",
+                bad,
+                tenant_id,
+                self.keys.path,
+            )
+        return out
 
     def count(self, tenant_id: int) -> int:
         """The tenant's shields (0: an upload needs no face work)."""

@@ -64,6 +64,7 @@ __all__ = [
     "RECEIPT_FORMAT",
     "SCHEME",
     "SHIELD_FORMAT",
+    "CodeSeal",
     "ConsentReceipt",
     "EpochSecret",
     "IntakeKey",
@@ -272,6 +273,45 @@ class EpochSecret:
 
     def layer(self, tenant: str) -> PlatformLayer:
         return PlatformLayer(self._derive("layer", tenant))
+
+    def code_seal(self, tenant_id: int) -> CodeSeal:
+        """The key that seals the tenant's stored codes at rest (the platform's database holds
+        only ciphertexts: see :class:`CodeSeal`)."""
+        return CodeSeal(self._derive("storage", f"#{tenant_id}"), self.epoch, tenant_id)
+
+
+class CodeSeal:
+    """AES-256-GCM over each stored template's codes, bound to its tenant, epoch, shield and
+    place in the shield. The secret layer alone does not protect a leaked database: an attacker
+    who enrolled three shields of its own can solve it (bench/shield.py, "known pairs"), so the
+    database holds only these ciphertexts; the key stays in the key file with the epoch's
+    secret."""
+
+    _LABEL = b"reclaim shield codes v1\x00"
+
+    def __init__(self, key: bytes, epoch: int, tenant_id: int) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(key)
+        self.epoch, self.tenant_id = epoch, tenant_id
+
+    def _aad(self, shield_id: str, index: int) -> bytes:
+        return self._LABEL + f"{self.tenant_id}|{self.epoch}|{shield_id}|{index}".encode()
+
+    def seal(self, codes: bytes, shield_id: str, index: int) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, codes, self._aad(shield_id, index))
+
+    def open(self, blob: bytes, shield_id: str, index: int) -> bytes | None:
+        """The codes; None when the row was altered, moved, or sealed under another key."""
+        from cryptography.exceptions import InvalidTag
+
+        if len(blob) < 12 + 16:
+            return None
+        try:
+            return self._aead.decrypt(blob[:12], blob[12:], self._aad(shield_id, index))
+        except InvalidTag:
+            return None
 
 
 class PlatformLayer:
