@@ -610,6 +610,20 @@ def _queue_match(env: Env, headers: dict[str, str], descriptor: np.ndarray) -> R
     return response
 
 
+def test_a_platform_can_raise_the_operating_point(store: PlatformStore, tmp_path: Path) -> None:
+    """``shield_threshold`` (serve-platform --shield-threshold): the same upload that matches
+    at the shipped operating point is not queued when the platform asks for a higher score."""
+    centre, photos = person(31)
+    probe = near(centre, 2).astype(np.float32)
+    outcomes = []
+    for n, thr in enumerate((None, 0.99)):
+        env = shield_env(store, tmp_path / str(n), shield_threshold=thr)
+        h = env.all_scopes(f"t{n}")
+        assert post(env, f"t{n}", make(env, f"t{n}", photos)).status_code == 201
+        outcomes.append("X-Reclaim-Review-Item" in _queue_match(env, h, probe).headers)
+    assert outcomes == [True, False]
+
+
 def test_property_1_nothing_clear_at_rest_or_in_logs(
     env: Env, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

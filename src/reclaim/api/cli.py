@@ -43,6 +43,9 @@ def serve_platform(
     shield_rate_ip: int = 10,
     shield_rate_tenant: int = 100,
     shield_detect: str = "fast",
+    shield_threshold: float | None = None,
+    exchange_files: str | None = None,
+    exchange_fetch_every_s: float = 0.0,
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start."""
     import uvicorn
@@ -71,6 +74,9 @@ def serve_platform(
         shield_rate_per_ip=shield_rate_ip,
         shield_rate_per_tenant=shield_rate_tenant,
         shield_detect=shield_detect,
+        shield_threshold=shield_threshold,
+        exchange_files_dir=exchange_files,
+        exchange_fetch_interval_s=exchange_fetch_every_s,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -135,6 +141,30 @@ def serve_platform_cmd(
             "(YuNet + HOG + CNN, as scans do; ~3x the CPU per photo).",
         ),
     ] = "fast",
+    shield_threshold: Annotated[
+        float | None,
+        typer.Option(
+            help="Score from which an upload's face matches a shield (default: the shipped "
+            "operating point). Raise it when holding many shields: see docs/shield.md.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    exchange_files: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder of local_file exchange files: each tenant reads only its own "
+            "DIR/<tenant>/ (default: no local_file exchanges).",
+        ),
+    ] = None,
+    exchange_fetch_every: Annotated[
+        float,
+        typer.Option(
+            help="Fetch every enabled exchange (ThreatExchange, NCMEC, StopNCII...) every this "
+            "many seconds; 0: only on POST /c/exchange/NAME/fetch.",
+            min=0.0,
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -157,6 +187,9 @@ def serve_platform_cmd(
             shield_rate_ip=shield_rate_ip,
             shield_rate_tenant=shield_rate_tenant,
             shield_detect=shield_detect,
+            shield_threshold=shield_threshold,
+            exchange_files=exchange_files,
+            exchange_fetch_every_s=exchange_fetch_every,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)
@@ -166,7 +199,11 @@ def serve_platform_cmd(
 def platform_token_cmd(
     tenant: Annotated[str, typer.Argument(help="Tenant (platform) name; created if new.")],
     scopes: Annotated[
-        str, typer.Option(help="Comma-separated scopes: hash, match, curate, review, tokens.")
+        str,
+        typer.Option(
+            help="Comma-separated scopes: hash, match, curate, review, tokens, fetch (read a "
+            "bank's exchange feed: for partners pulling with python-threatexchange or HMA)."
+        ),
     ] = "hash,match",
     name: Annotated[str, typer.Option(help="A label for the token.")] = "api",
     list_: Annotated[

@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -81,8 +81,24 @@ class Settings:
     #: ``reclaim scan``). The descriptor is the same v3 either way; bench/shield_platform.py
     #: measures both (docs/shield.md, "Platform side").
     shield_detect: str = "fast"
+    #: A face matches a shield at score ≥ this (None: the shipped operating point,
+    #: ``population().threshold``, FPR ≤ 0.1 % per (face, shield) pair on the bench's sets).
+    #: False review items per upload face grow with the number of shields (≈ shields × that
+    #: rate): a platform holding many raises it (docs/shield.md, "Operating point at scale").
+    shield_threshold: float | None = None
     #: (tenant, key epoch) schemes kept drawn in memory (25 MB each).
     shield_scheme_cache: int = 8
+    #: Signal exchanges (``reclaim.api.exchanges``): local_file exchanges read only files in
+    #: ``exchange_files_dir/<tenant>/`` (None: no local_file type); base URLs replacing an
+    #: exchange API's own (``{"ncmec": "http://…"}``: a proxy, a test server; never a tenant's);
+    #: every ``exchange_fetch_interval_s`` each enabled exchange is fetched (0: on request only,
+    #: ``POST /c/exchange/NAME/fetch``); one fetch stops after ``exchange_fetch_max_s`` and
+    #: resumes at the next; at most ``exchange_workers`` fetches run at once.
+    exchange_files_dir: str | None = None
+    exchange_endpoints: dict[str, str] = field(default_factory=dict)
+    exchange_fetch_interval_s: float = 0.0
+    exchange_fetch_max_s: float = 240.0
+    exchange_workers: int = 2
 
 
 class Platform:

@@ -324,7 +324,9 @@ async def match_upload(platform: Platform, token: Token, hashed: Hashed) -> list
     if not faces or sh is None:
         return []
     x = faces_matrix([f.descriptor for f in faces])
-    hits = await asyncio.to_thread(sh.index.match, token.tenant_id, token.tenant, x)
+    hits = await asyncio.to_thread(
+        sh.index.match, token.tenant_id, token.tenant, x, platform.settings.shield_threshold
+    )
     del x
     out = []
     for h in hits:

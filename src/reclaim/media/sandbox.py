@@ -72,6 +72,12 @@ def _serve(conn: Connection, memory_bytes: int, nice: int = 0) -> None:
             os.nice(nice)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+    # One core per worker: the pool is the parallelism (a multi-threaded BLAS or OpenMP
+    # runtime spinning in every worker slows them all down on a busy machine).
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        threadpool_limits(1)
     while True:
         try:
             fn, args = conn.recv()
