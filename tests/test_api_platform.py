@@ -161,15 +161,27 @@ def test_bank_crud_and_hma_shapes(env: Env) -> None:
     c = env.client
     r = c.post("/c/banks", headers=h, json={"name": "NCII_VICTIM_1"})
     assert r.status_code == 201
-    assert r.json() == {"name": "NCII_VICTIM_1", "matching_enabled_ratio": 1.0, "pdq_distance": 31}
+    # HMA's bank object, exactly; reclaim's per-bank distance with include_reclaim=true
+    assert r.json() == {"name": "NCII_VICTIM_1", "matching_enabled_ratio": 1.0}
     assert c.post("/c/banks", headers=h, json={"name": "NCII_VICTIM_1"}).status_code == 403
     assert c.post("/c/banks", headers=h, json={"name": "lower case"}).status_code == 400
-    assert [b["name"] for b in c.get("/c/banks", headers=h).json()] == ["NCII_VICTIM_1"]
+    assert c.get("/c/banks", headers=h).json() == [
+        {"name": "NCII_VICTIM_1", "matching_enabled_ratio": 1.0}
+    ]
+    assert c.get("/c/banks", headers=h, params={"include_reclaim": "true"}).json() == [
+        {
+            "name": "NCII_VICTIM_1",
+            "matching_enabled_ratio": 1.0,
+            "pdq_distance": 31,
+            "pdq_flavour": "pytx",
+        }
+    ]
 
     data = photo(2)
     r = c.post(
         "/c/bank/NCII_VICTIM_1/content",
         headers=h,
+        params={"types": "pdq,md5,sha256"},  # reclaim's byte digests too (HMA: pdq only)
         files={"photo": ("x.png", data, "image/png")},
         data={"metadata": json.dumps({"content_id": "case-17"})},
     )
@@ -204,7 +216,9 @@ def test_bank_crud_and_hma_shapes(env: Env) -> None:
 
     # per-bank distance: 20 bits away stops matching at pdq_distance 10
     r = c.put("/c/bank/NCII_VICTIM_1", headers=h, json={"pdq_distance": 10})
-    assert r.json()["pdq_distance"] == 10
+    assert r.json() == {"name": "NCII_VICTIM_1", "matching_enabled_ratio": 1.0}
+    r = c.get("/c/bank/NCII_VICTIM_1", headers=h, params={"include_reclaim": "true"})
+    assert r.json()["pdq_distance"] == 10 and r.json()["content_count"] == 1
     assert c.get("/m/raw_lookup", headers=h, params=q).json() == {"matches": []}
     c.put("/c/bank/NCII_VICTIM_1", headers=h, json={"pdq_distance": 40})
     assert c.get(
@@ -219,7 +233,17 @@ def test_bank_crud_and_hma_shapes(env: Env) -> None:
     c.put("/c/bank/NCII_VICTIM_1", headers=h, json={"enabled": True})
 
     got = c.get(f"/c/bank/NCII_VICTIM_1/content/{cid}", headers=h).json()
-    assert got["metadata"] == {"content_id": "case-17"} and got["signals"]["pdq"] == pdq
+    assert got == {
+        "id": cid,
+        "disable_until_ts": 1,
+        "original_media_uri": None,
+        "bank": {"name": "NCII_VICTIM_1", "matching_enabled_ratio": 1.0},
+        "metadata": {"content_id": "case-17"},
+    }
+    got = c.get(
+        f"/c/bank/NCII_VICTIM_1/content/{cid}", headers=h, params={"include_signals": "true"}
+    ).json()
+    assert got["signals"] == added["signals"] and got["signals"]["pdq"] == pdq
     assert c.delete(f"/c/bank/NCII_VICTIM_1/content/{cid}", headers=h).json() == {"deleted": 1}
     assert c.get("/m/raw_lookup", headers=h, params=q | {"signal": pdq}).json() == {"matches": []}
     assert c.delete("/c/bank/NCII_VICTIM_1", headers=h).json() == {"message": "Done"}
@@ -305,7 +329,10 @@ def test_malformed_hashes_and_unknown_types_rejected(env: Env) -> None:
     assert r.status_code == 400 and "metadata" in r.json()["message"]
     r = c.post("/c/bank/B/import", headers=h, content=b"signal_type,signal\npdq,xyz\n")
     assert r.status_code == 400 and "row 2" in r.json()["message"]
-    assert c.get("/c/bank/B", headers=h).json()["content_count"] == 0  # all or nothing
+    assert (
+        c.get("/c/bank/B", headers=h, params={"include_reclaim": "true"}).json()["content_count"]
+        == 0
+    )  # all or nothing
 
 
 # -- tenant isolation and scopes ---------------------------------------------------------------
@@ -715,7 +742,10 @@ def test_deeply_nested_json_is_4xx(env: Env) -> None:
     for signal in (deep_list.decode()[:20_000] + "]" * 0, "[" * 5000 + "]" * 5000):
         r = c.get("/m/raw_lookup", headers=h, params={"signal": signal, "signal_type": "vpdq"})
         assert r.status_code == 400, r.text
-    assert c.get("/c/bank/B", headers=h).json()["content_count"] == 0
+    assert (
+        c.get("/c/bank/B", headers=h, params={"include_reclaim": "true"}).json()["content_count"]
+        == 0
+    )
 
 
 def _csv_import_refused(env: Env, bodies: tuple[str, ...]) -> None:
@@ -726,7 +756,10 @@ def _csv_import_refused(env: Env, bodies: tuple[str, ...]) -> None:
         r = c.post("/c/bank/B/import", headers=h, content=body.encode())
         assert r.status_code == 400, (body[:80], r.status_code, r.text)
         assert "row 2" in r.json()["message"], r.text
-    assert c.get("/c/bank/B", headers=h).json()["content_count"] == 0
+    assert (
+        c.get("/c/bank/B", headers=h, params={"include_reclaim": "true"}).json()["content_count"]
+        == 0
+    )
     r = c.post(
         "/c/bank/B/import",
         headers=h,

@@ -150,20 +150,21 @@ def test_upgrade_from_version_2_keeps_data_and_adds_the_scope_checks(tmp_path: P
                     s._q(cur, stmt)
                 s._q(cur, "INSERT INTO schema_migrations VALUES (?, ?)", (v, time.time()))
         t = s.create_tenant("t")
-        bank = s.create_bank(t, "B")
         with s.tx() as cur:  # version-2 shaped rows, written as version 2 wrote them
+            s._q(cur, "INSERT INTO banks (tenant_id, name, created_at) VALUES (?, 'B', 0)", (t,))
+            bank_id = s._q(cur, "SELECT MAX(id) FROM banks").fetchone()[0]
             s._q(
                 cur,
                 "INSERT INTO contents (bank_id, tenant_id, metadata, created_at) "
                 "VALUES (?, ?, '{}', 0)",
-                (bank.id, t),
+                (bank_id, t),
             )
             cid = s._q(cur, "SELECT MAX(id) FROM contents").fetchone()[0]
             s._q(
                 cur,
                 "INSERT INTO signals (content_id, bank_id, tenant_id, signal_type, value) "
                 "VALUES (?, ?, ?, 'md5', ?)",
-                (cid, bank.id, t, "ab" * 16),
+                (cid, bank_id, t, "ab" * 16),
             )
         assert s.migrate() == LATEST
         assert [x[1] for x in s.exact_lookup(t, "md5", "ab" * 16)] == [cid]
@@ -173,7 +174,7 @@ def test_upgrade_from_version_2_keeps_data_and_adds_the_scope_checks(tmp_path: P
                 cur,
                 "INSERT INTO signals (content_id, bank_id, tenant_id, signal_type, value) "
                 "VALUES (?, ?, ?, 'md5', 'x')",
-                (cid, bank.id, other),
+                (cid, bank_id, other),
             )
         assert s._is_integrity_error(e.value)
         for _ in gen:

@@ -583,7 +583,8 @@ def test_uploads_do_face_work_only_for_tenants_with_shields(env: Env) -> None:
             assert r.status_code == 200, r.text
             assert "X-Reclaim-Review-Item" not in r.headers  # no face, no match
     analyses = [a for a in calls if len(a) >= 2 and a[0] == data]
-    assert [len(a) for a in analyses] == [2, 2, 3, 3]  # B: hashes only; A: with FaceOptions
+    # (data, limits, face options, PDQ flavours): B: hashes only; A: with FaceOptions
+    assert [a[2] is None for a in analyses] == [True, True, False, False]
     opts = analyses[-1][2]
     assert opts.max_faces == 3 and opts.max_video_frames == 16
     # the response bodies are the HMA ones, whoever holds shields
@@ -593,7 +594,7 @@ def test_uploads_do_face_work_only_for_tenants_with_shields(env: Env) -> None:
         "sha256",
     }
     r = env.client.post("/m/lookup", headers=ha, params={"review": "false"}, **upload(data))
-    assert len(calls[-1]) == 2  # review=false: no face work
+    assert calls[-1][2] is None  # review=false: no face work
 
 
 def _queue_match(env: Env, headers: dict[str, str], descriptor: np.ndarray) -> Response:

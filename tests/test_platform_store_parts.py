@@ -27,6 +27,7 @@ SYSTEM_WIDE = {
     "record_attempt",
     "pending_deliveries",
     "shield_versions",  # the shield index's poll: (highest row, count) per tenant, no rows
+    "enabled_exchanges",  # the periodic fetcher: (tenant id, exchange id) pairs, no data
 }
 PLUMBING = {"close", "tx", "migrate", "schema_version"}  # StoreBase's own: no tenant data
 

@@ -40,6 +40,10 @@ TENANT_TABLES = (
     "deliveries",
     "shields",
     "shield_templates",
+    "exchanges",
+    "exchange_credentials",
+    "exchange_items",
+    "content_log",
 )
 BIG_ID = 2**62  # in range for every backend, never allocated
 
@@ -87,7 +91,12 @@ class World:
             assert r.status_code == 200, r.text
             self.b_content.append(r.json()["id"])
         self.b_photo = photo(31)
-        r = c.post("/c/bank/SHARED/content", headers=self.b, **upload(self.b_photo))
+        r = c.post(
+            "/c/bank/SHARED/content",
+            headers=self.b,
+            params={"types": "pdq,md5,sha256"},  # the photo's md5 too (HMA banks pdq only)
+            **upload(self.b_photo),
+        )
         assert r.status_code == 200, r.text
         self.b_content.append(r.json()["id"])
         frames = [
@@ -125,6 +134,13 @@ class World:
         self.b_shield = make(env, "tenant-b", b_photos)
         assert post(env, "tenant-b", self.b_shield).status_code == 201
         self.a_shield = make(env, "tenant-a", person(42)[1])
+        # B: an exchange, fetched into its bank B_EXCHANGE, and B's credentials for NCMEC
+        r = c.post("/c/exchanges", headers=self.b, json={"api": "sample", "bank": "B_EXCHANGE"})
+        assert r.status_code == 201, r.text
+        assert c.post("/c/exchange/B_EXCHANGE/fetch", headers=self.b).status_code == 202
+        env.platform.exchange_fetcher.wait(60)
+        creds = {"credential_json": {"user": "b", "password": "b-secret"}}
+        assert c.post("/c/exchanges/api/ncmec", headers=self.b, json=creds).status_code == 200
 
     def dump(self, tenant_id: int) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of the tenant, table by table."""
@@ -213,12 +229,13 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
 
     def bank_show() -> None:
         expect(c.get("/c/bank/B_ONLY", headers=a), 404)
-        r = c.get("/c/bank/SHARED", headers=a)
+        r = c.get("/c/bank/SHARED", headers=a, params={"include_reclaim": "true"})
         assert r.json()["content_count"] == 0
 
     def bank_update() -> None:
-        expect(c.put("/c/bank/B_ONLY", headers=a, json={"pdq_distance": 0}), 404)
-        expect(c.put("/c/bank/SHARED", headers=a, json={"pdq_distance": 0}), 200)
+        for body in ({"pdq_distance": 0}, {"pdq_flavour": "reference"}):
+            expect(c.put("/c/bank/B_ONLY", headers=a, json=body), 404)
+            expect(c.put("/c/bank/SHARED", headers=a, json=body), 200)  # A's own SHARED
 
     def bank_delete() -> None:
         expect(c.delete("/c/bank/B_ONLY", headers=a), 200)  # HMA: a missing bank is "Done"
@@ -235,6 +252,15 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         for bank in ("B_ONLY", "SHARED", "A_ONLY"):
             for cid in w.b_content:
                 expect(c.get(f"/c/bank/{bank}/content/{cid}", headers=a), 404)
+
+    def update_content() -> None:
+        for bank in ("B_ONLY", "SHARED", "A_ONLY"):
+            for cid in w.b_content:
+                for body in ({"disable_until_ts": 0}, {"note": "a's note"}):
+                    r = c.put(f"/c/bank/{bank}/content/{cid}", headers=a, json=body)
+                    expect(r, 404)
+        r = c.put(f"/c/bank/A_ONLY/content/{w.a_content}", headers=a, json={"note": "a's own"})
+        expect(r, 200)  # A's own item
 
     def delete_content() -> None:
         # the reported attack: A's own bank, B's content id
@@ -303,6 +329,68 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
     def status() -> None:
         expect(c.get("/status"), 200)
 
+    def status_live() -> None:
+        expect(c.get("/status/live"), 200)
+
+    def hma_openapi() -> None:
+        expect(c.get("/openapi/openapi.json"), 200)
+
+    def site_map() -> None:
+        expect(c.get("/site-map"), 200)
+
+    def compare() -> None:
+        # a pure function of the hashes given: reads and writes nothing of anyone's
+        r = c.post("/m/compare", headers=a, json={"pdq": [w.b_pdq, flip(w.b_pdq, [1])]})
+        expect(r, 200)
+        assert r.json() == {"pdq": [True, {"distance": 1}]}
+
+    def exchange_apis() -> None:
+        expect(c.get("/c/exchanges/apis", headers=a), 200)
+
+    def exchange_api_get() -> None:
+        r = c.get("/c/exchanges/api/ncmec", headers=a)
+        expect(r, 200)
+        assert r.json()["has_set_authentification"] is False  # B's credentials are B's
+
+    def exchange_api_set() -> None:
+        body = {"credential_json": {"user": "a", "password": "a-secret"}}
+        expect(c.post("/c/exchanges/api/ncmec", headers=a, json=body), 200)  # A's own
+        expect(c.post("/c/exchanges/api/ncmec", headers=a, json={"credential_json": {}}), 200)
+
+    def exchange_schema() -> None:
+        expect(c.get("/c/exchanges/api/ncmec/schema", headers=a), 200)
+
+    def exchange_create() -> None:
+        body = {"api": "sample", "bank": "B_EXCHANGE"}
+        expect(c.post("/c/exchanges", headers=a, json=body), 201)  # A's own, of the same name
+        expect(c.delete("/c/exchange/B_EXCHANGE", headers=a), 200)  # ... and only it
+
+    def exchange_list() -> None:
+        assert c.get("/c/exchanges", headers=a).json() == []
+
+    def exchange_show() -> None:
+        expect(c.get("/c/exchange/B_EXCHANGE", headers=a), 404)
+
+    def exchange_update() -> None:
+        r = c.put("/c/exchange/B_EXCHANGE", headers=a, json={"enabled": False})
+        expect(r, 404)
+
+    def exchange_delete() -> None:
+        expect(c.delete("/c/exchange/B_EXCHANGE", headers=a), 200)  # HMA: a missing one is fine
+
+    def exchange_status() -> None:
+        expect(c.get("/c/exchange/B_EXCHANGE/status", headers=a), 404)
+
+    def exchange_fetch() -> None:
+        expect(c.post("/c/exchange/B_EXCHANGE/fetch", headers=a), 404)
+
+    def bank_feed() -> None:
+        for bank in ("B_ONLY", "B_EXCHANGE"):
+            expect(c.get(f"/c/bank/{bank}/feed", headers=a), 404)
+        r = c.get("/c/bank/SHARED/feed", headers=a)  # A's own SHARED
+        expect(r, 200)
+        assert not {u["content_id"] for u in r.json()["updates"]} & set(w.b_content)
+
     b_sid = w.b_shield.shield.shield_id
     as_json = {**a, "Content-Type": "application/json"}
 
@@ -342,6 +430,7 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         ("GET", "/m/lookup"): lookup_get,
         ("POST", "/m/lookup"): lookup_post,
         ("GET", "/m/index/status"): index_status,
+        ("POST", "/m/compare"): compare,
         ("GET", "/c/banks"): banks_index,
         ("POST", "/c/banks"): bank_create,
         ("GET", "/c/bank/{bank_name}"): bank_show,
@@ -349,6 +438,7 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         ("POST", "/c/bank/{bank_name}/content"): add_file,
         ("POST", "/c/bank/{bank_name}/signal"): add_signal,
         ("GET", "/c/bank/{bank_name}/content/{content_id}"): get_content,
+        ("PUT", "/c/bank/{bank_name}/content/{content_id}"): update_content,
         ("DELETE", "/c/bank/{bank_name}/content/{content_id}"): delete_content,
         ("POST", "/c/bank/{bank_name}/import"): import_,
         ("GET", "/c/bank/{bank_name}/export"): export,
@@ -365,12 +455,27 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         ("GET", "/tokens"): list_tokens,
         ("DELETE", "/tokens/{token_id}"): revoke_token,
         ("GET", "/status"): status,
+        ("GET", "/status/live"): status_live,
+        ("GET", "/openapi/openapi.json"): hma_openapi,
+        ("GET", "/site-map"): site_map,
         ("GET", "/shield/v1/{tenant}/intake-key"): shield_key,
         ("POST", "/shield/v1/{tenant}/intake"): shield_intake,
         ("POST", "/shield/v1/{tenant}/revoke"): shield_revoke,
         ("POST", "/shield/v1/shields"): shield_partner_intake,
         ("GET", "/shield/v1/shields"): shield_list,
         ("DELETE", "/shield/v1/shields/{shield_id}"): shield_delete,
+        ("GET", "/c/exchanges/apis"): exchange_apis,
+        ("GET", "/c/exchanges/api/{api_name}"): exchange_api_get,
+        ("POST", "/c/exchanges/api/{api_name}"): exchange_api_set,
+        ("GET", "/c/exchanges/api/{api_name}/schema"): exchange_schema,
+        ("POST", "/c/exchanges"): exchange_create,
+        ("GET", "/c/exchanges"): exchange_list,
+        ("GET", "/c/exchange/{exchange_name}"): exchange_show,
+        ("PUT", "/c/exchange/{exchange_name}"): exchange_update,
+        ("DELETE", "/c/exchange/{exchange_name}"): exchange_delete,
+        ("GET", "/c/exchange/{exchange_name}/status"): exchange_status,
+        ("POST", "/c/exchange/{exchange_name}/fetch"): exchange_fetch,
+        ("GET", "/c/bank/{bank_name}/feed"): bank_feed,
         # last: it deletes and re-creates A's SHARED bank
         ("DELETE", "/c/bank/{bank_name}"): bank_delete,
     }
@@ -462,6 +567,7 @@ def test_every_route_walked_with_a_token_against_b(store: PlatformStore, tmp_pat
     denied = [e for e in a_audit["entries"] if e["action"].endswith(".not_found")]
     assert {e["action"] for e in denied} >= {
         "content.remove.not_found",
+        "content.update.not_found",
         "review.decision.not_found",
         "webhook.delete.not_found",
         "token.revoke.not_found",
@@ -532,6 +638,7 @@ def test_store_methods_scope_by_tenant(store: PlatformStore) -> None:
     assert store.remove_content(a, bank_a, cb) == 0
     assert store.remove_content(a, bank_b, cb) == 0
     assert store.update_bank(a, bank_b, pdq_distance=3) is None
+    assert store.update_bank(a, bank_b, pdq_flavour="reference") is None
     assert store.delete_bank(a, bank_b) is None
     assert store.count_contents(a, bank_b) == 0
     assert store.list_contents(a, bank_b) == []

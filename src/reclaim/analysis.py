@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from reclaim.errors import MediaError
-from reclaim.hashes import BytesSignalType, signal_types
+from reclaim.hashes import BytesSignalType, PDQSignal, signal_types
 from reclaim.media import Media, MediaLimits
 from reclaim.store import ItemRecord
 from reclaim.store.case import FaceRecord
@@ -48,10 +48,15 @@ def error_item(data: bytes, error: str) -> ItemRecord:
 
 
 def analyze_bytes(
-    data: bytes, limits: MediaLimits, faces: FaceOptions | None = None, check: str = "off"
+    data: bytes,
+    limits: MediaLimits,
+    faces: FaceOptions | None = None,
+    check: str = "off",
+    pdq_flavour: str | None = None,
 ) -> ItemRecord:
     """Every signal for one item's bytes (its faces when ``faces`` is given, and the manipulation
-    check at level ``check``, see CHECK_LEVELS).
+    check at level ``check``, see CHECK_LEVELS). ``pdq_flavour``: a photo's ``pdq`` in that
+    flavour (``reclaim.hashes.pdq``) instead of the registry's.
 
     Never raises for bad media: the error is recorded, with the digests of the bytes.
     """
@@ -63,6 +68,8 @@ def analyze_bytes(
         for sig in signal_types():
             if isinstance(sig, BytesSignalType) or media.kind not in sig.kinds:
                 continue
+            if pdq_flavour is not None and type(sig) is PDQSignal:
+                sig = PDQSignal(sig.threshold, pdq_flavour)
             value = sig.compute(media)
             if value is not None:
                 item.signals.append((value.signal, value.value, value.quality))

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -359,16 +360,19 @@ def status_cmd(
         out.print(et)
 
 
-def _hash_file(path: Path, limits: MediaLimits) -> tuple[dict[str, Any], list[str]]:
+def _hash_file(
+    path: Path, limits: MediaLimits, pdq_flavour: str = "reference"
+) -> tuple[dict[str, Any], list[str]]:
     """The JSON record of one file: its identity, then every signal the registry computed
-    (``NAME`` and, where it has one, ``NAME_quality``); and the table summary of each decoded
-    signal (the byte digests are in the record's own columns)."""
-    from reclaim.hashes import BytesSignalType, signal_type
-    from reclaim.media.sandbox import analyze_isolated
+    (``NAME`` and, where it has one, ``NAME_quality``; a photo's PDQ in ``pdq_flavour``, named
+    in ``pdq_flavour``); and the table summary of each decoded signal (the byte digests are in
+    the record's own columns)."""
+    from reclaim.hashes import BytesSignalType, PDQSignal, signal_type
+    from reclaim.protect import analyze_for_protect
 
     # In a worker process within limits.max_memory_bytes and the per-item time limit.
-    item = analyze_isolated(
-        read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits
+    item, pdq = analyze_for_protect(
+        read_user_file(path, limits, f"use `reclaim scan {path} --case DIR`"), limits, pdq_flavour
     )
     rec: dict[str, Any] = {
         "path": str(path),
@@ -381,11 +385,19 @@ def _hash_file(path: Path, limits: MediaLimits) -> tuple[dict[str, Any], list[st
     shown: list[str] = []
     for name, value, quality in item.signals:
         sig = signal_type(name)
+        flavour = ""
+        if name == PDQSignal.name and pdq_flavour in pdq:
+            value, quality = pdq[pdq_flavour]
+            flavour = pdq_flavour
         rec[name] = sig.as_json(value)
         if quality is not None:
             rec[f"{name}_quality"] = quality
+        if flavour:
+            rec[f"{name}_flavour"] = flavour
         if not isinstance(sig, BytesSignalType):
-            shown.append(sig.summary(value) + ("" if quality is None else f" (q {quality})"))
+            notes = [f"q {quality}"] if quality is not None else []
+            notes += [flavour] if flavour else []
+            shown.append(sig.summary(value) + (f" ({', '.join(notes)})" if notes else ""))
     if item.error:
         rec["error"] = item.error
     return rec, shown
@@ -406,18 +418,42 @@ def _each_file(files: list[Path], fn: Callable[[Path], None]) -> int:
     return failures
 
 
+class HashPdqFlavour(StrEnum):
+    """``reclaim hash --pdq-flavour`` (reclaim.hashes.pdq)."""
+
+    PYTX = "pytx"
+    REFERENCE = "reference"
+
+
+class ProtectPdqFlavour(StrEnum):
+    """``reclaim protect --pdq-flavour`` (reclaim.protect: ``both`` writes a row for each)."""
+
+    BOTH = "both"
+    PYTX = "pytx"
+    REFERENCE = "reference"
+
+
 @app.command("hash")
 def hash_cmd(
     files: Annotated[list[Path], typer.Argument(help="Image or video files.")],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    pdq_flavour: Annotated[
+        HashPdqFlavour,
+        typer.Option(
+            "--pdq-flavour",
+            help="How a photo is prepared for PDQ: pytx = the full image, as python-threatexchange "
+            "and HMA hash it (bit for bit); reference = Meta's reference hasher (EXIF orientation "
+            "applied, 512 px thumbnail), what reclaim scan stores.",
+        ),
+    ] = HashPdqFlavour.PYTX,
 ) -> None:
-    """Hashes of files: every signal reclaim computes (SHA-256, MD5, PDQ with its quality for
-    images, vPDQ frames for videos and animated images)."""
+    """Hashes of files: every signal reclaim computes (SHA-256, MD5, PDQ with its quality and
+    flavour for images, vPDQ frames for videos and animated images)."""
     limits = MediaLimits()
     table = Table("file", "sha256", "perceptual hashes")
 
     def one(f: Path) -> None:
-        rec, shown = _hash_file(f, limits)
+        rec, shown = _hash_file(f, limits, pdq_flavour.value)
         if rec.get("error"):
             raise InputError(f"{f}: {rec['error']}")
         if as_json:
@@ -436,26 +472,36 @@ def hash_cmd(
 def protect_cmd(
     files: Annotated[list[Path], typer.Argument(help="Private photos or videos to protect.")],
     out_path: Annotated[Path, typer.Option("--out", "-o", help="CSV file to write.")],
+    pdq_flavour: Annotated[
+        ProtectPdqFlavour,
+        typer.Option(
+            "--pdq-flavour",
+            help="PDQ rows to write for a photo: both = one as python-threatexchange and HMA "
+            "hash it (pytx) and one as Meta's reference hasher does (reference), when they "
+            "differ; or only one of them.",
+        ),
+    ] = ProtectPdqFlavour.BOTH,
 ) -> None:
     """StopNCII-style protection: write only the hashes of private photos/videos to a CSV.
 
     The images never leave this machine and the file holds no names or paths: only numbers a
     platform can match against (ThreatExchange/HMA signal types pdq, md5, video_md5, vpdq).
     """
-    from reclaim.media.sandbox import analyze_isolated
-    from reclaim.protect import now_stamp, protect_rows, rows_to_csv
+    from reclaim.protect import analyze_for_protect, now_stamp, protect_rows, rows_to_csv
 
     limits = MediaLimits()
     rows: list[dict[str, Any]] = []
     created = now_stamp()
 
     def one(f: Path) -> None:
-        item = analyze_isolated(
-            read_user_file(f, limits, f"use `reclaim scan {f} --case DIR`"), limits
+        item, pdq = analyze_for_protect(
+            read_user_file(f, limits, f"use `reclaim scan {f} --case DIR`"),
+            limits,
+            pdq_flavour.value,
         )
         if item.error:
             raise InputError(f"{f}: {item.error}")
-        rows.extend(protect_rows(item, created))
+        rows.extend(protect_rows(item, created, pdq))
 
     failures = _each_file(files, one)
     if not rows:
@@ -478,21 +524,174 @@ def demo_cmd(
     where: Annotated[
         Path, typer.Option("--dir", help="Folder for the sample collection and its case.")
     ] = Path("reclaim-demo"),
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Worker processes (default: cores).")
+    ] = None,
 ) -> None:
-    """Make a sample collection (abstract test patterns) and scan it: the whole spine at work."""
-    from reclaim.sample import make_sample
+    """The whole journey on sample data: enroll a public-domain face, scan a collection where
+    copies of it hide among abstract patterns, list the findings, draft a removal request, build
+    and verify an evidence pack, and print the command that opens the web app on the case."""
+    import shlex
+    import time
+
+    from reclaim.demo import (
+        DEMO_ACTOR,
+        DEMO_EMAIL,
+        DEMO_NOTIFIER,
+        confirm_findings,
+        draft_request,
+        enroll_sample,
+        place_words,
+        request_target,
+        sample_place,
+    )
+    from reclaim.report.notices import Notifier
+    from reclaim.report.pack import PackOptions, export_case
+    from reclaim.report.verify import verify_pack
+    from reclaim.sample import FACE_NAME, FACE_SOURCE, VARIANT_WORDS, make_sample_collection
     from reclaim.sources import open_source
 
-    with user_errors():
-        sources = make_sample(where / "sample")
+    started = time.monotonic()
+    steps = 7
+
+    def step(n: int, text: str) -> None:
         out.print(
-            f"sample collection written to {where / 'sample'}: "
-            + ", ".join(p.name for p in sources)
+            f"\n[bold cyan]{n}/{steps}[/] [bold]{text}[/]  "
+            f"[dim]({time.monotonic() - started:.0f} s)[/]",
+            highlight=False,
+            soft_wrap=True,
         )
-        case = where / "case"
-        stats = _run_scan(case, [open_source(str(p)) for p in sources], None, MediaLimits(), "demo")
+
+    def say(text: str) -> None:
+        out.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    case = where / "case"
+    q = shlex.quote
+    with user_errors():
+        step(1, "Sample collection")
+        sample = make_sample_collection(where / "sample")
+        root = (where / "sample").resolve()  # as the sources record their places
+        say(
+            f"written to {where / 'sample'}: "
+            + ", ".join(p.name for p in sample.sources)
+            + f". Among abstract test patterns hide {len(sample.face_places)} copies of one "
+            f"face — {FACE_SOURCE} — "
+            + ", ".join(dict.fromkeys(VARIANT_WORDS[k] for k in sample.face_places.values()))
+            + "."
+        )
+
+        step(2, f"Enroll the sample face as {FACE_NAME!r}")
+        with CaseStore.open(case, create=True) as store:
+            templates = enroll_sample(store, FACE_NAME, sample.reference)
+        if templates is None:
+            say(f"{FACE_NAME!r} is already enrolled in {case} (a demo run again): kept.")
+        else:
+            say(
+                f"enrolled from {sample.reference[0]}: {templates} face template (numbers), the "
+                "photo itself not kept. Consent is recorded as the demo's own: it is a "
+                "public-domain photo, not someone using reclaim. For yourself: "
+                "reclaim enroll --case DIR --name NAME --consent photo.jpg"
+            )
+
+        step(3, "Scan with face search and manipulation checks on")
+        stats = _run_scan(
+            case,
+            [open_source(str(p)) for p in sample.sources],
+            workers,
+            MediaLimits(),
+            "demo",
+            faces=True,
+            check="faces",
+        )
     _print_stats(stats, case)
-    status_cmd(case=case, errors=10, as_json=False)
+    with user_errors(), CaseStore.open(case) as store:
+        errs = store.errors(limit=10)
+    if errs:
+        say(
+            f"{len(errs)} place(s) could not be read, each recorded with its reason and the scan "
+            "went on (reclaim status):"
+        )
+        for where_, why in errs:
+            say(f"  · {where_.removeprefix(str(root) + os.sep)}: {why}")
+
+    step(4, "Findings: where the face was found, best match first")
+    from reclaim.findings import list_findings
+
+    with user_errors(), CaseStore.open(case) as store:
+        found = list_findings(store, FACE_NAME)
+    if not found:
+        fail(f"the demo found no copy of the sample face; see reclaim status --case {case}", 1)
+    for f in found:
+        chk = f"check: {f.check['verdict']}" if f.check else "not checked"
+        say(f"  {f.score:.2f}  {place_words(f.locator, root)}  [{f.item_sha256[:8]}, {chk}]")
+    copies = {sample_place(f.locator, root) for f in found} & set(sample.face_places)
+    others = [f for f in found if sample_place(f.locator, root) not in copies]
+    say(
+        f"{len(copies)} of the {len(sample.face_places)} copies of the face found, "
+        + (f"and {len(others)} other finding(s)" if others else "none of the patterns")
+        + "."
+    )
+    with user_errors(), CaseStore.open(case) as store:
+        newly = confirm_findings(
+            store, FACE_NAME, lambda f: sample_place(f.locator, root) in sample.face_places
+        )
+    say(
+        f"The demo marks the copies as hers ({len(newly)} newly confirmed), as she would after "
+        f"looking at each one: reclaim decide ITEM confirmed --case {q(str(case))}"
+    )
+
+    step(5, "Draft a removal request")
+    target = request_target(found)
+    drafted = None
+    if target is not None:
+        with user_errors(), CaseStore.open(case) as store:
+            drafted = draft_request(store, target)
+    if target is None or drafted is None:
+        fail("the demo could not draft a removal request for any of its findings", 1)
+    say(
+        f"request #{drafted.request_id} ({drafted.status}"
+        + ("" if drafted.created else ", drafted by an earlier run")
+        + f") to {drafted.destination}, about {drafted.place}: a letter of "
+        f"{drafted.letter_lines} lines, no image in it. Nothing is sent: she sends it herself at "
+        f"{drafted.link}, then marks it sent and its clock starts."
+    )
+    say(f"  read it: reclaim request show --case {q(str(case))} {drafted.request_id}")
+    say(f"  once sent: reclaim request mark --case {q(str(case))} {drafted.request_id} sent")
+
+    step(6, "Build the evidence pack, then verify it as a recipient would")
+    pack_path = where / "evidence.zip"
+    with user_errors(), CaseStore.open(case) as store:
+        res = export_case(
+            store,
+            pack_path,
+            PackOptions(notifier=Notifier(DEMO_NOTIFIER, DEMO_EMAIL), lang="en", actor=DEMO_ACTOR),
+        )
+    say(
+        f"wrote {res.path}: {res.items} items with their places, the request, the custody log "
+        "and a report"
+        + (f", {res.notices} DSA notices" if res.notices else "")
+        + f"; signed with the case's key {res.key_fingerprint}"
+    )
+    with user_errors():
+        check = verify_pack(pack_path, expected_key=res.key_fingerprint)
+    if not check.ok:
+        for p in check.problems:
+            err.print(f"[bold red]problem:[/] {p}", highlight=False, soft_wrap=True)
+        fail("the demo's evidence pack does not verify", 1)
+    say(
+        f"verified: {check.items} items, {check.files_checked} files and "
+        f"{check.custody_entries} custody entries, signed by the expected key  →  "
+        f"reclaim verify-pack {q(str(pack_path))} --key {check.signer}"
+    )
+
+    step(7, "Open the web app on this case")
+    out.print(
+        f"done in {time.monotonic() - started:.0f} s. Open the case in your browser "
+        "(http://127.0.0.1:8765, French and English) with:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(f"\n    reclaim serve --case {q(str(case))}\n", highlight=False, markup=False)
 
 
 # -- face search: enroll, enrollments, unenroll, faces, findings ------------------------------
@@ -936,6 +1135,13 @@ def _register_more() -> None:
     from reclaim.shield.cli import shield_app
 
     app.add_typer(shield_app, name="shield")
+    from reclaim.requests.cli import request_app, requests_cmd
+
+    app.command("requests")(requests_cmd)
+    app.add_typer(request_app, name="request")
+    from reclaim.watch_cli import watch_app
+
+    app.add_typer(watch_app, name="watch")
 
 
 _register_more()

@@ -9,19 +9,19 @@ they are read in full.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reclaim import __version__
-from reclaim.api import curation, hashing, matching, review, shields, tokens
+from reclaim.api import curation, exchanges, hashing, matching, review, shields, tokens
 from reclaim.api.deps import Platform, Settings
 from reclaim.platform.store import NotFound, OutOfRange, PlatformStore
 
@@ -108,6 +108,50 @@ def _error_handlers(app: FastAPI) -> None:
         return JSONResponse({"message": "internal error"}, 500)
 
 
+#: What HMA's ``/status`` and ``/status/live`` answer (text/plain) when the service is up.
+ALIVE = "I-AM-ALIVE"
+#: The title HMA gives its API's schema (``/openapi/openapi.json``).
+HMA_API_TITLE = "Open Media Match API"
+
+
+def _status_routes(app: FastAPI) -> None:
+    """HMA's status and schema routes (no token, as HMA)."""
+    headers = {"X-Reclaim-Version": __version__}
+
+    @app.get("/status", tags=["status"], response_class=PlainTextResponse)
+    def status() -> PlainTextResponse:
+        """Readiness, as HMA: 200 ``I-AM-ALIVE`` once the service can match. reclaim loads its
+        match index before it accepts requests and brings it up to date on each lookup, so
+        HMA's 503 ``INDEX-NOT-LOADED`` / ``INDEX-STALE`` never apply. reclaim's version is in
+        the ``X-Reclaim-Version`` header."""
+        return PlainTextResponse(ALIVE, headers=headers)
+
+    @app.get("/status/live", tags=["status"], response_class=PlainTextResponse)
+    def status_live() -> PlainTextResponse:
+        """Liveness, as HMA: always 200 ``I-AM-ALIVE`` while the process serves requests."""
+        return PlainTextResponse(ALIVE, headers=headers)
+
+    @app.get("/openapi/openapi.json", include_in_schema=False)
+    def hma_openapi() -> JSONResponse:
+        """The schema where HMA serves its own, under HMA's title (the API it describes is the
+        Open Media Match API, as reclaim implements it); ``/openapi.json`` has the same paths
+        under reclaim's title."""
+        schema = copy.deepcopy(app.openapi())
+        info = schema.setdefault("info", {})
+        info["description"] = (
+            f"The Open Media Match (HMA) API as served by {info.get('title', 'reclaim')} "
+            f"{__version__}. " + str(info.get("description", ""))
+        )
+        info["title"] = HMA_API_TITLE
+        info["x-implementation"] = {"name": "reclaim", "version": __version__}
+        return JSONResponse(schema)
+
+    @app.get("/site-map", tags=["status"])
+    def site_map() -> list[str]:
+        """Every path the service answers (HMA's ``/site-map``)."""
+        return sorted({p for p in app.openapi().get("paths", {})} | {"/openapi/openapi.json"})
+
+
 def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAPI:
     """The service over a migrated store."""
     cfg = settings or Settings()
@@ -142,10 +186,9 @@ def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAP
     app.include_router(review.router)
     app.include_router(tokens.router)
     app.include_router(shields.router)
+    app.include_router(exchanges.router)
 
-    @app.get("/status", tags=["status"])
-    def status() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+    _status_routes(app)
 
     app.add_middleware(BodyLimit, max_bytes=cfg.max_upload_bytes)
     return app

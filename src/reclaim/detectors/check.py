@@ -77,6 +77,9 @@ class DetectorOptions:
     faces: bool = True  # face consistency + face blend on every face
     synthetic: bool = True  # the AI-image detector on the whole image
     clip: bool = True  # the CLIP probes (skipped, with a note, when the encoder is missing)
+    #: ``inpaint_region`` (where the grain differs: reclaim.detectors.inpaint); also runs
+    #: whenever ``maps`` is on. Off by default: the fused verdict does not read it.
+    inpaint: bool = False
     find_faces: bool = True  # look for faces here when no boxes are given
     maps: bool = False  # explanation images (``ForensicSignal.maps``)
     max_faces: int = 4  # largest faces checked per image or frame
@@ -297,6 +300,16 @@ def image_signals(
         with clock("synthetic_image"):
             out.append(synthetic_image(rgb, maps=o.maps))
         notes["synthetic"] = "checked"
+    if o.inpaint or o.maps:
+        from reclaim.detectors.inpaint import MIN_SIDE, inpaint_region
+
+        with clock("inpaint_region"):
+            region = inpaint_region(rgb, maps=o.maps)
+        if region is not None:
+            out.append(region)
+        notes["inpaint"] = (
+            "checked" if region is not None else f"not checked: smaller than {MIN_SIDE} px"
+        )
     if o.clip:
         from reclaim.detectors.clip_probe import clip_signals, encoder_status
 

@@ -223,16 +223,19 @@ def time_limit(data: bytes, limits: MediaLimits) -> float:
 
 
 def analyze_in_worker(
-    data: bytes, limits: MediaLimits, faces: FaceOptions | None = None
+    data: bytes,
+    limits: MediaLimits,
+    faces: FaceOptions | None = None,
+    pdq_flavour: str | None = None,
 ) -> ItemRecord:
     """Worker side of :func:`analyze_isolated`: ``analyze_bytes``, with a MemoryError it recorded
     as a decoder error turned into MediaTooLarge (and the worker replaced after replying).
     With ``faces``, the item's faces too (the platform's face shields): their descriptors go
-    back to the caller in memory only."""
+    back to the caller in memory only. ``pdq_flavour``: a photo's PDQ in that flavour."""
     global _restart_after_reply
     from reclaim.analysis import OUT_OF_MEMORY, analyze_bytes
 
-    item = analyze_bytes(data, limits, faces=faces)
+    item = analyze_bytes(data, limits, faces=faces, pdq_flavour=pdq_flavour)
     # analyze_bytes records a MemoryError as OUT_OF_MEMORY: one MediaTooLarge line naming this
     # worker's ceiling instead.
     if item.error and item.error.startswith(OUT_OF_MEMORY):

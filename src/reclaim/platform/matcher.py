@@ -8,6 +8,13 @@ scored with the type's ``compare`` at the bank's distance (Meta's vPDQ rule); ex
 tenant's signals. Results are filtered to the asking tenant's banks, and PDQ by each bank's own
 distance; the index status counts only the asking tenant's hashes.
 
+PDQ flavours (``reclaim.hashes.pdq``): an upload is hashed in each flavour the asking tenant's
+banks use (``pdq_flavours``), and a lookup for one flavour's hash (``lookup(pdq_flavour=...)``)
+keeps a PDQ hit only when the signal's flavour is that one: the signal's own (``reference``,
+``pytx``; ``both`` matches either), else its bank's. A hash given as such (``raw_lookup``,
+``lookup`` with ``signal=``) is looked up without a flavour: every signal may match it, as
+before.
+
 Freshness: writes made through this process call ``refresh(force=True)`` and are matchable
 when the request returns; other processes sharing the database pick them up from the change log
 at most ``poll_interval`` seconds later (incremental: only the changed signals are applied).
@@ -26,6 +33,7 @@ from reclaim.hashes import Index, SignalType, by_exchange_name, exchange_names
 from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
 from reclaim.match.pdq_index import PdqIndex
 from reclaim.platform.store import Bank, Change, PlatformStore
+from reclaim.platform.store.banks import ROW_FLAVOURS
 
 __all__ = ["Match", "Matcher"]
 
@@ -38,20 +46,35 @@ class Match:
     distance: str
 
 
+#: A PDQ signal's flavour code in ``_IdMap.flavour``: 0 not a PDQ signal (or gone), then the
+#: bank's, each of ``ROW_FLAVOURS`` in turn.
+NOT_PDQ, BANKS_FLAVOUR = 0, 1
+_CODE: dict[str | None, int] = {None: BANKS_FLAVOUR}
+_CODE.update({f: i + 2 for i, f in enumerate(ROW_FLAVOURS)})
+_FLAVOUR_OF_CODE = {code: f for f, code in _CODE.items() if f is not None}
+BOTH = _CODE["both"]
+
+
 class _IdMap:
-    """signal id → (content id, bank id) in dense numpy arrays (ids are auto-increment)."""
+    """signal id → (content id, bank id, PDQ flavour code) in dense numpy arrays (ids are
+    auto-increment)."""
 
     def __init__(self) -> None:
         self.content = np.zeros(1024, dtype=np.int64)
         self.bank = np.zeros(1024, dtype=np.int64)
+        self.flavour = np.zeros(1024, dtype=np.int8)
 
-    def set(self, sid: int, content: int, bank: int) -> None:
+    def set(self, sid: int, content: int, bank: int, flavour: int = NOT_PDQ) -> None:
         if sid >= len(self.content):
             size = max(sid + 1, 2 * len(self.content))
             self.content = np.resize(self.content, size)
             self.bank = np.resize(self.bank, size)
+            grown = np.zeros(size, dtype=np.int8)
+            grown[: len(self.flavour)] = self.flavour
+            self.flavour = grown
         self.content[sid] = content
         self.bank[sid] = bank
+        self.flavour[sid] = flavour
 
 
 def _indexed_types() -> dict[str, SignalType]:
@@ -82,6 +105,8 @@ class Matcher:
         self.values: dict[int, str] = {}
         self.ids = _IdMap()
         self.banks: dict[int, Bank] = {}
+        #: bank id → flavour code → how many of its PDQ signals carry it (``pdq_flavours``)
+        self.flavour_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         self.seq = 0
         self.loaded_to = 0  # signals with id <= this were bulk-loaded
         self.built_at = 0.0
@@ -120,7 +145,11 @@ class Matcher:
             if c.signal_type is None or c.value is None or c.bank_id is None:
                 continue  # added then deleted before we saw it
             if c.content_id is not None:
-                self.ids.set(c.signal_id, c.content_id, c.bank_id)
+                code = NOT_PDQ
+                if c.signal_type == "pdq":
+                    code = _CODE.get(c.pdq_flavour, BANKS_FLAVOUR)
+                    self.flavour_counts[c.bank_id][code] += 1
+                self.ids.set(c.signal_id, c.content_id, c.bank_id, code)
             sig = self.types.get(c.signal_type)
             if sig is None:
                 continue  # an exact type: looked up in the store
@@ -154,8 +183,47 @@ class Matcher:
                         index.remove(dels)
                     for sid in dels:
                         self.values.pop(sid, None)
+                        self._forget_flavour(sid)
                 self.seq = changes[-1].seq
                 self.built_at = time.time()
+
+    def _forget_flavour(self, sid: int) -> None:
+        if sid >= len(self.ids.flavour) or self.ids.flavour[sid] == NOT_PDQ:
+            return
+        counts = self.flavour_counts[int(self.ids.bank[sid])]
+        code = int(self.ids.flavour[sid])
+        counts[code] -= 1
+        if counts[code] <= 0:
+            del counts[code]
+        self.ids.flavour[sid] = NOT_PDQ
+
+    # -- flavours -----------------------------------------------------------------------------
+
+    def pdq_flavours(self, tenant_id: int, banks: set[str] | None = None) -> list[str]:
+        """The PDQ flavours an upload must be hashed in to match the tenant's PDQ signals (in
+        ``banks`` when given), ``pytx`` first: each bank's own for the signals that follow it,
+        and the flavours signals carry (``both`` needs none of its own). Empty when no signal
+        needs one (no PDQ signal, or only ``both``)."""
+        self.refresh()
+        need: set[str] = set()
+        with self._lock:
+            for bank_id, counts in self.flavour_counts.items():
+                b = self._bank_ok(bank_id, tenant_id, banks)
+                if b is None:
+                    continue
+                for code, n in counts.items():
+                    if n <= 0 or code == BOTH:
+                        continue
+                    need.add(b.pdq_flavour if code == BANKS_FLAVOUR else _FLAVOUR_OF_CODE[code])
+        return sorted(need, key=lambda f: (f != "pytx", f))
+
+    def _flavour_ok(self, sid: int, bank: Bank, flavour: str) -> bool:
+        code = int(self.ids.flavour[sid]) if sid < len(self.ids.flavour) else NOT_PDQ
+        if code in (NOT_PDQ, BOTH):
+            return True
+        if code == BANKS_FLAVOUR:
+            return bank.pdq_flavour == flavour
+        return bool(_FLAVOUR_OF_CODE[code] == flavour)
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -174,8 +242,11 @@ class Matcher:
         value: str,
         banks: set[str] | None = None,
         quality: int | None = None,
+        pdq_flavour: str | None = None,
     ) -> list[Match]:
-        """Matches of one canonical signal value among the tenant's banks."""
+        """Matches of one canonical signal value among the tenant's banks. ``pdq_flavour``: the
+        flavour a PDQ hash was computed in (an upload's); only PDQ signals of that flavour (or
+        ``both``) match it. None: any signal may (a hash given as such)."""
         self.refresh()
         sig = self.types.get(signal_type)
         if sig is not None:
@@ -183,7 +254,7 @@ class Matcher:
             if not codes:
                 return []  # too featureless to match on
             if sig.index is Index.PDQ:
-                return self._lookup_pdq(signal_type, tenant_id, codes[0], banks)
+                return self._lookup_pdq(signal_type, tenant_id, codes[0], banks, pdq_flavour)
             return self._lookup_frames(sig, signal_type, tenant_id, value, codes, banks)
         out = []
         for _sid, cid, bid in self.store.exact_lookup(tenant_id, signal_type, value):
@@ -193,7 +264,12 @@ class Matcher:
         return out
 
     def _lookup_pdq(
-        self, signal_type: str, tenant_id: int, bits: bytes, banks: set[str] | None
+        self,
+        signal_type: str,
+        tenant_id: int,
+        bits: bytes,
+        banks: set[str] | None,
+        flavour: str | None = None,
     ) -> list[Match]:
         out = []
         seen: set[int] = set()
@@ -201,6 +277,8 @@ class Matcher:
             bid = int(self.ids.bank[hit.id])
             b = self._bank_ok(bid, tenant_id, banks)
             if b is None or hit.distance > b.pdq_distance:
+                continue
+            if flavour is not None and not self._flavour_ok(hit.id, b, flavour):
                 continue
             cid = int(self.ids.content[hit.id])
             if cid not in seen:

@@ -14,6 +14,20 @@ queries already filter on the tenant; this catches a query that one day forgets.
 
 Migration 4 adds face shields (``shields``, ``shield_templates``); the same rule (a template's
 tenant is its shield's) is a composite foreign key declared with the new table, on both backends.
+
+Migration 5 adds HMA's per-content ``disable_until_ts`` and ``note`` (issue 23).
+
+Migration 6 adds signal exchanges (``exchanges``, ``exchange_credentials``, ``exchange_items``)
+and ``content_log``: every content row added, changed or removed, written by triggers on
+``contents`` (so every writer is logged without knowing of it), per tenant and bank, which a bank's
+exchange feed (``/c/bank/NAME/feed``) pages through; rows already banked are logged as added.
+
+Migration 7 adds PDQ flavours (issue 23, ``reclaim.hashes.pdq``): a bank's ``pdq_flavour`` (how
+uploads are hashed to match it: ``pytx``, the default for new banks, or ``reference``) and a
+signal's own (NULL: its bank's; ``reference``, ``pytx`` or ``both``). Banks that exist keep
+``reference``, the flavour every upload was hashed in until now, except exchange banks (hashes
+made by pytx/HMA); PDQ signals imported from a ``reclaim protect`` CSV take the flavour their
+row named (the content's metadata ``json.pdq_flavour``).
 """
 
 from __future__ import annotations
@@ -98,6 +112,36 @@ def _scope_statements() -> list[str | PerDialect]:
             )
         )
     return out
+
+
+def _content_log_triggers() -> list[str | PerDialect]:
+    """Triggers that log every content row added ('add'), changed ('upd') or removed ('del')."""
+    cols = "INSERT INTO content_log (tenant_id, bank_id, content_id, op, at) VALUES"
+    now = "(julianday('now') - 2440587.5) * 86400.0"
+    events = (("INSERT", "NEW", "add"), ("UPDATE", "NEW", "upd"), ("DELETE", "OLD", "del"))
+    sqlite = [
+        f"CREATE TRIGGER contents_log_{event.lower()} AFTER {event} ON contents "
+        f"BEGIN {cols} ({row}.tenant_id, {row}.bank_id, {row}.id, '{op}', {now}); END"
+        for event, row, op in events
+    ]
+    pg_now = "extract(epoch FROM clock_timestamp())"
+    function = (
+        "CREATE FUNCTION reclaim_content_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        f"IF TG_OP = 'DELETE' THEN {cols} (OLD.tenant_id, OLD.bank_id, OLD.id, 'del', {pg_now}); "
+        "RETURN OLD; END IF; "
+        f"{cols} (NEW.tenant_id, NEW.bank_id, NEW.id, "
+        f"CASE WHEN TG_OP = 'INSERT' THEN 'add' ELSE 'upd' END, {pg_now}); "
+        "RETURN NEW; END $$"
+    )
+    trigger = (
+        "CREATE TRIGGER contents_log AFTER INSERT OR UPDATE OR DELETE ON contents "
+        "FOR EACH ROW EXECUTE FUNCTION reclaim_content_log()"
+    )
+    return [
+        *(PerDialect(sqlite=stmt, postgres=None) for stmt in sqlite),
+        PerDialect(sqlite=None, postgres=function),
+        PerDialect(sqlite=None, postgres=trigger),
+    ]
 
 
 MIGRATIONS: list[list[str | PerDialect]] = [
@@ -228,6 +272,85 @@ MIGRATIONS: list[list[str | PerDialect]] = [
                 REFERENCES shields(id, tenant_id, epoch) ON DELETE CASCADE)""",
         "CREATE INDEX shield_templates_tenant ON shield_templates(tenant_id, shield_row, id)",
         "CREATE INDEX shield_templates_shield ON shield_templates(shield_row, tenant_id, epoch)",
+    ],
+    # 5: HMA's per-content fields (issue 23): ``disable_until_ts`` (0 disabled, 1 enabled, else
+    # disabled until that Unix time) and a note of at most 255 characters
+    [
+        "ALTER TABLE contents ADD COLUMN disable_until_ts BIGINT NOT NULL DEFAULT 1",
+        "ALTER TABLE contents ADD COLUMN note TEXT",
+    ],
+    # 6: signal exchanges (issue 23, reclaim.platform.exchanges): an exchange's configuration and
+    # fetch state, imported into its own bank (composite key: the bank is the tenant's; deleting
+    # the bank deletes the exchange); the tenant's credentials per exchange API (never echoed);
+    # the exchange's records and the content each became. content_log: the bank feed (above).
+    [
+        """CREATE TABLE exchanges (
+            id {pk},
+            tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            api TEXT NOT NULL,
+            config TEXT NOT NULL,
+            bank_id BIGINT NOT NULL,
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at {float} NOT NULL,
+            checkpoint TEXT,
+            checkpoint_ts BIGINT,
+            generation INTEGER NOT NULL DEFAULT 0,
+            running_since {float},
+            running_progress BIGINT NOT NULL DEFAULT 0,
+            last_fetch_complete_at {float},
+            last_fetch_succeeded INTEGER,
+            up_to_date INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            UNIQUE (tenant_id, name),
+            UNIQUE (id, tenant_id),
+            FOREIGN KEY (bank_id, tenant_id) REFERENCES banks(id, tenant_id) ON DELETE CASCADE)""",
+        """CREATE TABLE exchange_credentials (
+            id {pk},
+            tenant_id BIGINT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+            api TEXT NOT NULL,
+            credentials TEXT NOT NULL,
+            updated_at {float} NOT NULL,
+            UNIQUE (tenant_id, api))""",
+        """CREATE TABLE exchange_items (
+            id {pk},
+            exchange_id BIGINT NOT NULL,
+            tenant_id BIGINT NOT NULL,
+            record_key TEXT NOT NULL,
+            content_id BIGINT,
+            generation INTEGER NOT NULL,
+            UNIQUE (exchange_id, record_key),
+            FOREIGN KEY (exchange_id, tenant_id)
+                REFERENCES exchanges(id, tenant_id) ON DELETE CASCADE)""",
+        "CREATE INDEX exchange_items_tenant ON exchange_items(tenant_id, exchange_id, generation)",
+        """CREATE TABLE content_log (
+            id {pk},
+            tenant_id BIGINT NOT NULL,
+            bank_id BIGINT NOT NULL,
+            content_id BIGINT NOT NULL,
+            op TEXT NOT NULL,
+            at {float} NOT NULL)""",
+        "CREATE INDEX content_log_feed ON content_log(tenant_id, bank_id, id)",
+        "INSERT INTO content_log (tenant_id, bank_id, content_id, op, at) "
+        "SELECT tenant_id, bank_id, id, 'add', created_at FROM contents ORDER BY id",
+        *_content_log_triggers(),
+    ],
+    # 7: PDQ flavours (issue 23, see the module docstring): the bank's, and a signal's own
+    [
+        "ALTER TABLE banks ADD COLUMN pdq_flavour TEXT NOT NULL DEFAULT 'pytx'",
+        "ALTER TABLE signals ADD COLUMN pdq_flavour TEXT",
+        "UPDATE banks SET pdq_flavour = 'reference' "
+        "WHERE id NOT IN (SELECT bank_id FROM exchanges)",
+        PerDialect(
+            sqlite="UPDATE signals SET pdq_flavour = (SELECT lower(trim(CAST(json_extract("
+            "c.metadata, '$.json.pdq_flavour') AS TEXT))) FROM contents c "
+            "WHERE c.id = signals.content_id) WHERE signal_type = 'pdq'",
+            postgres="UPDATE signals s SET pdq_flavour = lower(trim(c.metadata::jsonb "
+            "#>> '{{json,pdq_flavour}}')) FROM contents c "
+            "WHERE c.id = s.content_id AND s.signal_type = 'pdq'",
+        ),
+        "UPDATE signals SET pdq_flavour = NULL "
+        "WHERE pdq_flavour NOT IN ('reference', 'pytx', 'both')",
     ],
 ]
 

@@ -28,6 +28,10 @@ ACTIONS = frozenset(
     {"acquisition", "analysis", "decision", "export", "enrollment", "deletion"}
     # face shields (issue 20): reclaim.shield.case
     | {"shield.created", "shield.sent", "shield.exported", "shield.revoked"}
+    # removal requests (issue 22): reclaim.requests.case
+    | {"request.drafted", "request.marked", "request.escalated"}
+    # keeping watch (issue 22): reclaim.watch, reclaim.alerts
+    | {"watch.source", "watch.run", "watch.alert"}
 )
 
 

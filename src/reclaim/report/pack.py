@@ -12,6 +12,8 @@ Layout::
     report.html, report.pdf    findings with (blurred) thumbnails
     notices/dsa-art16-N.txt    one EU DSA Article 16 notice per URL where an item was seen
     pharos.txt                 French complaint / PHAROS summary
+    requests.json              her removal requests about these items, with their history
+    requests/request-N-*.txt   each request's letter as drafted (reclaim.requests)
     README.txt                 how to verify
 
 The export custody entry records the SHA-256 of manifest.json and of every other file, so a
@@ -47,6 +49,7 @@ from reclaim.report.custody import CustodyLog
 from reclaim.report.notices import Notifier, dsa_notice, pharos_summary
 from reclaim.report.seal import load_or_create_key, public_key_info, public_key_pem
 from reclaim.report.timestamp import TimestampInfo, request_timestamp
+from reclaim.requests.pack import pack_files as request_pack_files
 from reclaim.sources.resolve import read_verified
 from reclaim.store import CaseStore
 from reclaim.store.case import now_iso
@@ -238,6 +241,7 @@ def build_pack(store: CaseStore, items: list[str], out: Path, options: PackOptio
                     url, r, options.notifier, options.lang
                 ).encode()
     files["pharos.txt"] = pharos_summary(records, options.notifier).encode()
+    files.update(request_pack_files(store, [r["sha256"] for r in records]))  # requests.json
     html = render_report(records, manifest, options)
     files["report.html"] = html.encode()
     if options.pdf:

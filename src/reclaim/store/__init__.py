@@ -13,6 +13,7 @@ mixins of one base, as the platform store is (``reclaim.platform.store``):
 - ``checks``: manipulation checks;
 - ``decisions``: the person's decisions on items;
 - ``shields``: the face shields she gave platforms;
+- ``requests``: the removal requests she makes, with their history;
 - ``case``: ``CaseStore``, the parts composed.
 
 Mixins rather than repositories the store holds: callers keep one object and one call per query

@@ -10,8 +10,10 @@ from reclaim.store.checks import CheckStore
 from reclaim.store.decisions import DecisionStore
 from reclaim.store.faces import FaceRecord, FaceStore, Finding
 from reclaim.store.items import ItemRecord, ItemStore, SightingRecord
+from reclaim.store.requests import RequestStore
 from reclaim.store.schema import DB_NAME, SCHEMA_VERSION
 from reclaim.store.shields import ShieldRecord, ShieldStore
+from reclaim.store.watch import WatchStore
 
 __all__ = [
     "DB_NAME",
@@ -29,5 +31,7 @@ __all__ = [
 ]
 
 
-class CaseStore(ItemStore, FaceStore, CheckStore, DecisionStore, ShieldStore):
+class CaseStore(
+    ItemStore, FaceStore, CheckStore, DecisionStore, ShieldStore, RequestStore, WatchStore
+):
     """A case directory. Open with ``CaseStore.open(dir, create=True)``; close when done."""

@@ -165,6 +165,87 @@ CREATE TABLE IF NOT EXISTS template_lock (  -- her templates sealed under a pass
     verifier BLOB NOT NULL,         -- a fixed text sealed under the key: tells a wrong passphrase
     locked_at TEXT NOT NULL
 );
+-- Removal requests she makes for a confirmed item, one per (item, place, destination), and every
+-- change to them (issue 22): reclaim.requests. A request holds its letter, never an image.
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    item_sha256 TEXT NOT NULL REFERENCES items(sha256),
+    place_key TEXT NOT NULL DEFAULT '',  -- Locator.key of the place it is about ('': the item)
+    place TEXT,                     -- that Locator (JSON); NULL: wherever the item is
+    destination TEXT NOT NULL,      -- a destination id (reclaim/requests/destinations/*.toml)
+    lang TEXT NOT NULL,             -- fr | en: the letter's language
+    status TEXT NOT NULL,           -- draft | sent | acknowledged | removed | refused | reappeared
+    created_at TEXT NOT NULL,
+    sent_at TEXT,
+    deadline TEXT,                  -- when the next step is due (NULL: nothing is waited for)
+    deadline_legal INTEGER NOT NULL DEFAULT 0,  -- 1: the law's clock; 0: reclaim's follow-up
+    escalation INTEGER NOT NULL DEFAULT 0,      -- escalation steps she has taken
+    letter TEXT NOT NULL,           -- the drafted text, as she sends it
+    updated_at TEXT NOT NULL,
+    UNIQUE (item_sha256, place_key, destination)
+);
+CREATE TABLE IF NOT EXISTS request_events (  -- append-only history of each request
+    id INTEGER PRIMARY KEY,
+    request_id INTEGER NOT NULL REFERENCES requests(id),
+    at TEXT NOT NULL,
+    event TEXT NOT NULL,            -- drafted | status | escalated
+    status TEXT NOT NULL,           -- the request's status after the event
+    deadline TEXT,                  -- its deadline after the event
+    note TEXT NOT NULL DEFAULT '',
+    actor TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS request_events_request ON request_events(request_id, id);
+"""
+
+
+# Keep watch (issue 22): the sources she asked to watch, what each watched URL answered last,
+# what changed, where alerts go and the hashes of her private photos (reclaim.watch,
+# reclaim.alerts). New tables only: older cases gain them when opened.
+_WATCH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS watch_sources (  -- what `reclaim watch` scans again
+    id INTEGER PRIMARY KEY,
+    spec TEXT NOT NULL UNIQUE,      -- absolute path: a folder, an export, an archive, a URL list
+    kind TEXT NOT NULL,             -- folder | telegram | archive | file | urllist
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS watch_urls (     -- the last answer of each watched URL
+    url TEXT PRIMARY KEY,
+    state TEXT NOT NULL,            -- online | gone | unreachable
+    item_sha256 TEXT,               -- what it served when last online
+    detail TEXT,                    -- the HTTP status, or why it could not be read
+    checked_at TEXT NOT NULL,
+    changed_at TEXT NOT NULL,       -- when the state last changed
+    run_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS watch_events (   -- what a watch run found changed
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,             -- new_place | reappeared | removed | replaced
+    reason TEXT,                    -- new_place: confirmed | face | protected | similar
+    sighting_id INTEGER,            -- new_place: the place (sightings.id)
+    url TEXT,                       -- URL events
+    item_sha256 TEXT,
+    request_id INTEGER,             -- reappeared: the removal request it reopened
+    detail TEXT,
+    at TEXT NOT NULL,
+    alerted_at TEXT                 -- when an alert counted it (NULL: not yet)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS watch_events_place
+    ON watch_events(sighting_id) WHERE kind = 'new_place';
+CREATE INDEX IF NOT EXISTS watch_events_url ON watch_events(url, id);
+CREATE TABLE IF NOT EXISTS alert_targets (  -- where alerts go (none by default)
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL UNIQUE,    -- file:PATH, an http(s) webhook or an Apprise URL (secret)
+    lang TEXT NOT NULL,             -- fr | en
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS protected_hashes (  -- her `reclaim protect` hashes, numbers only
+    signal_type TEXT NOT NULL,      -- HMA name: md5 | video_md5 | pdq | vpdq
+    signal TEXT NOT NULL,           -- canonical value
+    quality INTEGER,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (signal_type, signal)
+);
 """
 
 
@@ -172,5 +253,6 @@ def apply_schema(conn: sqlite3.Connection) -> str | None:
     """Create what the case lacks; return its stamped schema version (None: a new case)."""
     conn.executescript(_SCHEMA)
     conn.executescript(_FACE_SCHEMA)
+    conn.executescript(_WATCH_SCHEMA)
     row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     return None if row is None else str(row[0])

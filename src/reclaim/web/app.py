@@ -23,20 +23,24 @@ from reclaim.web.deps import WebCase
 from reclaim.web.guard import loopback_only
 from reclaim.web.jobs import JobRunner
 from reclaim.web.routes import (
+    dashboard,
     enroll,
     export,
     findings,
     item,
     protect,
+    requests,
     settings,
     shield,
     sources,
+    watch,
 )
 
 HERE = Path(__file__).parent
 
 #: Every page of the app, in the order their routes are matched.
 ROUTERS: tuple[APIRouter, ...] = (
+    dashboard.router,
     findings.router,
     enroll.router,
     item.router,
@@ -45,6 +49,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     protect.router,
     shield.router,
     export.router,
+    requests.router,
+    watch.router,
 )
 
 

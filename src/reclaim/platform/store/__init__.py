@@ -8,7 +8,8 @@ Split by concern into parts that are mixins of one base: ``base`` (connection pe
 transactions, ``_q``, migrations, rows read by column name into records), ``tenants`` (tenants,
 tokens), ``banks`` (banks, content, signals, the change log), ``review`` (review queue,
 decisions, audit log), ``webhooks`` (webhooks, deliveries), ``shields`` (face shields and their
-stored codes), and ``backends`` (``PlatformStore`` composed of the five parts, then SQLite and
+stored codes), ``exchanges`` (signal exchanges, their records and credentials, bank feeds), and
+``backends`` (``PlatformStore`` composed of the five parts, then SQLite and
 PostgreSQL). Mixins rather than repositories the
 store holds: callers keep one object and one call per query (``store.create_bank(...)``), and a
 part never calls another, so none needs the others to be read.
@@ -43,6 +44,7 @@ from reclaim.platform.store.base import (
     OutOfRange,
     system_wide,
 )
+from reclaim.platform.store.exchanges import ExchangeRecord, ExchangeRow, FeedEntry
 from reclaim.platform.store.review import ReviewItem
 from reclaim.platform.store.shields import ShieldRow
 from reclaim.platform.store.tenants import SCOPES, TOKEN_PREFIX, Token, hash_token
@@ -58,6 +60,9 @@ __all__ = [
     "Conflict",
     "Content",
     "Delivery",
+    "ExchangeRecord",
+    "ExchangeRow",
+    "FeedEntry",
     "NotFound",
     "OutOfRange",
     "PlatformStore",

@@ -17,13 +17,14 @@ from reclaim.errors import StoreError
 from reclaim.platform.migrations import POSTGRES, SQLITE
 from reclaim.platform.store.banks import BankStore
 from reclaim.platform.store.base import system_wide
+from reclaim.platform.store.exchanges import ExchangeStore
 from reclaim.platform.store.review import ReviewStore
 from reclaim.platform.store.shields import ShieldStore
 from reclaim.platform.store.tenants import TenantStore
 from reclaim.platform.store.webhooks import WebhookStore
 
 
-class PlatformStore(TenantStore, BankStore, ReviewStore, WebhookStore, ShieldStore):
+class PlatformStore(TenantStore, BankStore, ReviewStore, WebhookStore, ShieldStore, ExchangeStore):
     """Every query of the service, in SQL both backends speak."""
 
 

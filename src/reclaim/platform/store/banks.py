@@ -6,6 +6,12 @@ value, quality). Every signal added or removed appends to ``changes`` (and a ban
 one lock (``tx(log_lock=True)``) so sequence numbers commit in order. The matcher's own reads
 (``all_banks``, ``live_signals``, ``last_change``, ``changes_since``) are system-wide: the matcher
 filters every result by the asking tenant's banks.
+
+PDQ flavours (``reclaim.hashes.pdq``): a bank's ``pdq_flavour`` says how an upload is hashed to
+match its PDQ signals (``pytx``, what HMA computes, by default; ``reference``); a PDQ signal may
+carry its own (``signals.pdq_flavour``: ``reference``, ``pytx`` or ``both``, NULL for the
+bank's): the flavour an uploaded file was hashed in, or the one its content's metadata names
+(``json.pdq_flavour``, as the CSV of ``reclaim protect`` gives it).
 """
 
 from __future__ import annotations
@@ -18,6 +24,29 @@ from typing import Any
 
 from reclaim.platform.store.base import Columns, Conflict, NotFound, StoreBase, named, system_wide
 
+#: A bank's flavours: how uploads are hashed to match it. New banks: ``pytx`` (HMA's).
+BANK_FLAVOURS = ("pytx", "reference")
+DEFAULT_BANK_FLAVOUR = "pytx"
+#: A PDQ signal's own flavour: ``both`` when the two flavours gave the same hash (a photo of at
+#: most 512 px), so that either matches it.
+ROW_FLAVOURS = ("reference", "pytx", "both")
+
+
+def pdq_flavour_of(metadata: dict[str, Any]) -> str | None:
+    """The PDQ flavour a content item's metadata names (``json.pdq_flavour``, the column
+    ``reclaim protect`` writes), lower-cased; None when it names none (absent or empty).
+    ValueError when it names something else."""
+    kept = metadata.get("json") if isinstance(metadata, dict) else None
+    value = kept.get("pdq_flavour") if isinstance(kept, dict) else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or value.strip().lower() not in ROW_FLAVOURS:
+        raise ValueError(
+            f"metadata json.pdq_flavour {str(value)[:40]!r} is not a PDQ flavour: use "
+            f"{', '.join(ROW_FLAVOURS)} (or leave it out: the bank's flavour)"
+        )
+    return value.strip().lower()
+
 
 @dataclass(frozen=True)
 class Bank:
@@ -26,13 +55,27 @@ class Bank:
     name: str
     enabled_ratio: float
     pdq_distance: int
+    #: How uploads are hashed to match this bank's PDQ signals (``BANK_FLAVOURS``).
+    pdq_flavour: str = DEFAULT_BANK_FLAVOUR
 
     def as_hma(self) -> dict[str, Any]:
+        """HMA's bank object, exactly (its clients compare whole objects)."""
+        return {"name": self.name, "matching_enabled_ratio": self.enabled_ratio}
+
+    def as_reclaim(self) -> dict[str, Any]:
+        """HMA's bank object plus reclaim's own settings (``?include_reclaim=true``, export,
+        audit)."""
         return {
-            "name": self.name,
-            "matching_enabled_ratio": self.enabled_ratio,
+            **self.as_hma(),
             "pdq_distance": self.pdq_distance,
+            "pdq_flavour": self.pdq_flavour,
         }
+
+
+#: HMA's magic values of ``disable_until_ts``.
+DISABLED, ENABLED = 0, 1
+#: Longest note HMA accepts on a content item.
+MAX_NOTE = 255
 
 
 @dataclass
@@ -45,6 +88,13 @@ class Content:
     enabled: bool
     created_at: float
     signals: list[tuple[str, str, int | None]] = field(default_factory=list)
+    #: HMA's ``disable_until_ts``: 0 disabled, 1 enabled, else disabled until that Unix time
+    #: (``/m/lookup`` leaves disabled content out; ``/m/raw_lookup`` does not, as HMA).
+    disable_until_ts: int = ENABLED
+    #: HMA's note on a content item (at most ``MAX_NOTE`` characters); None: none.
+    note: str | None = None
+    #: The PDQ flavour its PDQ signal carries (``ROW_FLAVOURS``); None: its bank's.
+    pdq_flavour: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,23 +107,28 @@ class Change:
     quality: int | None = None
     bank_id: int | None = None
     content_id: int | None = None
+    #: A PDQ signal's own flavour (``ROW_FLAVOURS``); None: its bank's.
+    pdq_flavour: str | None = None
 
 
-BANK = Columns(Bank, "id, tenant_id, name, enabled_ratio, pdq_distance")
+BANK = Columns(Bank, "id, tenant_id, name, enabled_ratio, pdq_distance, pdq_flavour")
 CONTENT = Columns(
     Content,
-    "c.id, c.bank_id, b.name AS bank, c.tenant_id, c.metadata, c.enabled, c.created_at",
+    "c.id, c.bank_id, b.name AS bank, c.tenant_id, c.metadata, c.enabled, c.created_at, "
+    "c.disable_until_ts, c.note",
     metadata=json.loads,
     enabled=bool,
 )
 #: a current signal, as a change that adds it (a matcher's initial load)
 LIVE = Columns(
     Change,
-    "0 AS seq, 'add' AS op, id AS signal_id, signal_type, value, quality, bank_id, content_id",
+    "0 AS seq, 'add' AS op, id AS signal_id, signal_type, value, quality, bank_id, content_id, "
+    "pdq_flavour",
 )
 CHANGE = Columns(
     Change,
-    "c.seq, c.op, c.signal_id, s.signal_type, s.value, s.quality, s.bank_id, s.content_id",
+    "c.seq, c.op, c.signal_id, s.signal_type, s.value, s.quality, s.bank_id, s.content_id, "
+    "s.pdq_flavour",
 )
 
 
@@ -83,16 +138,23 @@ class BankStore(StoreBase):
     # -- banks --------------------------------------------------------------------------------
 
     def create_bank(
-        self, tenant_id: int, name: str, enabled_ratio: float = 1.0, pdq_distance: int = 31
+        self,
+        tenant_id: int,
+        name: str,
+        enabled_ratio: float = 1.0,
+        pdq_distance: int = 31,
+        pdq_flavour: str = DEFAULT_BANK_FLAVOUR,
     ) -> Bank:
+        if pdq_flavour not in BANK_FLAVOURS:
+            raise ValueError(f"bank pdq_flavour must be one of {', '.join(BANK_FLAVOURS)}")
         try:
             with self.tx() as cur:
                 return BANK.read(
                     self._q(
                         cur,
                         "INSERT INTO banks (tenant_id, name, enabled_ratio, pdq_distance, "
-                        f"created_at) VALUES (?, ?, ?, ?, ?) RETURNING {BANK.sql}",
-                        (tenant_id, name, enabled_ratio, pdq_distance, time.time()),
+                        f"pdq_flavour, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING {BANK.sql}",
+                        (tenant_id, name, enabled_ratio, pdq_distance, pdq_flavour, time.time()),
                     )
                 )[0]
         except Exception as e:
@@ -126,19 +188,23 @@ class BankStore(StoreBase):
         name: str | None = None,
         enabled_ratio: float | None = None,
         pdq_distance: int | None = None,
+        pdq_flavour: str | None = None,
     ) -> Bank | None:
         """Change the tenant's bank; None when ``bank`` is not the tenant's."""
+        if pdq_flavour is not None and pdq_flavour not in BANK_FLAVOURS:
+            raise ValueError(f"bank pdq_flavour must be one of {', '.join(BANK_FLAVOURS)}")
         try:
             with self.tx(log_lock=True) as cur:
                 updated = BANK.read_one(
                     self._q(
                         cur,
-                        "UPDATE banks SET name = ?, enabled_ratio = ?, pdq_distance = ? "
-                        f"WHERE id = ? AND tenant_id = ? RETURNING {BANK.sql}",
+                        "UPDATE banks SET name = ?, enabled_ratio = ?, pdq_distance = ?, "
+                        f"pdq_flavour = ? WHERE id = ? AND tenant_id = ? RETURNING {BANK.sql}",
                         (
                             bank.name if name is None else name,
                             bank.enabled_ratio if enabled_ratio is None else enabled_ratio,
                             bank.pdq_distance if pdq_distance is None else pdq_distance,
+                            bank.pdq_flavour if pdq_flavour is None else pdq_flavour,
                             bank.id,
                             tenant_id,
                         ),
@@ -185,9 +251,20 @@ class BankStore(StoreBase):
         tenant_id: int,
         bank: Bank,
         items: Sequence[tuple[Sequence[tuple[str, str, int | None]], dict[str, Any]]],
+        *,
+        note: str | None = None,
+        pdq_flavour: str | None = None,
     ) -> list[int]:
-        """Add content items (each: its signals and metadata) to the tenant's bank in one
-        transaction; their ids. NotFound when ``bank`` is not the tenant's."""
+        """Add content items (each: its signals and metadata; ``note`` on every one) to the
+        tenant's bank in one transaction; their ids. NotFound when ``bank`` is not the
+        tenant's.
+
+        An item's PDQ signals carry ``pdq_flavour`` (the flavour the service hashed an upload
+        in), else the one its metadata names (``pdq_flavour_of``), else none (the bank's).
+        ValueError, before anything is written, when a metadata names an unknown flavour."""
+        if pdq_flavour is not None and pdq_flavour not in ROW_FLAVOURS:
+            raise ValueError(f"pdq_flavour must be one of {', '.join(ROW_FLAVOURS)}")
+        flavours = [pdq_flavour or pdq_flavour_of(metadata) for _, metadata in items]
         now = time.time()
         out: list[int] = []
         scope = (bank.id, tenant_id)
@@ -196,13 +273,13 @@ class BankStore(StoreBase):
                 cur, "SELECT id FROM banks WHERE id = ? AND tenant_id = ?", scope
             ).fetchone():
                 raise NotFound(f"bank {bank.name!r} not found")
-            for signals, metadata in items:
+            for (signals, metadata), flavour in zip(items, flavours, strict=True):
                 cid = int(
                     self._q(
                         cur,
-                        "INSERT INTO contents (bank_id, tenant_id, metadata, created_at) "
-                        "VALUES (?, ?, ?, ?) RETURNING id",
-                        (*scope, json.dumps(metadata, sort_keys=True), now),
+                        "INSERT INTO contents (bank_id, tenant_id, metadata, created_at, note) "
+                        "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                        (*scope, json.dumps(metadata, sort_keys=True), now, note or None),
                     ).fetchone()[0]
                 )
                 sids = []
@@ -210,8 +287,8 @@ class BankStore(StoreBase):
                     row = self._q(
                         cur,
                         "INSERT INTO signals (content_id, bank_id, tenant_id, signal_type, value, "
-                        "quality) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                        (cid, *scope, st, value, quality),
+                        "quality, pdq_flavour) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (cid, *scope, st, value, quality, flavour if st == "pdq" else None),
                     ).fetchone()
                     sids.append(int(row[0]))
                 self._log_changes(cur, sids, "add")
@@ -244,6 +321,58 @@ class BankStore(StoreBase):
             ).rowcount
             return int(n)
 
+    def update_content(
+        self,
+        tenant_id: int,
+        bank: Bank,
+        content_id: int,
+        *,
+        disable_until_ts: int | None = None,
+        note: str | None = None,
+    ) -> Content | None:
+        """Change one content item of the tenant's bank (None: leave as is; ``note=""``
+        removes the note); the item as it now is, or None when it is not in that bank of that
+        tenant (and then nothing is changed)."""
+        scope = (content_id, bank.id, tenant_id)
+        sets: list[str] = []
+        args: list[int | str | None] = []
+        if disable_until_ts is not None:
+            sets.append("disable_until_ts = ?")
+            args.append(disable_until_ts)
+        if note is not None:
+            sets.append("note = ?")
+            args.append(note or None)
+        with self.tx() as cur:
+            found = self._q(
+                cur,
+                "SELECT id FROM contents WHERE id = ? AND bank_id = ? AND tenant_id = ?",
+                scope,
+            ).fetchone()
+            if found is None:
+                return None
+            if sets:
+                self._q(
+                    cur,
+                    f"UPDATE contents SET {', '.join(sets)} "
+                    "WHERE id = ? AND bank_id = ? AND tenant_id = ?",
+                    (*args, *scope),
+                )
+        got = self.get_contents(tenant_id, [content_id])
+        return got[0] if got else None
+
+    def disabled_contents(self, tenant_id: int, ids: Sequence[int], now: float) -> set[int]:
+        """Which of the tenant's content items among ``ids`` are disabled at ``now`` (HMA's
+        ``disable_until_ts``: 0, or a time after ``now``)."""
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = self._all(
+            f"SELECT id FROM contents WHERE tenant_id = ? AND id IN ({marks}) "
+            "AND (disable_until_ts = ? OR disable_until_ts > ?)",
+            (tenant_id, *ids, DISABLED, int(now)),
+        )
+        return {int(r[0]) for r in rows}
+
     def get_contents(self, tenant_id: int, ids: Sequence[int]) -> list[Content]:
         """The tenant's content items among ``ids`` (others' are left out), with signals."""
         if not ids:
@@ -265,13 +394,16 @@ class BankStore(StoreBase):
                 for s in named(
                     self._q(
                         cur,
-                        "SELECT content_id, signal_type, value, quality FROM signals "
+                        "SELECT content_id, signal_type, value, quality, pdq_flavour FROM signals "
                         f"WHERE tenant_id = ? AND content_id IN ({sig_marks}) ORDER BY id",
                         (tenant_id, *out),
                     )
                 ):
                     signal = (s["signal_type"], s["value"], s["quality"])
-                    out[s["content_id"]].signals.append(signal)
+                    item = out[s["content_id"]]
+                    item.signals.append(signal)
+                    if s["pdq_flavour"] is not None and item.pdq_flavour is None:
+                        item.pdq_flavour = str(s["pdq_flavour"])
         return list(out.values())
 
     def list_contents(

@@ -18,7 +18,7 @@ from typing import Any
 
 from reclaim.platform.store.base import Columns, Conflict, StoreBase, named, system_wide
 
-SCOPES = ("hash", "match", "curate", "review", "tokens")
+SCOPES = ("hash", "match", "curate", "review", "tokens", "fetch")
 TOKEN_PREFIX = "rcl_"
 
 

@@ -1,23 +1,15 @@
-"""The home redirect, the findings list and the previews it shows (blurred until chosen)."""
+"""The findings list and the previews it shows (blurred until chosen)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from reclaim.errors import ReclaimError
 from reclaim.web.deps import Case
 from reclaim.web.pages import page
 
 router = APIRouter()
-
-
-@router.get("/", response_class=HTMLResponse)
-def home(ctx: Case) -> RedirectResponse:
-    """The findings once someone is enrolled, else the enrollment page."""
-    with ctx.store() as s:
-        target = "/findings" if s.has_enrollments() else "/enroll"
-    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/findings", response_class=HTMLResponse)

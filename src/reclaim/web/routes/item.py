@@ -24,6 +24,8 @@ MAP_TITLES = {
     "face_consistency": "Face against its surroundings: where the face differs",
     "face_blend": "Face-blend model: where it sees a blending boundary",
     "synthetic_image": "AI-image model: score per tile",
+    "inpaint_region": "Regenerated area? Where the fine grain differs from what the rest of the "
+    "photo predicts (box: the strongest region; weak evidence)",
 }
 
 

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from reclaim.media import MediaLimits
-from reclaim.media.sandbox import analyze_isolated
-from reclaim.protect import now_stamp, protect_rows, rows_to_csv
+from reclaim.protect import analyze_for_protect, now_stamp, protect_rows, rows_to_csv
 from reclaim.web.pages import page
 
 router = APIRouter()
@@ -35,12 +34,13 @@ async def protect_post(request: Request, files: list[UploadFile]) -> Response:
         if len(data) > MAX_PROTECT_UPLOAD:
             problems.append(f"{f.filename}: too large")
             continue
-        # In a worker process (memory ceiling, time limit), awaited off the event loop.
-        item = await asyncio.to_thread(analyze_isolated, data, MediaLimits())
+        # In a worker process (memory ceiling, time limit), awaited off the event loop; PDQ in
+        # the flavours ``reclaim protect`` writes by default.
+        item, pdq = await asyncio.to_thread(analyze_for_protect, data, MediaLimits())
         if item.error:
             problems.append(f"{f.filename}: {item.error}")
             continue
-        rows.extend(protect_rows(item, created))
+        rows.extend(protect_rows(item, created, pdq))
     if not rows:
         return page(request, "protect.html.j2", status=400, problems=problems or ["no file given"])
     return Response(
