@@ -40,6 +40,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from reclaim.api.curation import _json  # one JSON-object body reader
 from reclaim.api.deps import Platform, PlatformDep, require
 from reclaim.platform.exchanges import (
     BANK_NAME,
@@ -54,7 +55,6 @@ from reclaim.platform.exchanges import (
     local_file,
     schema,
 )
-from reclaim.platform.signals import SignalRejected, load_json
 from reclaim.platform.store import Bank, Conflict, Content, ExchangeRow, Token
 from reclaim.platform.store.banks import DISABLED
 
@@ -114,16 +114,6 @@ def _type(platform: Platform, api_name: str) -> ExchangeType:
     if xtype is None:
         raise HTTPException(400, f"no such Exchange API '{api_name[:100]}'")
     return xtype
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        data = load_json(await request.body(), "the request body")
-    except SignalRejected as e:
-        raise HTTPException(400, f"this endpoint expects a JSON object body: {e}") from e
-    if not isinstance(data, dict):
-        raise HTTPException(400, "this endpoint expects a JSON object body")
-    return data
 
 
 def _exchange(platform: Platform, token: Token, name: str) -> ExchangeRow:
