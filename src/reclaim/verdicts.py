@@ -26,6 +26,9 @@ class Verdict(StrEnum):
     LIKELY_GENERATED = "likely generated"
     #: No decisive provenance, and the fused pixel score stayed under the threshold.
     NO_EVIDENCE = "no strong evidence"
+    #: No decisive provenance, and the pixel signals cannot tell: the image is too small or too
+    #: compressed, or the signal that would decide disagrees with itself (issue 21).
+    CANNOT_TELL = "cannot tell"
 
 
 class CheckLevel(StrEnum):
@@ -51,6 +54,7 @@ VERDICT_LABELS: dict[Verdict, dict[str, str]] = {
     Verdict.LIKELY_MANIPULATED: {"en": "LIKELY MANIPULATED", "fr": "PROBABLEMENT MANIPULÉE"},
     Verdict.LIKELY_GENERATED: {"en": "LIKELY GENERATED", "fr": "PROBABLEMENT GÉNÉRÉE"},
     Verdict.NO_EVIDENCE: {"en": "no strong evidence", "fr": "aucun indice fort"},
+    Verdict.CANNOT_TELL: {"en": "cannot tell", "fr": "impossible de trancher"},
 }
 
 #: Verdicts that flag an item (shown first, highlighted).

@@ -48,13 +48,14 @@ def log(*a: object) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
-def code_key() -> str:
-    """Hash of everything that decides a signal's output: models and detector code."""
-    h = hashlib.sha256(b"caption-cut-368/384")
+def code_key(diffusion: bool = True) -> str:
+    """Hash of everything that decides a signal's output: models and detector code
+    (``diffusion=False``: of every signal but ``clip_diffusion``)."""
+    h = hashlib.sha256(b"caption-cut-368/384" + (b"" if diffusion else b"no-clip-diffusion"))
     src = ROOT / "src" / "reclaim"
     files = sorted((src / "models").glob("*.onnx")) + sorted((src / "models").glob("synth*"))
     files += [src / "models" / "clip_probe.json", src / "detectors" / "clip_probe.py"]
-    files += [src / "models" / "consistency.json"]
+    files += [src / "models" / "consistency.json", src / "models" / "diffusion_probe.json"]
     files += [
         src / "detectors" / "check.py",
         src / "detectors" / "decide.py",
@@ -68,9 +69,12 @@ def code_key() -> str:
         src / "detectors" / "consistency.py",
         src / "detectors" / "faceblend.py",
         src / "detectors" / "synthetic.py",
+        src / "detectors" / "diffusion.py",
         src / "detectors" / "maps.py",
         src / "media" / "image.py",
     ]
+    if not diffusion:
+        files = [f for f in files if not f.name.startswith("diffusion")]
     for f in files:
         if f.exists():
             h.update(f.name.encode())
@@ -93,22 +97,37 @@ def items(splits: Iterable[str]) -> list[dict[str, Any]]:
 
 def _analyse(path: str) -> dict[str, Any]:
     from reclaim.detectors.check import DetectorOptions, image_signals
+    from reclaim.detectors.diffusion import jpeg_quality
     from reclaim.media import Media
 
     t0 = time.perf_counter()
-    media = Media(Path(path).read_bytes())
+    data = Path(path).read_bytes()
+    media = Media(data)
     rgb = np.asarray(media.image(max_side=DetectorOptions().max_side), dtype=np.uint8)
     if CAPTION_SET in path:
         rgb = np.ascontiguousarray(rgb[: int(rgb.shape[0] * KEEP_ROWS)])
     timings: dict[str, float] = {"decode": (time.perf_counter() - t0) * 1000.0}
-    sigs, _ = image_signals(rgb, DetectorOptions(), timings=timings)
+    sigs, _ = image_signals(
+        rgb, DetectorOptions(), timings=timings, jpeg_quality=jpeg_quality(data)
+    )
     timings["total"] = (time.perf_counter() - t0) * 1000.0
     return {
         "path": path,
-        "signals": [{"name": s.name, "raw": s.raw, "score": s.score} for s in sigs],
+        "signals": [signal_record(s) for s in sigs],
         "ms": timings,
         "pixels": int(rgb.shape[0] * rgb.shape[1]),
+        "size": [int(rgb.shape[1]), int(rgb.shape[0])],  # width, height
     }
+
+
+#: Details kept in the cached records (what ``decide.cannot_tell`` reads).
+KEPT_DETAILS = ("views", "flagged", "disagree", "too_small", "too_compressed", "jpeg_quality")
+
+
+def signal_record(s: Any) -> dict[str, Any]:
+    """A signal as the cache keeps it: name, raw, score and the details ``cannot_tell`` reads."""
+    det = {k: s.details[k] for k in KEPT_DETAILS if k in s.details}
+    return {"name": s.name, "raw": s.raw, "score": s.score, "details": det}
 
 
 def collect(rows: list[dict[str, Any]], workers: int) -> dict[str, dict[str, Any]]:

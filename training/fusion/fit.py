@@ -3,6 +3,11 @@
     python -m training.fusion.fit            # fit on every set's calib split, write the model
     python -m training.fusion.fit --dry-run  # fit and print, write nothing
 
+The sets: ``training/fusion/data.py``'s (StyleGAN2/FFHQ, Yonsei, real-color) and, since issue 21,
+``diffusion-dev`` re-encoded as Telegram does (``training/diffusion/data.py``). On diffusion-dev,
+which ``clip_diffusion`` was trained on, that signal's raw is its out-of-fold raw (the models
+fitted without the image's fold, ``training/diffusion/fit.py``), as on a photo it never saw.
+
 The model (:class:`reclaim.detectors.fusion.FusionModel`): per-signal logistic calibration on
 the ``calib`` split of every set (each set's reals and fakes weigh equally; a set with only
 reals weighs like the other sets' reals), fused by the maximum over the subset of signals with
@@ -68,8 +73,11 @@ def align_thresholds(
     whose real photos come closest sets it, and another signal may flag none of its set's reals
     at that level. Starting from the common threshold (feasible), each signal in turn lowers its
     own threshold as far as at most ``CALIB_FP`` of the reals of *each* calib set stay flagged by
-    any signal; every order of the signals is tried and the one with the best mean TPR over the
-    labelled sets is kept (the common threshold on ties). Each signal's intercept then moves by
+    any signal; every order of the signals is tried. Then, from the best of those, coordinate
+    ascent: each signal's level moves to any calibrated score seen on calib (up as well as
+    down: raising one signal frees real photos of the budget for another, which the lowering
+    pass cannot find) while the rule holds, until the mean TPR over the labelled sets stops
+    improving (the common threshold on ties). Each signal's intercept then moves by
     ``logit(thr) − logit(t_s)``, so that the fused score still has the one threshold ``thr``.
     Returns (new calibration, shift per signal)."""
     names = list(calibration)
@@ -105,6 +113,42 @@ def align_thresholds(
                     lo = max(lo, float(free[max(budget, 0)]) + 1e-6)
             t[j] = min(t[j], max(lo, 0.0))
         o = objective(t)
+        if o > best_obj + 1e-12:
+            best_t, best_obj = t, o
+
+    def feasible(t: np.ndarray) -> bool:
+        f = flagged(t)
+        for s in sets:
+            m = (sa == s) & (ya == 0)
+            if int(f[m].sum()) > int(np.floor(CALIB_FP * m.sum())):
+                return False
+        return True
+
+    # levels worth trying: just above each calibrated score (a real photo's or a fake's), up to
+    # the common threshold's neighbourhood and beyond; 1.0 + 1e-6 switches a signal off
+    levels = [np.unique(np.r_[z[z[:, j] >= 0, j] + 1e-6, 1.0 + 1e-6]) for j in range(len(names))]
+
+    def ascend(t: np.ndarray, order: tuple[int, ...]) -> tuple[np.ndarray, float]:
+        obj = objective(t)
+        for _ in range(10):
+            improved = False
+            for j in order:
+                for v in levels[j]:
+                    cand = t.copy()
+                    cand[j] = v
+                    o = objective(cand)
+                    if o > obj + 1e-12 and feasible(cand):
+                        t, obj, improved = cand, o, True
+            if not improved:
+                break
+        return t, obj
+
+    # starts: the lowering pass's best, and every signal order from all signals off
+    starts = [(best_t, tuple(range(len(names))))]
+    orders = list(itertools.permutations(range(len(names))))[:24]
+    starts += [(np.full(len(names), 1.0 + 1e-6), order) for order in orders]
+    for t0, order in starts:
+        t, o = ascend(t0.copy(), order)
         if o > best_obj + 1e-12:
             best_t, best_obj = t, o
     per = {n: round(float(v), 4) for n, v in zip(names, best_t, strict=True)}
@@ -197,6 +241,36 @@ def fit_fusion(
     )
 
 
+DEV_SET = "diffusion-dev"
+
+
+def fusion_rows(
+    calib: list[dict[str, Any]],
+    res: dict[str, dict[str, Any]],
+    dev: list[Any],
+    dev_res: dict[str, dict[str, Any]] | None,
+    lofo: dict[str, dict[str, dict[str, list[dict[str, Any]]]]] | None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The calib rows and records of every set, diffusion-dev's (calib split, Telegram) added
+    with ``clip_diffusion``'s out-of-fold raw (``lofo["telegram"]["all"]``) in place of the
+    shipped probe's (which saw the image)."""
+    rows, recs = list(calib), dict(res)
+    if dev_res is None:
+        return rows, recs
+    oof = (lofo or {}).get("telegram", {}).get("all", {})
+    for i in dev:
+        if i.split != "calib":
+            continue
+        rec = dev_res[i.key]
+        sub = oof.get(i.key)
+        if sub is not None:
+            names = {s["name"] for s in sub}
+            rec = {**rec, "signals": [s for s in rec["signals"] if s["name"] not in names] + sub}
+        rows.append({"set": DEV_SET, "path": i.key, "label": i.label, "split": "calib"})
+        recs[i.key] = rec
+    return rows, recs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
@@ -204,9 +278,17 @@ def main() -> None:
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"shared data not found at {SHARED}")
+    from training.diffusion import data as DD
+    from training.diffusion import fit as DF
+    from training.diffusion import signals as DS
+
     calib = items(("calib",))
     res = collect(calib, args.workers)
-    model = fit_fusion(calib, res, SETS)
+    dev = DD.dev_items()
+    dev_res = DS.collect(dev, "telegram", args.workers)
+    lofo = {"telegram": DF.lofo_raws(dev, "telegram")} if DF.MODEL_PATH.exists() else None
+    rows, recs = fusion_rows(calib, res, dev, dev_res, lofo)
+    model = fit_fusion(rows, recs, [*SETS, DEV_SET])
     text = json.dumps(model.as_dict(), indent=2) + "\n"
     if args.dry_run:
         print(text, end="")

@@ -65,6 +65,7 @@ VERDICT_NONE = Verdict.NO_PROVENANCE
 VERDICT_LIKELY_MANIPULATED = Verdict.LIKELY_MANIPULATED
 VERDICT_LIKELY_GENERATED = Verdict.LIKELY_GENERATED
 VERDICT_NO_EVIDENCE = Verdict.NO_EVIDENCE
+VERDICT_CANNOT_TELL = Verdict.CANNOT_TELL
 
 #: Videos: at most this many frames go through the nudity detector, spread over the clip.
 NUDITY_MAX_FRAMES = 32
@@ -77,6 +78,7 @@ class DetectorOptions:
     faces: bool = True  # face consistency + face blend on every face
     synthetic: bool = True  # the AI-image detector on the whole image
     clip: bool = True  # the CLIP probes (skipped, with a note, when the encoder is missing)
+    diffusion: bool = True  # clip_diffusion (with the CLIP probes; needs the encoder too)
     #: ``inpaint_region`` (where the grain differs: reclaim.detectors.inpaint); also runs
     #: whenever ``maps`` is on. Off by default: the fused verdict does not read it.
     inpaint: bool = False
@@ -204,7 +206,11 @@ def check_media(
                 # Boxes are in the pixels of the image decoded at ``max_side``, as face search
                 # stores them (FaceOptions.max_side is the same 2048).
                 rgb = np.asarray(media.image(max_side=detectors.max_side), dtype=np.uint8)
-                pixel, notes = image_signals(rgb, detectors, boxes=boxes)
+                from reclaim.detectors.diffusion import jpeg_quality
+
+                pixel, notes = image_signals(
+                    rgb, detectors, boxes=boxes, jpeg_quality=jpeg_quality(data)
+                )
                 checks.update(notes)
             if maps_dir is not None:
                 map_files = write_maps(media, pixel or [], maps_dir, sha)
@@ -269,10 +275,13 @@ def image_signals(
     *,
     boxes: list[tuple[int, int, int, int]] | None = None,
     timings: dict[str, float] | None = None,
+    jpeg_quality: int | None = None,
 ) -> tuple[list[ForensicSignal], dict[str, str]]:
     """Signals for one upright RGB uint8 image, and a note per detector ("checked" or why not).
 
     ``timings``, when given, gets the milliseconds each stage took (added to what is there).
+    ``jpeg_quality``: the file's JPEG quality when it is a JPEG (too compressed to tell under
+    ``diffusion.MIN_QUALITY``).
     """
     o = options or DetectorOptions()
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -319,6 +328,23 @@ def image_signals(
             )
         out += clip
         notes["clip"] = "checked" if clip else f"not checked: {encoder_status()}"
+    if o.clip and o.diffusion:
+        from reclaim.detectors.clip_probe import encoder_status
+        from reclaim.detectors.diffusion import diffusion_signal
+
+        with clock("clip_diffusion"):
+            diff = diffusion_signal(rgb, quality=jpeg_quality)
+        if diff is not None:
+            out.append(diff)
+        notes["diffusion"] = (
+            "checked"
+            if diff is not None
+            else (
+                f"not checked: {encoder_status()}"
+                if encoder_status() != "ok"
+                else "not checked: models/diffusion_probe.json is missing"
+            )
+        )
     return out, notes
 
 

@@ -75,6 +75,12 @@ N_BASE = 2816
 #: abstracts away; read from the same pass (no extra cost), measured in ``models/clip_probe.md``.
 MID_LAYERS = (7, 9)
 MID_OUTPUT = "/vision_model/encoder/layers.{}/Add_1_output_0"
+#: The last block (its tokens are the encoder's second output, the last hidden state).
+LAST = 11
+#: Every block's tokens are returned (``clip_diffusion`` reads the CLS token of each).
+ALL_LAYERS = tuple(range(LAST))
+#: Encoder outputs kept for the last inputs (``ClipEncoder.run``).
+MEMO = 2
 #: Per intermediate block: CLS, patch-token mean and std and the face-part means of the face's
 #: view, then CLS, patch-token mean and std of the zoomed face view.
 _MID_PARTS = (
@@ -173,8 +179,8 @@ def _unsigned_weights(model: Any) -> int:
     return len(done) // 2
 
 
-def _with_mid_outputs(path: Path) -> bytes:
-    """The encoder's graph with the outputs of the ``MID_LAYERS`` blocks added (the same
+def _with_mid_outputs(path: Path, layers: tuple[int, ...] = MID_LAYERS) -> bytes:
+    """The encoder's graph with the outputs of the ``layers`` blocks added (the same
     computation: the two original outputs are bit-identical; nothing is written to disk), its
     int8 weights stored as uint8 (``_unsigned_weights``)."""
     import onnx
@@ -182,7 +188,7 @@ def _with_mid_outputs(path: Path) -> bytes:
     model = onnx.load(str(path))
     _unsigned_weights(model)
     names = {o for n in model.graph.node for o in n.output}
-    for layer in MID_LAYERS:
+    for layer in layers:
         name = MID_OUTPUT.format(layer)
         if name not in names:
             raise ValueError(f"the CLIP encoder has no tensor {name!r}")
@@ -194,32 +200,53 @@ def _with_mid_outputs(path: Path) -> bytes:
 
 class ClipEncoder:
     """The INT8 CLIP ViT-B/16 image tower on onnxruntime (one thread by default: scans run a
-    process per core), with the tokens of the ``MID_LAYERS`` blocks as extra outputs."""
+    process per core), with the tokens of the ``MID_LAYERS`` blocks (and of ``extra_layers``)
+    as extra outputs."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, extra_layers: tuple[int, ...] = ()) -> None:
         import onnxruntime as ort  # type: ignore[import-untyped]
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.path = path
+        #: every intermediate block returned (0-based; the last, 11, is the hidden state)
+        self.layers = tuple(sorted(set(MID_LAYERS) | {n for n in extra_layers if n != LAST}))
         self._sess = ort.InferenceSession(
-            _with_mid_outputs(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            _with_mid_outputs(path, self.layers),
+            sess_options=opts,
+            providers=["CPUExecutionProvider"],
         )
         self._input = self._sess.get_inputs()[0].name
         self._lock = threading.Lock()
+        #: the last inputs' outputs: the CLIP probes and ``clip_diffusion`` read the same view
+        self._memo: dict[bytes, tuple[np.ndarray, dict[int, np.ndarray]]] = {}
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """(embedding (512,), {block: tokens (197, 768)} for ``layers`` and the last block) of a
+        preprocessed (1, 3, 224, 224) input. The outputs of the last ``MEMO`` inputs are kept:
+        the same input is not encoded twice."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        key = hashlib.sha256(x.tobytes()).digest()
+        with self._lock:  # one session, batch 1 (the quantised encoder is batch-dependent)
+            hit = self._memo.get(key)
+            if hit is None:
+                emb, hidden, *mids = self._sess.run(None, {self._input: x})
+                tokens = {
+                    n: np.asarray(m[0], np.float64) for n, m in zip(self.layers, mids, strict=True)
+                }
+                tokens[LAST] = np.asarray(hidden[0], np.float64)
+                hit = (np.asarray(emb[0], np.float64), tokens)
+                self._memo[key] = hit
+                while len(self._memo) > MEMO:
+                    self._memo.pop(next(iter(self._memo)))
+        return hit[0], {n: t.copy() for n, t in hit[1].items()}
 
     def encode_all(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """(embedding (512,), last hidden state (197, 768), the ``MID_LAYERS`` blocks' tokens
         (197, 768) each) of the preprocessed image."""
-        x = preprocess(rgb)
-        with self._lock:  # one session, batch 1 (the quantised encoder is batch-dependent)
-            emb, hidden, *mids = self._sess.run(None, {self._input: x})
-        return (
-            np.asarray(emb[0], np.float64),
-            np.asarray(hidden[0], np.float64),
-            [np.asarray(m[0], np.float64) for m in mids],
-        )
+        emb, tokens = self.run(preprocess(rgb))
+        return emb, tokens[LAST], [tokens[n] for n in MID_LAYERS]
 
     def encode(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embedding (512,), last hidden state (197, 768)) of the preprocessed image."""
@@ -320,7 +347,7 @@ def load_encoder() -> ClipEncoder | None:
         )
         return None
     try:
-        enc = ClipEncoder(path)
+        enc = ClipEncoder(path, extra_layers=ALL_LAYERS)
     except Exception as e:  # onnxruntime raises its own exception types
         _status["reason"] = f"onnxruntime could not load the CLIP encoder: {e}"
         return None
@@ -491,6 +518,15 @@ def _evidence(p: Probe, raw: float, score: float, where: tuple[str, str]) -> dic
             " Elle n'a jamais vu d'image retouchée ou générée : elle a appris ce que laisse le "
             "collage d'un visage dans une photo, sur de vraies photos mélangées avec elles-mêmes. "
             "Elle n'a pas été mesurée sur d'autres outils."
+        )
+    elif p.kind == "generated":
+        caveat_en = (
+            " On diffusion-generated images it does no better than chance (AUC 0.37–0.53 on "
+            "diffusion-dev): clip_diffusion is the signal for those."
+        )
+        caveat_fr = (
+            " Sur des images générées par diffusion, elle ne fait pas mieux que le hasard (AUC "
+            "0,37–0,53 sur diffusion-dev) : clip_diffusion est le signal pour celles-ci."
         )
     else:
         caveat_en = " It was not measured on other generators or tools."

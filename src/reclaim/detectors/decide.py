@@ -3,17 +3,44 @@
 Provenance decides alone when it is decisive (``generated`` / ``edited``). Otherwise, when the
 pixel detectors ran, their fused score (:mod:`reclaim.detectors.fusion`) against the threshold
 fitted to keep false accusations of real photos at or under 2 %: ``likely manipulated`` /
-``likely generated`` at or above it, ``no strong evidence`` below. Without pixel signals:
-``no provenance evidence``. Never "real", never "proof".
+``likely generated`` at or above it, ``no strong evidence`` below — or ``cannot tell``
+(:func:`cannot_tell`) when the image is too small or too compressed for the detectors, or when
+the signal that would decide disagrees with itself. Without pixel signals: ``no provenance
+evidence``. Never "real", never "proof".
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 from reclaim.detectors.base import ForensicSignal
 from reclaim.detectors.provenance import DECISIVE, Finding
 from reclaim.verdicts import Verdict
 
-__all__ = ["own_threshold_reached", "verdict"]
+__all__ = ["cannot_tell", "own_threshold_reached", "verdict"]
+
+#: Why the check cannot tell, in both languages (``cannot_tell``'s reasons).
+_CANNOT_TELL = {
+    "too_small": (
+        "the image is too small for the pixel detectors to tell (under {min_side} pixels on a "
+        "side)",
+        "l'image est trop petite pour que les détecteurs de pixels tranchent (moins de "
+        "{min_side} pixels de côté)",
+    ),
+    "too_compressed": (
+        "the file is too compressed for the pixel detectors to tell (JPEG quality under "
+        "{min_quality})",
+        "le fichier est trop compressé pour que les détecteurs de pixels tranchent (qualité JPEG "
+        "sous {min_quality})",
+    ),
+    "disagree": (
+        "the signal that would decide disagrees with itself: of its two looks at the image, one "
+        "points to a generated image and the other leans towards a real photo",
+        "le signal qui trancherait se contredit : de ses deux regards sur l'image, l'un indique "
+        "une image générée et l'autre penche vers une vraie photo",
+    ),
+}
 
 _SUMMARY = {
     Verdict.GENERATED: (
@@ -130,6 +157,25 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[Verdict, float, dict[st
         )
     fscore, flagged, decider = fused if fused is not None else (0.0, False, "")
     thr = model.threshold
+    reason = cannot_tell(pixel, fused)
+    if reason is not None:
+        from reclaim.detectors.diffusion import MIN_QUALITY, MIN_SIDE
+
+        en_w, fr_w = (t.format(min_side=MIN_SIDE, min_quality=MIN_QUALITY)
+                      for t in _CANNOT_TELL[reason])  # fmt: skip
+        return (
+            Verdict.CANNOT_TELL,
+            fscore,
+            {
+                "en": f"Cannot tell: {en_w}. The strongest pixel signal, calibrated, scores "
+                f"{fscore:.2f} (the verdict's threshold: {thr:.2f}); read the signals below as "
+                "leads, not findings. This does not mean the image is real, nor that it is fake.",
+                "fr": f"Impossible de trancher : {fr_w}. Le signal de l'image le plus fort, "
+                f"calibré, atteint {fscore:.2f} (seuil du verdict : {thr:.2f}) ; lisez les signaux "
+                "ci-dessous comme des pistes, pas des conclusions. Cela ne veut dire ni que "
+                "l'image est vraie, ni qu'elle est fausse.",
+            },
+        )
     rate = model.info.get(
         "threshold_false_positive_rate_per_calib_real_set",
         model.info.get("max_false_positive_rate_per_real_set", 0.02),
@@ -166,6 +212,34 @@ def _pixel_verdict(pixel: list[ForensicSignal]) -> tuple[Verdict, float, dict[st
             "fr": fr.format(score=fscore, thr=thr, cal=cal, top=top.evidence["fr"]),
         },
     )
+
+
+def _details(s: ForensicSignal | dict[str, Any]) -> dict[str, Any]:
+    d = s.details if isinstance(s, ForensicSignal) else s.get("details")
+    return dict(d or {})
+
+
+def _name(s: ForensicSignal | dict[str, Any]) -> str:
+    return s.name if isinstance(s, ForensicSignal) else str(s.get("name", ""))
+
+
+def cannot_tell(
+    pixel: Sequence[ForensicSignal | dict[str, Any]], fused: tuple[float, bool, str] | None
+) -> str | None:
+    """Why the pixel signals cannot tell, or None: ``"too_small"`` / ``"too_compressed"`` (the
+    image, as ``clip_diffusion`` measured it: nothing was measured there), or ``"disagree"``
+    (the fused score reaches the threshold through ``clip_diffusion``, whose two views
+    disagree). ``pixel``: signals or their records (``name``, ``details``); ``fused``: what
+    :func:`reclaim.detectors.fusion.fuse` returned (score, flagged, deciding signal)."""
+    from reclaim.detectors.diffusion import NAME
+
+    mine = [_details(s) for s in pixel if _name(s) == NAME]
+    for reason in ("too_small", "too_compressed"):
+        if any(d.get(reason) for d in mine):
+            return reason
+    if fused is not None and fused[1] and fused[2] == NAME and any(d.get("disagree") for d in mine):
+        return "disagree"
+    return None
 
 
 def own_threshold_reached(pixel: list[ForensicSignal]) -> list[str]:

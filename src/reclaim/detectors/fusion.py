@@ -46,6 +46,7 @@ FEATURES = (
     "clip_generated",
     "clip_face_edit",
     "clip_blend",
+    "clip_diffusion",
 )
 MODEL_FILE = "fusion.json"
 RULE = "max of calibrated signals"

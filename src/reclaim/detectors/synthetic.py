@@ -6,13 +6,15 @@ co-occurrences, cross-channel statistics and residual spectra goes through a log
 regression: ``raw`` is its logit, ``score`` its Platt calibration (coefficients in
 ``models/synthetic_image.json``, card ``synthetic_image.md``, written by ``training/synthetic/``).
 
-Trained on one GAN family only (StyleGAN2 faces against FFHQ and other real photos): weaker, and
-not measured, on other generators, so a low score is never evidence that a photo is real; the
-evidence sentences say so. Cost is bounded: images up to ``MAX_WHOLE_PIXELS`` are analysed whole,
-larger ones on at most ``MAX_TILES`` tiles of ``TILE``² pixels; faces given as ``regions`` are
-always analysed too and each gets its own score in ``details["faces"]``. ``maps=True`` adds
-``"synthetic_tiles"``, the tiles that would pass the threshold on their own (noisier than the
-whole image). numpy + OpenCV only. Feature list and design notes: docs/detectors.md.
+Trained on one GAN family only (StyleGAN2 faces against FFHQ and other real photos): on
+diffusion images it scores generated images below real photos (AUC 0.29–0.44 on diffusion-dev,
+``bench/detect.py``), so a low score is never evidence that a photo is real; the evidence
+sentences say so (``clip_diffusion`` is the signal for those). Cost is bounded: images up to
+``MAX_WHOLE_PIXELS`` are analysed whole, larger ones on at most ``MAX_TILES`` tiles of
+``TILE``² pixels; faces given as ``regions`` are always analysed too and each gets its own
+score in ``details["faces"]``. ``maps=True`` adds ``"synthetic_tiles"``, the tiles that would
+pass the threshold on their own (noisier than the whole image). numpy + OpenCV only. Feature
+list and design notes: docs/detectors.md.
 """
 
 from __future__ import annotations
@@ -516,15 +518,19 @@ def _evidence(score: float, flagged: bool, m: SyntheticModel) -> dict[str, str]:
     fpr = _pct(me.get("fp_real_photos"))
     scope_en = (
         f"Trained on one GAN family (StyleGAN2 faces): on held-out StyleGAN2 faces it reaches "
-        f"AUC {auc_s} and flags {tpr} of them, with {fpr} of real photos flagged; weaker on "
-        "other generators (diffusion models), where it was not measured."
+        f"AUC {auc_s} and flags {tpr} of them, with {fpr} of real photos flagged. On "
+        "diffusion-generated images (diffusion-dev, re-encoded as Telegram does) it scores "
+        "them below real photos (AUC 0.29–0.44): there its score says nothing; clip_diffusion "
+        "is the signal for them."
     )
     auc_fr, tpr_fr, fpr_fr = (v.replace(".", ",").replace("%", " %") for v in (auc_s, tpr, fpr))
     sc_fr = f"{score:.2f}".replace(".", ",")
     scope_fr = (
         f"Entraîné sur une seule famille de GAN (visages StyleGAN2) : sur des visages StyleGAN2 "
-        f"mis de côté, AUC {auc_fr}, {tpr_fr} détectés, {fpr_fr} des vraies photos signalées ; "
-        "plus faible sur d'autres générateurs (modèles de diffusion), où il n'a pas été mesuré."
+        f"mis de côté, AUC {auc_fr}, {tpr_fr} détectés, {fpr_fr} des vraies photos signalées. "
+        "Sur des images générées par diffusion (diffusion-dev, réencodées comme le fait "
+        "Telegram), il les note sous les vraies photos (AUC 0,29–0,44) : son score n'y dit "
+        "rien ; clip_diffusion est le signal pour celles-ci."
     )
     if flagged:
         s_en, s_fr = _strength(score)
