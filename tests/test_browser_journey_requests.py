@@ -24,7 +24,8 @@ from reclaim.web.app import create_app
 
 from .browser import browser_page, require_chromium, running_server, shot
 from .conftest import jpeg_bytes, photo_like
-from .test_web_requests import T0, Clock, Server, assert_clean_alert, receiver, server
+from .served import Server, assert_clean_alert, receiver, server
+from .test_web_requests import T0, Clock
 
 __all__ = ["receiver", "server"]  # fixtures used by the tests below
 
@@ -59,6 +60,18 @@ UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), t
   .map(e => e.outerHTML)"""
 
 
+#: Headings out of order: not exactly one h1 first, or a level that skips one (h2 → h4).
+HEADINGS_OUT_OF_ORDER = """() => {
+  const hs = [...document.querySelectorAll('main h1, main h2, main h3, main h4, main h5, main h6')]
+    .map(h => Number(h.tagName[1]));
+  const bad = [];
+  if (hs[0] !== 1 || hs.filter(l => l === 1).length !== 1) bad.push('h1: ' + hs.join(','));
+  for (let i = 1; i < hs.length; i++)
+    if (hs[i] > hs[i - 1] + 1) bad.push(hs.slice(0, i + 1).join(','));
+  return bad;
+}"""
+
+
 def tab_reaches(page: Any, selector: str, presses: int = 80) -> bool:
     """Whether pressing Tab from the top of the page focuses ``selector``."""
     target = page.locator(selector)
@@ -71,7 +84,9 @@ def tab_reaches(page: Any, selector: str, presses: int = 80) -> bool:
 
 
 def check_keyboard(page: Any, *selectors: str) -> None:
+    """Every form control has a label, headings are in order, and Tab reaches ``selectors``."""
     assert page.evaluate(UNLABELLED) == [], page.url
+    assert page.evaluate(HEADINGS_OUT_OF_ORDER) == [], page.url
     for sel in selectors:
         assert tab_reaches(page, sel), (page.url, sel)
 
@@ -84,9 +99,7 @@ def test_journey_request_deadline_escalation_removed_reappeared(
     w = WORDS[lang]
     photo = jpeg_bytes(photo_like(31, (320, 240)), quality=88)
     sha = hashlib.sha256(photo).hexdigest()
-    server.state.routes["/p/a.jpg"] = photo
-    urls = tmp_path / "urls.txt"
-    urls.write_text(f"{server.base}/p/a.jpg\n")
+    _url, urls = server.listed("/p/a.jpg", photo, tmp_path / "urls.txt")
     case = tmp_path / "lea"
     app = create_app(case, workers=0)
     clock = Clock(T0)
@@ -164,13 +177,13 @@ def test_journey_request_deadline_escalation_removed_reappeared(
         assert page.locator(".status-removed").count() == 1
         shot(page, f"{lang}-journey-removed")
 
-        server.state.routes.pop("/p/a.jpg")  # gone: the watch sees it removed
+        server.state.stop("/p/a.jpg")  # gone: the watch sees it removed
         page.goto(f"{base}/watch")
         check_keyboard(page, "#watch-run", "#watch-path", "#alert-target")
         page.click("#watch-run")
         page.wait_for_url(f"{base}/watch")
         assert receiver.state.posts == []
-        server.state.routes["/p/a.jpg"] = photo  # the URL comes back
+        server.state.serve("/p/a.jpg", photo)  # the URL comes back
         page.click("#watch-run")
         page.wait_for_url(f"{base}/watch")
         assert w["back"] in page.inner_text(".watch-report")

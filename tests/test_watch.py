@@ -9,16 +9,14 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,76 +50,11 @@ from reclaim.watch import (
 from reclaim.watch.schedule import every_text
 
 from .conftest import jpeg_bytes, photo_like, shared_data
+from .served import BASE64, URLISH, Server, assert_clean_alert, receiver, server
 
-# -- a web server the test controls, and an alert receiver ------------------------------------
+__all__ = ["receiver", "server"]  # fixtures used by the tests below
 
-
-@dataclass
-class Served:
-    """What the image server serves: path → (bytes, content type, status); others 404."""
-
-    routes: dict[str, tuple[bytes, str, int]] = field(default_factory=dict)
-    hits: list[str] = field(default_factory=list)
-    posts: list[tuple[str, bytes]] = field(default_factory=list)
-    answer: int = 200  # what a POST gets
-
-    def serve(self, path: str, data: bytes, ctype: str = "image/jpeg", status: int = 200) -> None:
-        self.routes[path] = (data, ctype, status)
-
-    def stop(self, path: str) -> None:
-        self.routes.pop(path, None)
-
-
-def _handler(state: Served) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits.append(self.path)
-            got = state.routes.get(self.path)
-            if got is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data, ctype, status = got
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_POST(self) -> None:
-            n = int(self.headers.get("Content-Length") or 0)
-            state.posts.append((self.path, self.rfile.read(n)))
-            self.send_response(state.answer)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@dataclass
-class Server:
-    state: Served
-    base: str
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    state = Served()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield Server(state, f"http://127.0.0.1:{httpd.server_address[1]}")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-receiver = server  # a second, separate server: the alert receiver
+# -- the server the test controls and the alert receiver: tests/served.py ---------------------
 
 
 def photo(seed: int) -> bytes:
@@ -152,7 +85,9 @@ class Book:
     def requested_urls(self, store: CaseStore) -> list[RequestedUrl]:
         return list(self.requests.values())
 
-    def mark_reappeared(self, store: CaseStore, request_id: int, note: str) -> bool:
+    def mark_reappeared(
+        self, store: CaseStore, request_id: int, note: str, *, now: datetime | None = None
+    ) -> bool:
         if self.requests[request_id].status != "removed":
             return False
         self.set(request_id, "reappeared")
@@ -162,23 +97,6 @@ class Book:
 
 def run(store: CaseStore, book: Book | None = None, **kw: Any) -> WatchReport:
     return watch_once(store, requests=book or Book(), workers=0, **kw)
-
-
-#: What an alert must never hold: a URL, a host, a path, base64 (an image), a SHA-256.
-_URLISH = re.compile(r"https?://|www\.|127\.0\.0\.1|/[\w.-]+/|\.jpe?g|\.png", re.IGNORECASE)
-_BASE64 = re.compile(r"[A-Za-z0-9+/=]{40,}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def assert_clean_alert(body: bytes, case: Path) -> dict[str, Any]:
-    text = body.decode("utf-8")
-    assert not _URLISH.search(text), text
-    assert not _BASE64.search(text), text
-    assert not _HEX64.search(text), text
-    assert str(case) not in text and str(case.parent) not in text
-    assert b"\xff\xd8" not in body  # no JPEG bytes
-    parsed: dict[str, Any] = json.loads(text)
-    return parsed
 
 
 @pytest.fixture
@@ -273,10 +191,7 @@ def test_the_case_requests_are_checked_and_marked_reappeared(
     from reclaim.requests.case import draft, mark
 
     a = photo(12)
-    server.state.serve("/u/a.jpg", a)
-    url = f"{server.base}/u/a.jpg"
-    lst = tmp_path / "l.txt"
-    lst.write_text(url + "\n")
+    url, lst = server.listed("/u/a.jpg", a, tmp_path / "l.txt")
     add_source(case, lst)
     add_target(case, f"{receiver.base}/hook", "en")
     assert watch_once(case, workers=0).count("online") == 1
@@ -300,6 +215,54 @@ def test_the_case_requests_are_checked_and_marked_reappeared(
     assert watch_once(case, workers=0).attention == 0  # once
 
 
+def test_a_run_stores_the_instant_it_is_given(
+    case: CaseStore, server: Server, receiver: Server, tmp_path: Path
+) -> None:
+    """``now=`` (a front end's clock, as for the requests): when the run finished, each URL's
+    answer, each event, when the alert counted it and what it says, the request marked
+    "reappeared" and the custody entry's details are at that instant, not the computer's (years
+    ahead of it here). Requests marked on the same clock are judged on it: removed again, the
+    picture still online is back once, then not again."""
+    from reclaim.requests.case import draft, mark
+
+    t0 = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+    def at(days: int) -> str:
+        return (t0 + timedelta(days=days)).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+    a = photo(14)
+    url, lst = server.listed("/t/a.jpg", a, tmp_path / "l.txt")
+    add_source(case, lst)
+    add_target(case, f"{receiver.base}/hook", "en")
+    first = watch_once(case, workers=0, now=t0)
+    assert first.count("online") == 1
+    assert case.runs()[-1]["finished_at"] == at(0)
+    state = case.url_states()[url]
+    assert (state.checked_at, state.changed_at) == (at(0), at(0))
+    decide(case, sha(a), "confirmed")
+    rid = draft(case, sha(a), "hosting-dsa", place=url, now=t0).view.id
+    mark(case, rid, "sent", now=t0 + timedelta(hours=1))
+    mark(case, rid, "removed", now=t0 + timedelta(days=1))
+    server.state.stop("/t/a.jpg")
+    watch_once(case, workers=0, now=t0 + timedelta(days=2))
+    state = case.url_states()[url]
+    assert (state.state, state.checked_at, state.changed_at) == ("gone", at(2), at(2))
+    server.state.serve("/t/a.jpg", a)
+    back = watch_once(case, workers=0, now=t0 + timedelta(days=3))
+    assert [u.outcome for u in back.urls] == ["reappeared"] and back.requests_marked == [rid]
+    (event,) = case.watch_events(url=url)
+    assert (event.kind, event.at, event.alerted_at) == ("reappeared", at(3), at(3))
+    last = case.request_events(rid)[-1]
+    assert (last.status.value, last.at) == ("reappeared", at(3))
+    assert json.loads(receiver.state.posts[-1][1])["sent_at"] == at(3)
+    runs = [e for e in CustodyLog(case.root).entries() if e["action"] == "watch.run"]
+    assert runs[-1]["details"]["at"] == at(3)
+    assert case.runs()[-1]["finished_at"] == at(3)
+    mark(case, rid, "removed", now=t0 + timedelta(days=4))  # taken down again
+    assert watch_once(case, workers=0, now=t0 + timedelta(days=5)).attention == 1
+    assert watch_once(case, workers=0, now=t0 + timedelta(days=6)).attention == 0  # once
+
+
 def test_reported_back_once_even_when_marking_the_request_did_not_happen(
     case: CaseStore, server: Server
 ) -> None:
@@ -309,11 +272,13 @@ def test_reported_back_once_even_when_marking_the_request_did_not_happen(
     class Flaky(Book):
         fail = True
 
-        def mark_reappeared(self, store: CaseStore, request_id: int, note: str) -> bool:
+        def mark_reappeared(
+            self, store: CaseStore, request_id: int, note: str, *, now: datetime | None = None
+        ) -> bool:
             if self.fail:
                 self.fail = False
                 return False
-            return super().mark_reappeared(store, request_id, note)
+            return super().mark_reappeared(store, request_id, note, now=now)
 
     a = photo(13)
     url = f"{server.base}/a.jpg"
@@ -621,7 +586,7 @@ def test_alert_sentences_and_payload_hold_counts_only() -> None:
     three = Alert("lea", 0, reappeared=3)
     assert "3 of them are places you had removed" in three.message("en")
     payload = json.dumps(two.payload("en", "2026-01-01T00:00:00Z"))
-    assert not _URLISH.search(payload) and not _BASE64.search(payload)
+    assert not URLISH.search(payload) and not BASE64.search(payload)
 
 
 def test_case_label_is_never_a_path_or_an_address(tmp_path: Path) -> None:
@@ -674,7 +639,7 @@ def test_apprise_target_gets_counts_only(case: CaseStore, server: Server, receiv
     got = json.loads(body)
     assert "1 new place needs your attention in case lea" in got["message"]
     for text in (got["message"], got["title"]):
-        assert not _URLISH.search(text) and not _BASE64.search(text)
+        assert not URLISH.search(text) and not BASE64.search(text)
     assert not got.get("attachments")
 
 

@@ -5,15 +5,11 @@ removal, and the watch flagging the URL back with an alert that holds no image o
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,60 +18,11 @@ from reclaim.web.app import create_app
 from reclaim.web.texts import ngettext, plural_ids
 
 from .conftest import jpeg_bytes, photo_like
+from .served import Served, Server, assert_clean_alert, receiver, server
+
+__all__ = ["T0", "Clock", "receiver", "server"]  # fixtures used here; T0, Clock by the journey
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-
-
-@dataclass
-class Served:
-    """A local web server the test controls: path → JPEG bytes (others 404); POSTs kept."""
-
-    routes: dict[str, bytes] = field(default_factory=dict)
-    posts: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-def _handler(state: Served) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = state.routes.get(self.path)
-            self.send_response(200 if data is not None else 404)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(data or b"")))
-            self.end_headers()
-            self.wfile.write(data or b"")
-
-        def do_POST(self) -> None:
-            n = int(self.headers.get("Content-Length") or 0)
-            state.posts.append((self.path, self.rfile.read(n)))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
-@dataclass
-class Server:
-    state: Served
-    base: str
-
-
-@pytest.fixture
-def server() -> Iterator[Server]:
-    state = Served()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield Server(state, f"http://127.0.0.1:{httpd.server_address[1]}")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
-receiver = server
 
 
 class Clock:
@@ -86,20 +33,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.t
-
-
-_URLISH = re.compile(r"https?://|www\.|127\.0\.0\.1|/[\w.-]+/|\.jpe?g|\.png", re.IGNORECASE)
-
-
-def assert_clean_alert(body: bytes, case: Path) -> dict[str, Any]:
-    """An alert holds counts and the case's name: no URL, path, image or hash."""
-    text = body.decode("utf-8")
-    assert not _URLISH.search(text), text
-    assert not re.search(r"[A-Za-z0-9+/=]{40,}", text), text
-    assert not re.search(r"[0-9a-f]{64}", text), text
-    assert str(case) not in text and b"\xff\xd8" not in body
-    parsed: dict[str, Any] = json.loads(text)
-    return parsed
 
 
 @dataclass
@@ -118,10 +51,7 @@ def journey(tmp_path: Path, server: Server, receiver: Server) -> Journey:
     """A case whose watched URL list names a photo on the local server; the watch (run from the
     web app) records it, and she confirms it is her through the item page's form."""
     photo = jpeg_bytes(photo_like(22, (320, 240)), quality=88)
-    server.state.routes["/p/a.jpg"] = photo
-    url = f"{server.base}/p/a.jpg"
-    urls = tmp_path / "urls.txt"
-    urls.write_text(url + "\n")
+    url, urls = server.listed("/p/a.jpg", photo, tmp_path / "urls.txt")
     app = create_app(tmp_path / "lea", workers=0)
     clock = Clock(T0)
     app.state.now = clock
@@ -218,10 +148,10 @@ def test_deadline_passes_reminder_escalation_removed_then_back(
     assert hist.count("<li>") == 5  # drafted, sent, reminder, complaint, removed
 
     # the URL goes away, then comes back: the watch flags it and alerts, counts only
-    journey.served.routes.pop("/p/a.jpg")
+    journey.served.stop("/p/a.jpg")
     c.post("/watch/run")
     assert receiver.state.posts == []
-    journey.served.routes["/p/a.jpg"] = journey.photo
+    journey.served.serve("/p/a.jpg", journey.photo)
     watch = c.post("/watch/run").text
     assert "1 removed picture is back online" in watch
     page = c.get(f"/requests/{rid}").text
@@ -294,3 +224,107 @@ def test_every_plural_in_the_templates_has_french_forms() -> None:
     assert fr("%(n)s request", "%(n)s requests", 0) == "0 demande"  # French: 0 is singular
     assert fr("%(n)s request", "%(n)s requests", 2) == "2 demandes"
     assert en("%(n)s request", "%(n)s requests", 0) == "0 requests"
+
+
+def test_watch_page_times_are_on_the_apps_clock(journey: Journey) -> None:
+    """The times the watch page computes (the run made from it, the next scheduled run) are
+    on the app's clock, like the requests' dates."""
+    c = journey.client
+    c.post("/watch/run")
+    page = c.get("/watch").text
+    assert "Run from this page on 1 June 2026, 09:00 UTC" in page
+    c.post("/watch/schedule", data={"every": "6h"})
+    try:
+        sched = c.app.state.watch_scheduler  # type: ignore[attr-defined]
+        deadline = time.time() + 30
+        while sched.next_run_at is None and time.time() < deadline:  # its first run, at once
+            time.sleep(0.05)
+        page = c.get("/watch").text
+        assert re.search(r'class="next-run">Next run: 1 June 2026, 1[45]:\d\d UTC', page), page
+        journey.clock.t = T0 + timedelta(days=3)
+        assert "4 June 2026, 1" in c.get("/watch").text
+    finally:
+        c.post("/watch/schedule", data={"every": "off"})
+
+
+def test_watch_runs_from_the_web_app_store_the_apps_clock(journey: Journey) -> None:
+    """What a watch run started from the web app stores (when it finished, the URL's answer,
+    its events), "run now" or the built-in schedule, is on the app's clock, like the
+    requests' dates: the page's "last run" is the app's time, not the computer's."""
+    from reclaim.store import CaseStore
+
+    c, clock = journey.client, journey.clock
+
+    def stored() -> tuple[str, str, list[tuple[str, str]]]:
+        with CaseStore.open(journey.case) as s:
+            runs = [r for r in s.runs() if r["command"] == "watch"]
+            state = s.url_states()[journey.url]
+            return (
+                runs[-1]["finished_at"],
+                state.checked_at,
+                [(e.kind, e.at) for e in s.watch_events()],
+            )
+
+    assert stored()[:2] == ("2026-06-01T09:00:00.000Z", "2026-06-01T09:00:00.000Z")
+    assert "last run: 1 June 2026, 09:00 UTC" in c.get("/watch").text
+    clock.t = T0 + timedelta(days=2, hours=3)
+    journey.served.stop("/p/a.jpg")
+    c.post("/watch/run")
+    finished, checked, events = stored()
+    assert finished == checked == "2026-06-03T12:00:00.000Z"
+    assert events == [("removed", "2026-06-03T12:00:00.000Z")]
+    assert "last run: 3 June 2026, 12:00 UTC" in c.get("/").text
+    clock.t = T0 + timedelta(days=5)
+    journey.served.serve("/p/a.jpg", journey.photo)
+    c.post("/watch/schedule", data={"every": "6h"})  # runs at once, then every 6 hours
+    try:
+        deadline = time.time() + 30
+        while stored()[0] != "2026-06-06T09:00:00.000Z" and time.time() < deadline:
+            time.sleep(0.05)
+        assert stored()[:2] == ("2026-06-06T09:00:00.000Z", "2026-06-06T09:00:00.000Z")
+    finally:
+        c.post("/watch/schedule", data={"every": "off"})
+
+
+def test_watch_run_asks_for_the_passphrase_of_locked_templates(tmp_path: Path) -> None:
+    import numpy as np
+
+    from reclaim.enroll import lock_templates
+    from reclaim.faces.describe import DESCRIPTOR_DIM, descriptor_to_bytes
+    from reclaim.store import CaseStore
+    from reclaim.watch import add_source
+
+    case = tmp_path / "lea"
+    app = create_app(case, workers=0)
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "x.jpg").write_bytes(jpeg_bytes(photo_like(5, (320, 240))))
+    with CaseStore.open(case) as s:
+        d = np.zeros(DESCRIPTOR_DIM, np.float32)
+        d[1] = 1.0
+        s.add_enrollment("lea", "lea", "consent", [(descriptor_to_bytes(d), 60, 100.0, 0.0)])
+        lock_templates(s, "correct horse battery staple")
+        add_source(s, drop)
+    c = TestClient(app, base_url="http://127.0.0.1:8765")
+    c.cookies.set("lang", "en")
+    page = c.get("/watch").text
+    form = page[page.index('action="/watch/run"') : page.index('id="watch-run"')]
+    assert 'type="password"' in form and '<label for="watch-passphrase">' in form
+    dash = c.get("/").text  # the dashboard's "run now" asks for it too
+    form = dash[dash.index('action="/watch/run"') :]
+    assert 'type="password"' in form[: form.index("</form>")]
+
+    def runs() -> int:
+        with CaseStore.open(case) as s:
+            return len(s.runs())
+
+    r = c.post("/watch/run", data={"passphrase": "wrong"}, follow_redirects=False)
+    assert r.status_code == 400 and 'role="alert"' in r.text and 'aria-invalid="true"' in r.text
+    assert runs() == 0  # refused before anything ran
+    r = c.post("/watch/run", data={}, follow_redirects=True)
+    assert r.status_code == 200 and "Face search waited" in r.text and runs() == 1
+    r = c.post("/watch/run", data={"passphrase": "correct horse battery staple"})
+    assert "Face search ran on the new pictures." in r.text and runs() == 2
+    assert "correct horse" not in r.text
+    c.cookies.set("lang", "fr")
+    assert "Phrase secrète de vos modèles de visage" in c.get("/watch").text

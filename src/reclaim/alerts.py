@@ -275,15 +275,16 @@ def _apprise_notify(url: str, title: str, message: str) -> None:
         raise _Undelivered("Apprise could not deliver the alert (see its message above)")
 
 
-def send_alert(store: CaseStore, alert: Alert) -> list[Delivery]:
+def send_alert(store: CaseStore, alert: Alert, *, at: str | None = None) -> list[Delivery]:
     """Send ``alert`` to every target of the case and write one custody entry saying which
-    got it (kinds and ids only). Nothing is sent, and nothing written, without a target."""
+    got it (kinds and ids only). Nothing is sent, and nothing written, without a target.
+    ``at``: the time it says it was sent (ISO 8601 UTC; default now)."""
     from reclaim.report.custody import CustodyLog
 
     targets = store.alert_targets()
     if not targets:
         return []
-    at = now_iso()
+    at = at or now_iso()
     done = [deliver(alert, t, at=at) for t in targets]
     CustodyLog(store.root).append(
         "watch.alert",

@@ -78,10 +78,13 @@ class ItemStore(CaseBase):
         )
         return int(cur.lastrowid or 0)
 
-    def finish_run(self, run_id: int, status: str, stats: dict[str, Any]) -> None:
+    def finish_run(
+        self, run_id: int, status: str, stats: dict[str, Any], *, at: str | None = None
+    ) -> None:
+        """``at``: when it finished (ISO 8601 UTC; default now): a front end's own clock."""
         self.conn.execute(
             "UPDATE runs SET finished_at=?, status=?, stats=? WHERE id=?",
-            (now_iso(), status, json.dumps(stats), run_id),
+            (at or now_iso(), status, json.dumps(stats), run_id),
         )
 
     def runs(self) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ closes it (what ``WatchScheduler`` runs in the web app).
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from reclaim.store import CaseStore
@@ -60,9 +61,14 @@ __all__ = [
 
 
 def watch_case(
-    case: Path, *, passphrase: Passphrase = None, workers: int | None = None
+    case: Path,
+    *,
+    passphrase: Passphrase = None,
+    workers: int | None = None,
+    now: datetime | None = None,
 ) -> WatchReport:
     """Open the case at ``case``, run the watch once, close it. ``passphrase`` (or the
-    ``TemplateKey`` the web app derived from it) opens locked face templates."""
+    ``TemplateKey`` the web app derived from it) opens locked face templates; ``now``: the
+    instant the run's records are stored at (the web app's clock; default the current time)."""
     with CaseStore.open(case) as store:
-        return watch_once(store, passphrase=passphrase, workers=workers)
+        return watch_once(store, passphrase=passphrase, workers=workers, now=now)

@@ -10,6 +10,7 @@ its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from reclaim.store import CaseStore
@@ -36,9 +37,12 @@ class RequestBook(Protocol):
         """Every request whose place is an http(s) URL."""
         ...
 
-    def mark_reappeared(self, store: CaseStore, request_id: int, note: str) -> bool:
-        """Mark a request "reappeared" (with its history and custody entry); False when it
-        is no longer "removed" (she changed it meanwhile)."""
+    def mark_reappeared(
+        self, store: CaseStore, request_id: int, note: str, *, now: datetime | None = None
+    ) -> bool:
+        """Mark a request "reappeared" at ``now`` (the run's instant; default the current
+        time), with its history and custody entry; False when it is no longer "removed" (she
+        changed it meanwhile)."""
         ...
 
 
@@ -56,13 +60,15 @@ class CaseRequests:
             out.append(RequestedUrl(r.id, place.path, r.item_sha256, r.status.value, r.updated_at))
         return out
 
-    def mark_reappeared(self, store: CaseStore, request_id: int, note: str) -> bool:
+    def mark_reappeared(
+        self, store: CaseStore, request_id: int, note: str, *, now: datetime | None = None
+    ) -> bool:
         from reclaim.errors import InputError
         from reclaim.requests.case import mark
         from reclaim.store.requests import RequestStatus
 
         try:
-            mark(store, request_id, RequestStatus.REAPPEARED, note=note, actor=ACTOR)
+            mark(store, request_id, RequestStatus.REAPPEARED, note=note, actor=ACTOR, now=now)
         except InputError:  # she changed it meanwhile (or it is gone): hers stands
             return False
         return True

@@ -21,6 +21,12 @@ far it compared hashes are written in one transaction after the scan. A run kill
 moment is resumed by the next: the scan skips what it recorded, and places are judged from
 where the last finished run stopped (``store.watch``), never twice. Alerts count what no alert
 counted yet, so one that could not be sent is sent with the next run's.
+
+Its clock: the times a run stores (when it finished, each URL's answer, each event, when an
+alert counted them, a request marked "reappeared") are one instant, ``now`` (as in
+``reclaim.requests``: a front end or a test passes its own clock's time; default, the
+current time). The scan's own records (when each place was seen, when the run started) stay on
+the computer's clock.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -40,7 +47,6 @@ from reclaim.report.custody import CustodyLog
 from reclaim.scan import ScanStats, scan
 from reclaim.sources import Source, SourceLimits
 from reclaim.store import CaseStore
-from reclaim.store.base import now_iso
 from reclaim.store.templatelock import Passphrase
 from reclaim.store.watch import UrlState, WatchEvent
 from reclaim.watch.requested import CaseRequests, RequestBook, RequestedUrl
@@ -134,16 +140,20 @@ def watch_once(
     client: httpx.Client | None = None,
     on_progress: Callable[[ScanStats], None] | None = None,
     alerts: bool = True,
+    now: datetime | None = None,
 ) -> WatchReport:
     """One watch run of the case (see the module docstring). Returns what it found.
 
     ``passphrase``: of the case's locked face templates; without it new faces wait (the report
     says ``face_search == "deferred"``). ``source_limits``: the URL caps (those of ``reclaim
     fetch`` by default). ``client``: an httpx client for the URLs (tests; default: fetch's own).
-    ``alerts=False`` sends none (they are counted by the next run that sends). Raises StoreError
-    (CaseBusy) when another writer holds the case, WrongPassphrase for a wrong passphrase.
+    ``alerts=False`` sends none (they are counted by the next run that sends). ``now``: the
+    instant the run's records are stored at (see the module docstring; default: the current
+    time). Raises StoreError (CaseBusy) when another writer holds the case, WrongPassphrase for
+    a wrong passphrase.
     """
     book = requests if requests is not None else CaseRequests()
+    t = clock(now)
     limits = source_limits or SourceLimits()
     with store.writing(wait_s=5.0):
         registered = store.watch_sources()
@@ -167,16 +177,30 @@ def watch_once(
     with store.writing(wait_s=30.0):
         report.run_id = store.run_of(COMMAND, after=before)
         try:
-            _judge(store, report, urls.answers, requested, book, baseline)
+            _judge(store, report, urls.answers, requested, book, baseline, t)
         except BaseException:
-            store.finish_run(report.run_id, "failed", {**stats.as_dict(), "watch": None})
+            store.finish_run(report.run_id, "failed", {**stats.as_dict(), "watch": None}, at=iso(t))
             raise
         report.face_search, report.faces_waiting = _face_search_state(store, passphrase)
-        store.finish_run(report.run_id, "done", {**stats.as_dict(), "watch": report.summary()})
-        _custody(store, report, urls.answers)
+        store.finish_run(
+            report.run_id, "done", {**stats.as_dict(), "watch": report.summary()}, at=iso(t)
+        )
+        _custody(store, report, urls.answers, t)
     if alerts:
-        report.alert, report.alerts = _alert(store)
+        report.alert, report.alerts = _alert(store, t)
     return report
+
+
+def clock(now: datetime | None) -> datetime:
+    """``now`` (aware, UTC), or the current time (as ``reclaim.requests.steps.clock``)."""
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+
+
+def iso(dt: datetime) -> str:
+    """``dt`` as the case stores times (UTC, milliseconds, ``Z``)."""
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _face_search_state(store: CaseStore, passphrase: Passphrase) -> tuple[str, int]:
@@ -198,8 +222,9 @@ def _judge(
     requested: list[RequestedUrl],
     book: RequestBook,
     baseline: int,
+    at: datetime,
 ) -> None:
-    now = now_iso()
+    now = iso(at)
     run = report.run_id
     by_url: dict[str, list[RequestedUrl]] = {}
     for r in requested:
@@ -237,7 +262,7 @@ def _judge(
         }[e.kind].append(e)
     note = "seen online again by reclaim watch"
     for rid in dict.fromkeys(to_mark):
-        if book.mark_reappeared(store, rid, note):
+        if book.mark_reappeared(store, rid, note, now=at):
             report.requests_marked.append(rid)
 
 
@@ -372,10 +397,14 @@ def _matches_any(signal: str, value: str, hashes: Iterable[tuple[str, int | None
 # -- custody and alerts -------------------------------------------------------------------------
 
 
-def _custody(store: CaseStore, report: WatchReport, answers: dict[str, UrlAnswer]) -> None:
-    """One custody entry per run: what was watched, what each URL answered, what changed."""
+def _custody(
+    store: CaseStore, report: WatchReport, answers: dict[str, UrlAnswer], at: datetime
+) -> None:
+    """One custody entry per run: what was watched, what each URL answered, what changed (and
+    the run's instant, ``at``; the entry's own time is the computer's, as every entry's)."""
     details: dict[str, Any] = {
         "run": report.run_id,
+        "at": iso(at),
         **report.summary(),
         "sources": report.sources,
         "urls": {url: a.state for url, a in answers.items()},
@@ -394,22 +423,23 @@ def _custody(store: CaseStore, report: WatchReport, answers: dict[str, UrlAnswer
         CustodyLog(store.root).append("watch.run", details)
 
 
-def _alert(store: CaseStore) -> tuple[Alert | None, list[Delivery]]:
-    """Alert about what no alert counted yet. Without a target nothing is sent and the events
-    count as told (they are in the case); when no target got it, they wait for the next."""
+def _alert(store: CaseStore, at: datetime) -> tuple[Alert | None, list[Delivery]]:
+    """Alert about what no alert counted yet (sent, and counted, at ``at``). Without a target
+    nothing is sent and the events count as told (they are in the case); when no target got
+    it, they wait for the next."""
     pending = store.watch_events(unalerted=True)
     if not pending:
         return None, []
     ids = [e.id for e in pending]
     if not store.alert_targets():
-        store.mark_alerted(ids, now_iso())
+        store.mark_alerted(ids, iso(at))
         return None, []
     alert = Alert(
         case_label(store.root),
         new_places=sum(1 for e in pending if e.kind == "new_place"),
         reappeared=sum(1 for e in pending if e.kind == "reappeared"),
     )
-    done = send_alert(store, alert)
+    done = send_alert(store, alert, at=iso(at))
     if any(d.delivered for d in done):
-        store.mark_alerted(ids, now_iso())
+        store.mark_alerted(ids, iso(at))
     return alert, done

@@ -28,6 +28,7 @@ from reclaim.web.routes import (
     export,
     findings,
     item,
+    learn,
     protect,
     requests,
     settings,
@@ -51,6 +52,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     export.router,
     requests.router,
     watch.router,
+    learn.router,
 )
 
 

@@ -4,6 +4,7 @@
   and the plural entries of the French catalog (``msgid_plural``), so French never says
   "1 éléments" and English never says "1 places";
 - ``when(lang)``: a stored ISO 8601 time as Babel writes a date and time in that language (UTC);
+- ``day(lang)``: a date (a ``date``, or an ISO 8601 text) as Babel writes a day in that language;
 - ``now_of(request)``: the app's clock; tests set ``app.state.now`` (a function returning an aware
   datetime) to look at any instant; otherwise the current time.
 """
@@ -11,12 +12,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 
 from babel import Locale
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.messages.pofile import read_po
 from fastapi import Request
 
@@ -72,6 +73,18 @@ def when(lang: str) -> Callable[[str | datetime | None], str]:
         return format_datetime(dt, "d MMMM y, HH:mm", tzinfo=UTC, locale=lang) + " UTC"
 
     return w
+
+
+def day(lang: str) -> Callable[[str | date | None], str]:
+    """``d(value)``: a day in ``lang`` ("7 décembre 2026", "7 December 2026"), "" for None."""
+
+    def d(value: str | date | None) -> str:
+        if value is None or value == "":
+            return ""
+        v = value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+        return format_date(v, "d MMMM y", locale=lang)
+
+    return d
 
 
 def now_of(request: Request) -> datetime:

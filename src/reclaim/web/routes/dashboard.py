@@ -37,7 +37,7 @@ class Places:
 class Glance:
     enrolled: list[dict[str, Any]]
     places: Places
-    confirmed: list[dict[str, Any]]  # sha256, where (first place), requests
+    confirmed: list[dict[str, Any]]  # sha256, where (its first place she can act on), requests
     to_review: list[str]  # items with her face found and no decision yet
 
 
@@ -57,7 +57,7 @@ def glance(store: Any) -> Glance:
         if sha in decided and decided[sha].decision is DecisionKind.UNSURE
     ]
     places = Places()
-    first: dict[str, str] = {}
+    first: dict[str, Any] = {}  # sha256 → its first place a platform can act on (a Place)
     for sha in dict.fromkeys(hers):
         for p in places_of(store, sha):
             if p.kind == "telegram":
@@ -68,9 +68,10 @@ def glance(store: Any) -> Glance:
                 places.sites[host] = places.sites.get(host, 0) + 1
             else:
                 places.files += 1
-            first.setdefault(sha, p.text("en") if p.actionable else "")
+            if p.actionable:
+                first.setdefault(sha, p)
     rows = [
-        {"sha256": sha, "where": first.get(sha, ""), "requests": len(store.requests(item=sha))}
+        {"sha256": sha, "where": first.get(sha), "requests": len(store.requests(item=sha))}
         for sha in confirmed
     ]
     return Glance(
@@ -91,6 +92,7 @@ def dashboard(request: Request, ctx: Case) -> HTMLResponse:
         g = glance(s)
         req = requests_overview(s, now=now)
         watch = watch_overview(s, recent=10)
+        locked = s.has_enrollments() and s.templates_locked()
     lang = lang_of(request)
     return page(
         request,
@@ -100,6 +102,7 @@ def dashboard(request: Request, ctx: Case) -> HTMLResponse:
         watch=watch,
         scheduler=getattr(request.app.state, "watch_scheduler", None),
         job=ctx.jobs.current,
+        locked=locked,
         n=ngettext(lang),
         when=when(lang),
     )

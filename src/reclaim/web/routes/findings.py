@@ -1,4 +1,5 @@
-"""The findings list and the previews it shows (blurred until chosen)."""
+"""The findings, grouped by where they were seen, and the previews they show (blurred until
+chosen)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,37 @@ from fastapi.responses import HTMLResponse, Response
 
 from reclaim.errors import ReclaimError
 from reclaim.web.deps import Case
-from reclaim.web.pages import page
+from reclaim.web.pages import lang_of, page
+from reclaim.web.texts import ngettext, when
+from reclaim.web.where import DECIDED, verdict_sentence
 
 router = APIRouter()
 
 
 @router.get("/findings", response_class=HTMLResponse)
 def findings_page(request: Request, ctx: Case) -> HTMLResponse:
-    from reclaim.decisions import current
-    from reclaim.findings import list_findings
+    """The findings grouped by where they were seen (a chat, a site, a folder), each with its
+    verdict in one sentence; scores and detector names under "Technical details"."""
+    from reclaim.web.where import group_findings
 
     with ctx.store() as s:
-        found = list_findings(s)
-        decided = current(s)
+        groups, pictures = group_findings(s)
         enrolled = s.has_enrollments()
         # faces a scan could not search: her templates are locked and no passphrase was given
         awaiting = s.faces_awaiting_search() if s.templates_locked() else 0
+    lang = lang_of(request)
     return page(
         request,
         "findings.html.j2",
-        findings=found,
-        decided=decided,
+        groups=groups,
+        pictures=pictures,
         enrolled=enrolled,
         awaiting=awaiting,
         job=ctx.jobs.current,
+        sentence=verdict_sentence,
+        decided=DECIDED,
+        n=ngettext(lang),
+        when=when(lang),
     )
 
 

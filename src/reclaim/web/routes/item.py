@@ -1,4 +1,6 @@
-"""One item's page: where it was seen, faces, the check, explanation images, the decision."""
+"""One item's page: first what she can act on (the verdict in one sentence, where it was seen in
+her words, her decision, "Ask for removal"), then, folded under "Technical details", the face
+scores, the detectors' evidence, the explanation images and the fingerprints."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from reclaim.errors import ReclaimError
 from reclaim.web.deps import Case
 from reclaim.web.i18n import translator
 from reclaim.web.pages import lang_of, page
+from reclaim.web.texts import when
+from reclaim.web.where import seen_where, verdict_sentence
 
 router = APIRouter()
 
@@ -51,10 +55,20 @@ def item_page(request: Request, ctx: Case, sha: str) -> HTMLResponse:
         read_verified(sha, rec["locators"], ctx.path, rec["blob"])
     except ReclaimError as e:
         readable = str(e)
+    lang = lang_of(request)
     return page(
         request,
         "item.html.j2",
         rec=rec,
+        seen=[seen_where(loc) for loc in rec["locators"]],
+        sentence=verdict_sentence(
+            translator(lang),
+            None if check is None else str(check.verdict),
+            None if decision is None else str(decision.decision),
+            str(rec["kind"]),
+            face_match=bool(found),
+        ),
+        when=when(lang),
         faces=faces,
         found=found,
         decision=decision,

@@ -4,11 +4,21 @@ or an alert target, and to switch the built-in schedule on or off while the app 
 
 The work is ``reclaim.watch`` (``watch_case``, ``add_source``, ``overview``,
 ``WatchScheduler``) and ``reclaim.alerts.add_target``.
+
+When her face templates are locked, "run now" carries a password field: the passphrase is
+checked before the run (a wrong one is refused on the page, nothing runs) and only the key
+derived from it reaches the run's thread, never stored. Without it the run goes on and the page
+says that face search waited. The times this page computes (when the run was made from here,
+when the schedule runs next) are on the app's clock (``web.texts.now_of``: tests inject it),
+and so are the times a run started here stores (when it finished, each URL's answer, each event,
+a request marked "reappeared": ``watch_case(now=...)``), whether "run now" or the built-in
+schedule started it; times the case recorded are shown as recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Form, Request
@@ -17,7 +27,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from reclaim.errors import InputError, ReclaimError
 from reclaim.web.deps import Case, WebCase, status_of
 from reclaim.web.pages import lang_of, page
-from reclaim.web.texts import ngettext, when
+from reclaim.web.texts import ngettext, now_of, when
 
 router = APIRouter()
 
@@ -27,18 +37,34 @@ def _page(request: Request, ctx: WebCase, status: int = 200, **extra: Any) -> HT
 
     with ctx.store() as s:
         view = overview(s, recent=20)
+        locked = s.has_enrollments() and s.templates_locked()
     lang = lang_of(request)
+    state = request.app.state
+    scheduler = getattr(state, "watch_scheduler", None)
     return page(
         request,
         "watch.html.j2",
         status=status,
         watch=view,
-        report=getattr(request.app.state, "watch_last", None),
-        scheduler=getattr(request.app.state, "watch_scheduler", None),
+        report=getattr(state, "watch_last", None),
+        report_at=getattr(state, "watch_last_at", None),
+        scheduler=scheduler,
+        next_run=next_run(scheduler, now_of(request)),
+        locked=locked,
         n=ngettext(lang),
         when=when(lang),
         **extra,
     )
+
+
+def next_run(scheduler: Any, now: datetime) -> datetime | None:
+    """When the built-in schedule runs next, on the app's clock: ``now`` plus the time the
+    scheduler still waits (it counts on the computer's clock)."""
+    at = getattr(scheduler, "next_run_at", None) if scheduler is not None else None
+    if not at or not getattr(scheduler, "running", False):
+        return None
+    left = datetime.fromisoformat(str(at).replace("Z", "+00:00")) - datetime.now(UTC)
+    return now + max(left, timedelta(0))
 
 
 @router.get("/watch", response_class=HTMLResponse)
@@ -47,15 +73,33 @@ def watch_page(request: Request, ctx: Case) -> HTMLResponse:
 
 
 @router.post("/watch/run", response_model=None)
-async def watch_run(request: Request, ctx: Case) -> Response:
-    """One watch run now, in a worker thread; the page then shows what it found."""
-    from reclaim.watch import watch_case
+async def watch_run(
+    request: Request,
+    ctx: Case,
+    passphrase: str = Form(""),  # of locked face templates: never stored, never logged
+) -> Response:
+    """One watch run now, in a worker thread; the page then shows what it found. With the
+    passphrase of locked templates, face search runs too (a wrong one: refused, no run)."""
+    from reclaim.store.templatelock import TemplateKey
+    from reclaim.watch import WatchReport, watch_case
+
+    at = now_of(request)  # the run's instant, on the app's clock
+
+    def run() -> WatchReport:
+        key: TemplateKey | None = None
+        if passphrase:
+            with ctx.store() as s:
+                key = s.template_key(passphrase)  # scrypt: off the event loop
+        return watch_case(ctx.path, passphrase=key, workers=ctx.workers, now=at)
 
     try:
-        report = await asyncio.to_thread(watch_case, ctx.path, workers=ctx.workers)
+        report = await asyncio.to_thread(run)
     except ReclaimError as e:
-        return await asyncio.to_thread(_page, request, ctx, status_of(e), problem=str(e))
+        return await asyncio.to_thread(
+            _page, request, ctx, status_of(e), problem=str(e), run_refused=True
+        )
     request.app.state.watch_last = report
+    request.app.state.watch_last_at = at
     return RedirectResponse("/watch", status_code=303)
 
 
@@ -102,7 +146,11 @@ def watch_schedule(request: Request, ctx: Case, every: str = Form("")) -> Respon
         state.watch_scheduler = None
     if seconds is not None:
         path, workers = ctx.path, ctx.workers
-        sched = WatchScheduler(lambda: watch_case(path, workers=workers), seconds)
+        sched = WatchScheduler(
+            # each run on the app's clock at the time it runs
+            lambda: watch_case(path, workers=workers, now=now_of(request)),
+            seconds,
+        )
         sched.start()
         state.watch_scheduler = sched
         state.watch_every = every
