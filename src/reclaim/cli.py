@@ -39,7 +39,7 @@ from reclaim.store import CaseStore
 from reclaim.store.decisions import DecisionKind
 
 if TYPE_CHECKING:  # scanning and its sources load on use: `enroll` and others start faster
-    from reclaim.scan import ScanStats
+    from reclaim.scan import Runner, ScanStats
     from reclaim.sources import Source
 
 app = typer.Typer(
@@ -124,6 +124,7 @@ def _run_scan(
     faces: bool | None = None,
     check: str = "auto",
     passphrase_file: Path | None = None,
+    runner: Runner | None = None,
 ) -> ScanStats:
     from reclaim.scan import scan
 
@@ -156,6 +157,7 @@ def _run_scan(
             faces=faces,
             check=check,
             passphrase=passphrase,
+            runner=runner,
         )
     return stats
 
@@ -235,6 +237,17 @@ def _print_stats(stats: ScanStats, case: Path) -> None:
     _print_deferred(stats.face_search_deferred, case)
 
 
+def _ray_runner(address: str, workers: int | None) -> Runner:
+    """The runner of ``scan --ray``; Ray is imported only here."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("--ray needs Ray: pip install 'reclaim[ray]', then try again")
+    from reclaim.scan_ray import RayRunner, cli_options
+
+    return RayRunner(cli_options(address, workers))
+
+
 @app.command("scan")
 def scan_cmd(
     sources: Annotated[
@@ -267,6 +280,24 @@ def scan_cmd(
         ),
     ] = "auto",
     passphrase_file: PassphraseFileOpt = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Analyse on a Ray cluster (pip install 'reclaim[ray]'): one started on this "
+            "machine for this scan, or the one --ray-address names (or Ray's RAY_ADDRESS). "
+            "The case is written here, as in a local scan (docs/scale.md).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            metavar="ADDRESS",
+            help="The Ray cluster of --ray (implies it): 'auto' (the one `ray start` runs "
+            "here), HOST:PORT of its head, or ray://HOST:10001.",
+        ),
+    ] = None,
 ) -> None:
     """Scan sources into a case: hashes of every image and video, and where each was seen.
 
@@ -277,8 +308,19 @@ def scan_cmd(
     with user_errors():
         opened = [open_source(s) for s in sources]
         limits = MediaLimits(video_max_seconds=max_video_seconds)
+        runner: Runner | None = None
+        if ray or ray_address:
+            runner = _ray_runner(ray_address or os.environ.get("RAY_ADDRESS") or "", workers)
         stats = _run_scan(
-            case, opened, workers, limits, "scan", faces, check, passphrase_file=passphrase_file
+            case,
+            opened,
+            workers,
+            limits,
+            "scan",
+            faces,
+            check,
+            passphrase_file=passphrase_file,
+            runner=runner,
         )
     _print_stats(stats, case)
 

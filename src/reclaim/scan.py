@@ -361,6 +361,14 @@ def _keep_freed_memory() -> None:
 # -- orchestration (main process) ---------------------------------------------------------------
 
 
+#: What analyses a scan's entries in place of the local pool: (entries not yet recorded,
+#: limits, the writer's ``take``, face options, check level); it hands every entry's outcome to
+#: ``take`` exactly once, in the calling thread (the case store's one writer).
+Runner = Callable[
+    [Iterator[Entry], MediaLimits, Callable[[Outcome], None], "FaceOptions | None", str], None
+]
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
@@ -384,6 +392,7 @@ def scan(
     check: str = "auto",
     worker_memory: int | None = None,
     passphrase: Passphrase = None,
+    runner: Runner | None = None,
 ) -> ScanStats:
     """Scan ``sources`` into ``store``. Returns counts; per-item problems are recorded, not raised.
 
@@ -398,6 +407,8 @@ def scan(
     the run: WrongPassphrase). Without it a locked case is scanned, hashed and its faces found
     as always, but not matched against the enrolled people: ``face_search_deferred`` counts
     the faces that wait for the next search given it.
+    ``runner``: analyses the entries not yet recorded in place of the local pool and hands
+    each outcome to the writer (``reclaim.scan_ray``: the same scan on a Ray cluster).
     """
     if check not in (*CHECK_LEVELS, "auto"):
         raise InputError(
@@ -458,7 +469,9 @@ def scan(
 
     status = "failed"
     try:
-        if workers == 0:
+        if runner is not None:
+            runner(todo(), limits, take, face_opts, check)
+        elif workers == 0:
             for e in todo():
                 take(_analyze_or_record(e, limits, face_opts, check))
         else:
