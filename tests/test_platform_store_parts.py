@@ -23,6 +23,8 @@ SYSTEM_WIDE = {
     "last_change",
     "live_signals",
     "changes_since",
+    "change_seqs",  # the matcher's load: which change-log numbers exist, no rows
+    "changes_at",  # the matcher asking again for skipped numbers: as changes_since
     "due_deliveries",
     "record_attempt",
     "pending_deliveries",

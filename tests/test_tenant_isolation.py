@@ -332,6 +332,17 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
     def status_live() -> None:
         expect(c.get("/status/live"), 200)
 
+    def health_live() -> None:
+        expect(c.get("/health/live"), 200)
+
+    def health_ready() -> None:  # no token; counts over all tenants, no tenant's data
+        r = c.get("/health/ready")
+        expect(r, 200)
+        assert "bank" not in r.text.lower() and "tenant" not in r.text.lower()
+
+    def metrics() -> None:
+        expect(c.get("/metrics"), 200)
+
     def hma_openapi() -> None:
         expect(c.get("/openapi/openapi.json"), 200)
 
@@ -456,6 +467,9 @@ def cases(w: World) -> dict[tuple[str, str], Callable[[], None]]:
         ("DELETE", "/tokens/{token_id}"): revoke_token,
         ("GET", "/status"): status,
         ("GET", "/status/live"): status_live,
+        ("GET", "/health/live"): health_live,
+        ("GET", "/health/ready"): health_ready,
+        ("GET", "/metrics"): metrics,
         ("GET", "/openapi/openapi.json"): hma_openapi,
         ("GET", "/site-map"): site_map,
         ("GET", "/shield/v1/{tenant}/intake-key"): shield_key,

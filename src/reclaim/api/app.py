@@ -9,10 +9,12 @@ they are read in full.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reclaim import __version__
 from reclaim.api import curation, exchanges, hashing, matching, review, shields, tokens
 from reclaim.api.deps import Platform, Settings
+from reclaim.platform.matcher import IndexNotReady
 from reclaim.platform.store import NotFound, OutOfRange, PlatformStore
 
 __all__ = ["Settings", "create_app"]
@@ -102,6 +105,10 @@ def _error_handlers(app: FastAPI) -> None:
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"message": str(exc)}, 404)
 
+    @app.exception_handler(IndexNotReady)
+    async def not_ready(request: Request, exc: IndexNotReady) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, 503, headers={"Retry-After": "5"})
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -114,17 +121,53 @@ ALIVE = "I-AM-ALIVE"
 HMA_API_TITLE = "Open Media Match API"
 
 
-def _status_routes(app: FastAPI) -> None:
-    """HMA's status and schema routes (no token, as HMA)."""
+def _health(platform: Platform) -> dict[str, Any]:
+    """The matcher's readiness (``Matcher.health``), after a poll when no background poller
+    runs (an app whose lifespan did not start polls on demand)."""
+    m = platform.matcher
+    try:
+        m.refresh()
+    except Exception as e:  # the database away: not ready, and say so
+        log.warning("change log poll failed: %s", str(e).splitlines()[0][:200] if str(e) else e)
+        m.last_error = type(e).__name__
+    return m.health(platform.settings.ready_max_lag_s)
+
+
+def _status_routes(app: FastAPI, platform: Platform) -> None:
+    """HMA's status and schema routes, and the load balancer's (no token, as HMA)."""
     headers = {"X-Reclaim-Version": __version__}
 
     @app.get("/status", tags=["status"], response_class=PlainTextResponse)
     def status() -> PlainTextResponse:
-        """Readiness, as HMA: 200 ``I-AM-ALIVE`` once the service can match. reclaim loads its
-        match index before it accepts requests and brings it up to date on each lookup, so
-        HMA's 503 ``INDEX-NOT-LOADED`` / ``INDEX-STALE`` never apply. reclaim's version is in
-        the ``X-Reclaim-Version`` header."""
-        return PlainTextResponse(ALIVE, headers=headers)
+        """Readiness, as HMA: 200 ``I-AM-ALIVE`` once the service can match; 503
+        ``INDEX-NOT-LOADED`` while the match index loads, ``INDEX-STALE`` when it is more than
+        ``ready_max_lag_s`` behind the change log (``/health/ready`` says the same in JSON, with
+        the reason). reclaim's version is in the ``X-Reclaim-Version`` header."""
+        h = _health(platform)
+        if h["ready"]:
+            return PlainTextResponse(ALIVE, headers=headers)
+        word = "INDEX-STALE" if h["index"]["loaded"] else "INDEX-NOT-LOADED"
+        return PlainTextResponse(word, 503, headers=headers)
+
+    @app.get("/health/live", tags=["status"])
+    def health_live() -> JSONResponse:
+        """Liveness for a load balancer or orchestrator: 200 while the process serves requests,
+        whatever the index's state (a restart would only start loading again)."""
+        return JSONResponse({"live": True, "replica": platform.matcher.replica}, headers=headers)
+
+    @app.get("/health/ready", tags=["status"])
+    def health_ready() -> JSONResponse:
+        """Readiness for a load balancer: 200 when the match index is loaded and at most
+        ``ready_max_lag_s`` behind the change log; else 503 with ``reason``. Both carry the
+        index's size and memory, the feed's lag and sequence gaps, and the process's RSS
+        (counts over all tenants, no tenant's data)."""
+        h = _health(platform)
+        return JSONResponse(h, 200 if h["ready"] else 503, headers=headers)
+
+    @app.get("/metrics", tags=["status"], response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """The same numbers in Prometheus' text format."""
+        return PlainTextResponse(_prometheus(_health(platform)), headers=headers)
 
     @app.get("/status/live", tags=["status"], response_class=PlainTextResponse)
     def status_live() -> PlainTextResponse:
@@ -152,6 +195,41 @@ def _status_routes(app: FastAPI) -> None:
         return sorted({p for p in app.openapi().get("paths", {})} | {"/openapi/openapi.json"})
 
 
+def _prometheus(h: dict[str, Any]) -> str:
+    idx, feed = h["index"], h["feed"]
+    lines = [
+        "# HELP reclaim_ready 1 when the match index is loaded and the change feed within bound.",
+        "# TYPE reclaim_ready gauge",
+        f"reclaim_ready {int(h['ready'])}",
+        "# TYPE reclaim_index_loaded gauge",
+        f"reclaim_index_loaded {int(idx['loaded'])}",
+        "# HELP reclaim_index_memory_bytes Match index arrays, id map and kept vPDQ values.",
+        "# TYPE reclaim_index_memory_bytes gauge",
+        f"reclaim_index_memory_bytes {idx['memory_bytes']}",
+        "# TYPE reclaim_index_hashes gauge",
+        *(f'reclaim_index_hashes{{signal_type="{k}"}} {v}' for k, v in idx["hashes"].items()),
+        "# TYPE reclaim_index_delta gauge",
+        *(f'reclaim_index_delta{{signal_type="{k}"}} {v}' for k, v in idx["delta"].items()),
+        "# TYPE reclaim_index_merges_total counter",
+        *(f'reclaim_index_merges_total{{signal_type="{k}"}} {v}' for k, v in idx["merges"].items()),
+        "# HELP reclaim_feed_lag_seconds Since the last poll that read the change log to its end.",
+        "# TYPE reclaim_feed_lag_seconds gauge",
+        f"reclaim_feed_lag_seconds {feed['lag_s'] if feed['lag_s'] is not None else 'NaN'}",
+        "# TYPE reclaim_feed_seq gauge",
+        f"reclaim_feed_seq {feed['seq']}",
+        "# TYPE reclaim_feed_gaps_open gauge",
+        f"reclaim_feed_gaps_open {feed['gaps_open']}",
+        "# TYPE reclaim_feed_gaps_filled_total counter",
+        f"reclaim_feed_gaps_filled_total {feed['gaps_filled']}",
+        "# TYPE reclaim_feed_gaps_expired_total counter",
+        f"reclaim_feed_gaps_expired_total {feed['gaps_expired']}",
+    ]
+    rss = h["process"]["rss_bytes"]
+    if rss is not None:
+        lines += ["# TYPE reclaim_process_rss_bytes gauge", f"reclaim_process_rss_bytes {rss}"]
+    return "\n".join(lines) + "\n"
+
+
 def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAPI:
     """The service over a migrated store."""
     cfg = settings or Settings()
@@ -159,12 +237,16 @@ def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The match index's own thread: loads it (background_load) and follows the change log
+        # whether or not requests come.
+        platform.matcher.start()
         if cfg.start_workers:
             platform.webhooks.start()
             platform.decoders.start()
         yield
         platform.webhooks.stop()
         platform.decoders.close()
+        await asyncio.to_thread(platform.matcher.stop)
 
     app = FastAPI(
         title="reclaim platform service",
@@ -188,7 +270,7 @@ def create_app(store: PlatformStore, settings: Settings | None = None) -> FastAP
     app.include_router(shields.router)
     app.include_router(exchanges.router)
 
-    _status_routes(app)
+    _status_routes(app, platform)
 
     app.add_middleware(BodyLimit, max_bytes=cfg.max_upload_bytes)
     return app

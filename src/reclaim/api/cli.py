@@ -46,8 +46,12 @@ def serve_platform(
     shield_threshold: float | None = None,
     exchange_files: str | None = None,
     exchange_fetch_every_s: float = 0.0,
+    poll_interval_s: float = 1.0,
+    ready_max_lag_s: float = 5.0,
 ) -> None:
-    """Run the service (blocks). The database is created and migrated on first start."""
+    """Run the service (blocks). The database is created and migrated on first start. The
+    match index loads in the background: ``/health/live`` answers at once, ``/health/ready``
+    (and HMA's ``/status``) once it is loaded and following the change log."""
     import uvicorn
 
     from reclaim.api.app import Settings, create_app
@@ -77,6 +81,9 @@ def serve_platform(
         shield_threshold=shield_threshold,
         exchange_files_dir=exchange_files,
         exchange_fetch_interval_s=exchange_fetch_every_s,
+        poll_interval_s=poll_interval_s,
+        ready_max_lag_s=ready_max_lag_s,
+        background_load=True,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -165,6 +172,22 @@ def serve_platform_cmd(
             min=0.0,
         ),
     ] = 0.0,
+    poll_interval: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between reads of the change log: writes made through other "
+            "replicas are matchable here within about this long.",
+            min=0.05,
+        ),
+    ] = 1.0,
+    ready_max_lag: Annotated[
+        float,
+        typer.Option(
+            help="/health/ready (and /status) answer 503 when the change log was last read "
+            "to its end more than this many seconds ago.",
+            min=0.1,
+        ),
+    ] = 5.0,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -190,6 +213,8 @@ def serve_platform_cmd(
             shield_threshold=shield_threshold,
             exchange_files=exchange_files,
             exchange_fetch_every_s=exchange_fetch_every,
+            poll_interval_s=poll_interval,
+            ready_max_lag_s=ready_max_lag,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)

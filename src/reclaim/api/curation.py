@@ -25,6 +25,7 @@ for a hash that either matches).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Annotated, Any
@@ -401,7 +402,7 @@ async def bank_add_file(
         hashed = await hash_bytes(data, platform, pdq_flavours=(flavour,))
     kept = pick_types(hashed, types, default_all=False)
     signals = [(st, v, hashed.quality.get(st)) for st, v in kept.items()]
-    return _add(platform, token, bank, signals, meta, note, flavour)
+    return await asyncio.to_thread(_add, platform, token, bank, signals, meta, note, flavour)
 
 
 @router.post("/bank/{bank_name}/signal")
@@ -426,7 +427,8 @@ async def bank_add_signals(
         signals = signals_from_mapping(data, quality)
     except SignalRejected as e:
         raise HTTPException(400, str(e)) from e
-    return _add(platform, token, bank, signals, meta, note)
+    # the write, the matcher's refresh and the audit entry: off the event loop
+    return await asyncio.to_thread(_add, platform, token, bank, signals, meta, note)
 
 
 @router.get("/bank/{bank_name}/content/{content_id}")

@@ -49,7 +49,17 @@ class Settings:
     #: Let webhooks and URL fetches reach loopback/private/link-local addresses (a local
     #: receiver on one machine, tests). Off: public addresses only (``reclaim.netguard``).
     allow_private_addresses: bool = False
+    #: The match index follows the change log every ``poll_interval_s`` (a background thread
+    #: while the app runs: writes through another replica are matchable here within about that
+    #: long). ``background_load``: the index loads on that thread when the app starts (the
+    #: service answers at once; lookups and ``/health/ready`` say 503 until it is loaded); else
+    #: it loads in ``create_app``. ``/health/ready`` answers 503 when the feed is more than
+    #: ``ready_max_lag_s`` behind. A change-log number skipped is asked for again for
+    #: ``gap_timeout_s`` (docs/scale.md, "Platform replicas").
     poll_interval_s: float = 1.0
+    background_load: bool = False
+    ready_max_lag_s: float = 5.0
+    gap_timeout_s: float = 120.0
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0
     start_workers: bool = True
@@ -107,7 +117,13 @@ class Platform:
     def __init__(self, store: PlatformStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.matcher = Matcher(store, settings.poll_interval_s, settings.flat_max)
+        self.matcher = Matcher(
+            store,
+            settings.poll_interval_s,
+            settings.flat_max,
+            load=not settings.background_load,
+            gap_timeout_s=settings.gap_timeout_s,
+        )
         self.webhooks = WebhookSender(
             store,
             max_attempts=settings.webhook_max_attempts,

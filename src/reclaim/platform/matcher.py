@@ -15,27 +15,71 @@ keeps a PDQ hit only when the signal's flavour is that one: the signal's own (``
 ``lookup`` with ``signal=``) is looked up without a flavour: every signal may match it, as
 before.
 
-Freshness: writes made through this process call ``refresh(force=True)`` and are matchable
-when the request returns; other processes sharing the database pick them up from the change log
-at most ``poll_interval`` seconds later (incremental: only the changed signals are applied).
+Replicas (docs/scale.md, "Platform replicas"). Several processes may share one database; each
+keeps its own index and follows the change log (``changes``) incrementally:
+
+- **Freshness.** Writes made through this process call ``refresh(force=True)`` and are
+  matchable when the request returns. A background thread (``start``) polls the log every
+  ``poll_interval`` seconds (±10 %), whether or not requests come, so a write made through
+  another replica is matchable here within about ``poll_interval`` + one poll; deletions
+  (content, bank) follow the same way. Without the thread (an app not started, a script),
+  lookups poll at most every ``poll_interval`` as before.
+- **Sequence gaps.** A sequence number is taken when a change is written, not when it commits,
+  so a change may become visible after a later one has been read (a writer that does not take
+  the store's log lock, a rolled-back transaction). Numbers skipped between two changes read
+  are kept as *gaps* and asked for again at every poll until they appear or are
+  ``gap_timeout_s`` old (a rollback's number never appears); at load, those missing among the
+  last ``GAP_WINDOW`` numbers are kept the same way. Applying a change twice does nothing (a
+  signal already indexed is skipped; an added signal since removed reads as gone), so a late
+  change is applied whenever it comes.
+- **No rebuild storms.** The load fills the index's brute-force delta and builds its tables
+  once at the end. After that, adds and removals go to the delta and tombstones, and the index
+  merges them into new tables when the delta passes a limit: each replica draws its own limit
+  (``merge_jitter``: between 60 % and 100 % of the index's default) and draws again after each
+  merge, so replicas following the same log merge at different moments, never all on one
+  trigger.
+- **Readiness.** ``health`` says whether the index is loaded and how far behind the log it is
+  (``feed_lag_s``: seconds since the last poll that read the log to its end began).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import random
+import socket
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from reclaim.hashes import Index, SignalType, by_exchange_name, exchange_names
 from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
-from reclaim.match.pdq_index import PdqIndex
+from reclaim.match.pdq_index import DEFAULT_DELTA_MAX, DEFAULT_FLAT_MAX, PdqIndex
 from reclaim.platform.store import Bank, Change, PlatformStore
 from reclaim.platform.store.banks import ROW_FLAVOURS
 
-__all__ = ["Match", "Matcher"]
+__all__ = ["GAP_WINDOW", "IndexNotReady", "Match", "Matcher"]
+
+log = logging.getLogger("reclaim.platform.matcher")
+
+#: At load, sequence numbers missing among this many below the last one are watched as gaps.
+GAP_WINDOW = 10_000
+#: At most this many gap numbers are watched (the oldest are dropped beyond).
+MAX_GAPS = 100_000
+#: Changes read per query while following the log.
+PAGE = 100_000
+#: The index's default compaction ratio (tombstones / rows), jittered like the delta limit.
+COMPACT_RATIO = 0.2
+#: While loading, the index neither builds tables nor merges (one build at the end).
+_NEVER = 1 << 62
+
+
+class IndexNotReady(Exception):
+    """The index is still loading: lookups are refused (the service answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -56,25 +100,38 @@ BOTH = _CODE["both"]
 
 
 class _IdMap:
-    """signal id → (content id, bank id, PDQ flavour code) in dense numpy arrays (ids are
-    auto-increment)."""
+    """signal id → (content id, bank id, PDQ flavour code, indexed now) in dense numpy arrays
+    (ids are auto-increment)."""
 
     def __init__(self) -> None:
         self.content = np.zeros(1024, dtype=np.int64)
         self.bank = np.zeros(1024, dtype=np.int64)
         self.flavour = np.zeros(1024, dtype=np.int8)
+        self.live = np.zeros(1024, dtype=np.int8)
 
     def set(self, sid: int, content: int, bank: int, flavour: int = NOT_PDQ) -> None:
         if sid >= len(self.content):
             size = max(sid + 1, 2 * len(self.content))
             self.content = np.resize(self.content, size)
             self.bank = np.resize(self.bank, size)
-            grown = np.zeros(size, dtype=np.int8)
-            grown[: len(self.flavour)] = self.flavour
-            self.flavour = grown
+            self.flavour = _grown(self.flavour, size)
+            self.live = _grown(self.live, size)
         self.content[sid] = content
         self.bank[sid] = bank
         self.flavour[sid] = flavour
+        self.live[sid] = 1
+
+    def is_live(self, sid: int) -> bool:
+        return sid < len(self.live) and bool(self.live[sid])
+
+    def nbytes(self) -> int:
+        return int(self.content.nbytes + self.bank.nbytes + self.flavour.nbytes + self.live.nbytes)
+
+
+def _grown(arr: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size, dtype=arr.dtype)
+    out[: len(arr)] = arr
+    return out
 
 
 def _indexed_types() -> dict[str, SignalType]:
@@ -91,45 +148,134 @@ def _codes(codes: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(codes), np.uint8).reshape(-1, 32)
 
 
+def _rss_bytes() -> int | None:
+    """This process's resident memory (Linux), or None."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Matcher:
+    """See the module docstring. ``load=False``: build empty; ``start()`` (or ``load()``) loads.
+
+    ``merge_jitter``: how far below the index's default delta limit (and compaction ratio) this
+    replica's are drawn (0: exactly the default, as a single process needs); ``seed`` fixes the
+    draws (tests)."""
+
     def __init__(
-        self, store: PlatformStore, poll_interval: float = 1.0, flat_max: int | None = None
+        self,
+        store: PlatformStore,
+        poll_interval: float = 1.0,
+        flat_max: int | None = None,
+        *,
+        load: bool = True,
+        gap_timeout_s: float = 120.0,
+        merge_jitter: float = 0.4,
+        seed: int | None = None,
     ) -> None:
+        if not 0.0 <= merge_jitter < 1.0:
+            raise ValueError("merge_jitter must be in [0, 1)")
         self.store = store
         self.poll_interval = poll_interval
-        kw = {} if flat_max is None else {"flat_max": flat_max}
+        self.gap_timeout_s = gap_timeout_s
+        self.merge_jitter = merge_jitter
+        flat = DEFAULT_FLAT_MAX if flat_max is None else flat_max
         self.types = _indexed_types()
         #: One index per indexed signal type (HMA name).
-        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, **kw) for st in self.types}
+        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, flat_max=flat) for st in self.types}
         #: Frames-indexed values by signal id, for scoring the candidates the index finds.
         self.values: dict[int, str] = {}
         self.ids = _IdMap()
         self.banks: dict[int, Bank] = {}
         #: bank id → flavour code → how many of its PDQ signals carry it (``pdq_flavours``)
         self.flavour_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        #: The highest change-log number applied, and the lower ones not seen yet (number →
+        #: when first missed, monotonic).
         self.seq = 0
-        self.loaded_to = 0  # signals with id <= this were bulk-loaded
+        self.gaps: dict[int, float] = {}
+        self.gaps_filled = 0  # gap numbers that turned up later (and were applied)
+        self.gaps_expired = 0  # given up after gap_timeout_s (a rollback's, most likely)
+        self.loaded = False
+        self.loading = False
+        self.load_s: float | None = None
+        self.loaded_signals = 0  # while loading: signals read so far
         self.built_at = 0.0
+        #: Wall time at which the last poll that read the log to its end began.
+        self.caught_up_at = 0.0
+        self.polls = 0
+        self.last_error: str | None = None
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self._last_poll = 0.0
         self._lock = threading.Lock()
-        self.load()
+        self._rng = random.Random(seed)
+        #: Merges: this replica's current draw per index, the delta size last seen, and when
+        #: each merge was seen (monotonic; the last 100).
+        self._jitter = {st: self._draw() for st in self.types}
+        self._delta_seen = {st: 0 for st in self.types}
+        self.merges: dict[str, int] = {st: 0 for st in self.types}
+        self.merge_times: list[float] = []
+        self._flat_max = {st: idx.flat_max for st, idx in self.indexes.items()}
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        if load:
+            self.load()
 
     # -- loading and following changes ------------------------------------------------------
 
     def load(self) -> None:
+        """Load every current signal (once; the change log is followed from there)."""
         with self._lock:
-            self.seq = self.store.last_change()
-            self._reload_banks()
+            if self.loaded:
+                return
+            self.loading = True
+            began = time.time()
+            try:
+                self._load()
+            finally:
+                self.loading = False
+            self.load_s = time.time() - began
+            self.caught_up_at = began
+            self.built_at = time.time()
+            self._last_poll = time.monotonic()
+            self.loaded = True
+        log.info(
+            "match index loaded: %d signals in %.1f s (change log at %d)",
+            self.loaded_signals,
+            self.load_s,
+            self.seq,
+        )
+
+    def _load(self) -> None:
+        self.seq = self.store.last_change()
+        lo = max(0, self.seq - GAP_WINDOW)
+        seen = set(self.store.change_seqs(lo, self.seq))
+        now = time.monotonic()
+        self.gaps = {s: now for s in range(lo + 1, self.seq + 1) if s not in seen}
+        self._reload_banks()
+        for idx in self.indexes.values():  # no tables, no merges: one build at the end
+            idx.flat_max = _NEVER
+            idx.delta_max = _NEVER
+        try:
             after = 0
             while self.types:
                 page = self.store.live_signals(list(self.types), after_id=after)
                 if not page:
                     break
-                self._apply_adds(page)
+                self._apply_adds(page, tune=False)
+                self.loaded_signals += len(page)
                 after = page[-1].signal_id
-            self.loaded_to = after
-            self.built_at = time.time()
-            self._last_poll = time.monotonic()
+        finally:
+            for st, idx in self.indexes.items():
+                idx.flat_max = self._flat_max[st]
+                idx.compact_ratio = COMPACT_RATIO
+                idx.delta_max = None
+        for st, idx in self.indexes.items():
+            if len(idx):
+                idx.compact()
+            self._delta_seen[st] = idx.delta_size
+            self._tune(st)
 
     def _reload_banks(self) -> None:
         self.banks = {b.id: b for b in self.store.all_banks()}
@@ -138,18 +284,19 @@ class Matcher:
             if widest > index.max_radius:
                 index.set_max_radius(widest)
 
-    def _apply_adds(self, changes: list[Change]) -> None:
+    def _apply_adds(self, changes: list[Change], tune: bool = True) -> None:
         ids: dict[str, list[int]] = defaultdict(list)
         codes: dict[str, list[bytes]] = defaultdict(list)
         for c in changes:
             if c.signal_type is None or c.value is None or c.bank_id is None:
                 continue  # added then deleted before we saw it
-            if c.content_id is not None:
-                code = NOT_PDQ
-                if c.signal_type == "pdq":
-                    code = _CODE.get(c.pdq_flavour, BANKS_FLAVOUR)
-                    self.flavour_counts[c.bank_id][code] += 1
-                self.ids.set(c.signal_id, c.content_id, c.bank_id, code)
+            if c.content_id is None or self.ids.is_live(c.signal_id):
+                continue  # already indexed (loaded, or a change read twice)
+            code = NOT_PDQ
+            if c.signal_type == "pdq":
+                code = _CODE.get(c.pdq_flavour, BANKS_FLAVOUR)
+                self.flavour_counts[c.bank_id][code] += 1
+            self.ids.set(c.signal_id, c.content_id, c.bank_id, code)
             sig = self.types.get(c.signal_type)
             if sig is None:
                 continue  # an exact type: looked up in the store
@@ -159,33 +306,241 @@ class Matcher:
             ids[c.signal_type].extend([c.signal_id] * len(got))
             codes[c.signal_type].extend(got)
         for st, these in ids.items():
-            if these:
-                self.indexes[st].add(np.array(these, dtype=np.int64), _codes(codes[st]))
+            if not these:
+                continue
+            index = self.indexes[st]
+            if tune:
+                self._tune(st)
+            before = index.delta_size
+            index.add(np.array(these, dtype=np.int64), _codes(codes[st]))
+            if tune:
+                self._seen_merge(st, before + len(these))
+
+    def _apply_dels(self, sids: list[int]) -> None:
+        gone = [sid for sid in sids if self.ids.is_live(sid)]
+        if not gone:
+            return
+        for st, index in self.indexes.items():
+            self._tune(st)
+            before = index.delta_size
+            index.remove(gone)
+            self._seen_merge(st, before)
+        for sid in gone:
+            self.values.pop(sid, None)
+            self._forget_flavour(sid)
+            self.ids.live[sid] = 0
+
+    def _apply(self, changes: list[Change]) -> None:
+        adds = [c for c in changes if c.op == "add"]
+        unknown = any(c.bank_id is not None and c.bank_id not in self.banks for c in adds)
+        if unknown or any(c.op == "bank" for c in changes):
+            self._reload_banks()
+        self._apply_adds(adds)
+        self._apply_dels([c.signal_id for c in changes if c.op == "del"])
+
+    # -- merges, staggered per replica --------------------------------------------------------
+
+    def _draw(self) -> float:
+        return 1.0 - self._rng.uniform(0.0, self.merge_jitter)
+
+    def _tune(self, st: str) -> None:
+        """Set the index's merge triggers to this replica's draw (before each write to it)."""
+        index = self.indexes[st]
+        self._seen_merge(st, self._delta_seen[st])
+        base_n = len(index) + index.tombstones - index.delta_size
+        lo, hi = DEFAULT_DELTA_MAX
+        default = min(hi, max(lo, base_n // 512))
+        f = self._jitter[st]
+        index.delta_max = max(1, int(default * f))
+        index.compact_ratio = COMPACT_RATIO * f
+
+    def _seen_merge(self, st: str, expected: int) -> None:
+        """A delta smaller than ``expected`` was merged into new tables: count it, draw again."""
+        index = self.indexes[st]
+        size = index.delta_size
+        if size < expected:
+            self.merges[st] += 1
+            self.merge_times = [*self.merge_times[-99:], time.monotonic()]
+            self._jitter[st] = self._draw()
+        self._delta_seen[st] = size
+
+    # -- following the log --------------------------------------------------------------------
 
     def refresh(self, force: bool = False) -> None:
-        """Apply changes logged since the last poll (at most every ``poll_interval`` s)."""
-        if not force and time.monotonic() - self._last_poll < self.poll_interval:
+        """Apply changes logged since the last poll. ``force``: now (after a write through
+        this process); else at most every ``poll_interval`` s, and not at all while the
+        background poller runs (it keeps the index current). Nothing while loading: the load
+        and the poll after it see every change."""
+        if not self.loaded:
+            return
+        if not force and (self.polling or time.monotonic() - self._last_poll < self.poll_interval):
             return
         with self._lock:
-            self._last_poll = time.monotonic()
-            while True:
-                changes = self.store.changes_since(self.seq)
-                if not changes:
-                    return
-                adds = [c for c in changes if c.op == "add" and c.signal_id > self.loaded_to]
-                dels = [c.signal_id for c in changes if c.op == "del"]
-                unknown = any(c.bank_id is not None and c.bank_id not in self.banks for c in adds)
-                if unknown or any(c.op == "bank" for c in changes):
-                    self._reload_banks()
-                self._apply_adds(adds)
-                if dels:
-                    for index in self.indexes.values():
-                        index.remove(dels)
-                    for sid in dels:
-                        self.values.pop(sid, None)
-                        self._forget_flavour(sid)
-                self.seq = changes[-1].seq
-                self.built_at = time.time()
+            self._poll()
+
+    def _poll(self) -> None:
+        began = time.time()
+        self._last_poll = time.monotonic()
+        applied = False
+        if self.gaps:
+            self._expire_gaps()
+            late = self.store.changes_at(sorted(self.gaps)) if self.gaps else []
+            if late:
+                for c in late:
+                    self.gaps.pop(c.seq, None)
+                self.gaps_filled += len(late)
+                log.info("change log: %d late change(s) applied", len(late))
+                self._apply(late)
+                applied = True
+        while True:
+            changes = self.store.changes_since(self.seq, limit=PAGE)
+            if not changes:
+                break
+            self._note_gaps(changes)
+            self._apply(changes)
+            self.seq = changes[-1].seq
+            applied = True
+            if len(changes) < PAGE:
+                break
+        if applied:
+            self.built_at = time.time()
+        self.caught_up_at = began
+        self.polls += 1
+
+    def _note_gaps(self, changes: list[Change]) -> None:
+        now = time.monotonic()
+        expect = self.seq + 1
+        for c in changes:
+            if c.seq > expect:
+                first = max(expect, c.seq - MAX_GAPS)
+                self.gaps.update(dict.fromkeys(range(first, c.seq), now))
+            expect = c.seq + 1
+        if len(self.gaps) > MAX_GAPS:
+            for s in sorted(self.gaps)[: len(self.gaps) - MAX_GAPS]:
+                del self.gaps[s]
+                self.gaps_expired += 1
+
+    def _expire_gaps(self) -> None:
+        old = time.monotonic() - self.gap_timeout_s
+        stale = [s for s, t in self.gaps.items() if t < old]
+        for s in stale:
+            del self.gaps[s]
+        if stale:
+            self.gaps_expired += len(stale)
+            log.info(
+                "change log: %d missing number(s) given up after %.0f s",
+                len(stale),
+                self.gap_timeout_s,
+            )
+
+    # -- the background poller ----------------------------------------------------------------
+
+    @property
+    def polling(self) -> bool:
+        t = self._poller
+        return t is not None and t.is_alive()
+
+    def start(self) -> None:
+        """Start the background thread: it loads the index (when not loaded), then polls the
+        change log every ``poll_interval`` s (±10 %) until ``stop``."""
+        if self.polling:
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._run, name="matcher-feed", daemon=True)
+        self._poller.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        t = self._poller
+        if t is not None:
+            t.join(timeout)
+
+    def _run(self) -> None:
+        backoff = 1.0
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not self.loaded:
+                        self.load()
+                    self.refresh(force=True)
+                    self.last_error = None
+                    backoff = 1.0
+                except Exception as e:  # the database away: keep serving, retry, say why
+                    self.last_error = type(e).__name__
+                    log.warning(
+                        "match index: %s: %s",
+                        "load failed" if not self.loaded else "change log poll failed",
+                        str(e).splitlines()[0][:200],
+                    )
+                    if not self.loaded:
+                        self._stop.wait(backoff)
+                        backoff = min(30.0, 2 * backoff)
+                        continue
+                wait = max(self.poll_interval, 0.05) * self._rng.uniform(0.9, 1.1)
+                self._stop.wait(wait)
+        finally:
+            self.store.close()  # this thread's connection
+
+    # -- health -------------------------------------------------------------------------------
+
+    def feed_lag_s(self) -> float | None:
+        """Seconds since the last poll that read the log to its end began (None: not loaded)."""
+        if not self.loaded:
+            return None
+        return max(0.0, time.time() - self.caught_up_at)
+
+    def memory_bytes(self) -> int:
+        """The index's arrays, the id map and the vPDQ values kept for scoring (approximate)."""
+        values = sum(len(v) + 49 for v in self.values.values()) + 100 * len(self.values)
+        return sum(i.memory_bytes() for i in self.indexes.values()) + self.ids.nbytes() + values
+
+    def health(self, max_lag_s: float) -> dict[str, Any]:
+        """Readiness for a load balancer: ``ready`` when loaded and at most ``max_lag_s``
+        behind the change log (``reason`` says why not), with the index's size, memory and
+        merges and the feed's state. Counts are over every tenant (no tenant's own)."""
+        lag = self.feed_lag_s()
+        reason = None
+        if not self.loaded:
+            reason = (
+                "match index loading" if self.loading or self.polling else "match index not loaded"
+            )
+        elif lag is not None and lag > max_lag_s:
+            reason = f"change feed {lag:.1f} s behind (bound {max_lag_s:g} s)"
+            if self.last_error:
+                reason += f"; last poll failed ({self.last_error})"
+        hashes = {st: len(i) for st, i in self.indexes.items()}
+        merge_errors = [
+            type(i.merge_error).__name__ for i in self.indexes.values() if i.merge_error
+        ]
+        return {
+            "ready": reason is None,
+            **({"reason": reason} if reason else {}),
+            "replica": self.replica,
+            "index": {
+                "loaded": self.loaded,
+                "signals_loaded": self.loaded_signals,
+                "load_s": None if self.load_s is None else round(self.load_s, 3),
+                "hashes": hashes,
+                "delta": {st: i.delta_size for st, i in self.indexes.items()},
+                "tombstones": {st: i.tombstones for st, i in self.indexes.items()},
+                "merges": dict(self.merges),
+                "merge_errors": merge_errors,
+                "memory_bytes": self.memory_bytes(),
+            },
+            "feed": {
+                "seq": self.seq,
+                "lag_s": None if lag is None else round(lag, 3),
+                "max_lag_s": max_lag_s,
+                "poll_interval_s": self.poll_interval,
+                "polling": self.polling,
+                "polls": self.polls,
+                "gaps_open": len(self.gaps),
+                "gaps_filled": self.gaps_filled,
+                "gaps_expired": self.gaps_expired,
+                "last_error": self.last_error,
+            },
+            "process": {"rss_bytes": _rss_bytes()},
+        }
 
     def _forget_flavour(self, sid: int) -> None:
         if sid >= len(self.ids.flavour) or self.ids.flavour[sid] == NOT_PDQ:
@@ -203,7 +558,8 @@ class Matcher:
         """The PDQ flavours an upload must be hashed in to match the tenant's PDQ signals (in
         ``banks`` when given), ``pytx`` first: each bank's own for the signals that follow it,
         and the flavours signals carry (``both`` needs none of its own). Empty when no signal
-        needs one (no PDQ signal, or only ``both``)."""
+        needs one (no PDQ signal, or only ``both``). IndexNotReady while loading."""
+        self._ready()
         self.refresh()
         need: set[str] = set()
         with self._lock:
@@ -227,6 +583,13 @@ class Matcher:
 
     # -- lookups ------------------------------------------------------------------------------
 
+    def _ready(self) -> None:
+        if not self.loaded:
+            raise IndexNotReady(
+                f"the match index is loading ({self.loaded_signals:,} signals so far); "
+                "retry shortly"
+            )
+
     def _bank_ok(self, bank_id: int, tenant_id: int, banks: set[str] | None) -> Bank | None:
         b = self.banks.get(bank_id)
         if b is None or b.tenant_id != tenant_id:
@@ -246,7 +609,9 @@ class Matcher:
     ) -> list[Match]:
         """Matches of one canonical signal value among the tenant's banks. ``pdq_flavour``: the
         flavour a PDQ hash was computed in (an upload's); only PDQ signals of that flavour (or
-        ``both``) match it. None: any signal may (a hash given as such)."""
+        ``both``) match it. None: any signal may (a hash given as such). IndexNotReady while
+        the index loads (a partial index would miss matches)."""
+        self._ready()
         self.refresh()
         sig = self.types.get(signal_type)
         if sig is not None:
