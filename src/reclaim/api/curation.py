@@ -249,19 +249,19 @@ async def bank_create(
     name = data.get("name")
     if not isinstance(name, str) or not BANK_NAME.fullmatch(name):
         raise HTTPException(400, "Bank names must be UPPER_WITH_UNDERSCORE")
-    try:
-        bank = platform.store.create_bank(
-            token.tenant_id,
-            name,
-            _ratio(data, 1.0),
-            _distance(data, 31),
-            _flavour(data, SERVICE_PDQ_FLAVOUR),
-        )
-    except Conflict as e:
-        raise HTTPException(403, "Bank already exists") from e
-    platform.matcher.refresh(force=True)
-    platform.audit(token, "bank.create", f"bank:{name}", **bank.as_reclaim())
-    return _bank_json(bank, include_reclaim)
+    ratio, distance = _ratio(data, 1.0), _distance(data, 31)
+    flavour = _flavour(data, SERVICE_PDQ_FLAVOUR)
+
+    def work() -> dict[str, Any]:  # the store's I/O, off the event loop
+        try:
+            bank = platform.store.create_bank(token.tenant_id, name, ratio, distance, flavour)
+        except Conflict as e:
+            raise HTTPException(403, "Bank already exists") from e
+        platform.matcher.refresh(force=True)
+        platform.audit(token, "bank.create", f"bank:{name}", **bank.as_reclaim())
+        return _bank_json(bank, include_reclaim)
+
+    return await asyncio.to_thread(work)
 
 
 @router.get("/bank/{bank_name}")
@@ -290,29 +290,33 @@ async def bank_update(
 ) -> dict[str, Any]:
     """Rename (``name``), enable (``enabled``, ``enabled_ratio``) or set reclaim's
     ``pdq_distance`` or ``pdq_flavour``; keys left out are left as they are."""
-    bank = _bank(platform, token, bank_name)
     data = await _json(request)
     new_name = data.get("name")
     if new_name is not None and (
         not isinstance(new_name, str) or not BANK_NAME.fullmatch(new_name)
     ):
         raise HTTPException(400, "Bank names must be UPPER_WITH_UNDERSCORE")
-    try:
-        updated = platform.store.update_bank(
-            token.tenant_id,
-            bank,
-            name=new_name,
-            enabled_ratio=_ratio(data, bank.enabled_ratio),
-            pdq_distance=_distance(data, bank.pdq_distance),
-            pdq_flavour=_flavour(data, bank.pdq_flavour),
-        )
-    except Conflict as e:
-        raise HTTPException(403, "Bank already exists") from e
-    if updated is None:  # deleted since it was looked up
-        raise HTTPException(404, f"bank '{bank_name[:100]}' not found")
-    platform.matcher.refresh(force=True)
-    platform.audit(token, "bank.update", f"bank:{bank_name}", **updated.as_reclaim())
-    return _bank_json(updated, include_reclaim)
+
+    def work() -> dict[str, Any]:  # the store's I/O, off the event loop
+        bank = _bank(platform, token, bank_name)
+        try:
+            updated = platform.store.update_bank(
+                token.tenant_id,
+                bank,
+                name=new_name,
+                enabled_ratio=_ratio(data, bank.enabled_ratio),
+                pdq_distance=_distance(data, bank.pdq_distance),
+                pdq_flavour=_flavour(data, bank.pdq_flavour),
+            )
+        except Conflict as e:
+            raise HTTPException(403, "Bank already exists") from e
+        if updated is None:  # deleted since it was looked up
+            raise HTTPException(404, f"bank '{bank_name[:100]}' not found")
+        platform.matcher.refresh(force=True)
+        platform.audit(token, "bank.update", f"bank:{bank_name}", **updated.as_reclaim())
+        return _bank_json(updated, include_reclaim)
+
+    return await asyncio.to_thread(work)
 
 
 @router.delete("/bank/{bank_name}")
@@ -378,7 +382,7 @@ async def bank_add_file(
     A photo's PDQ is computed in the bank's ``pdq_flavour``, or in the one the metadata names
     (``json.pdq_flavour``: ``pytx`` or ``reference``). Returns HMA's ``{"id", "signals"}``:
     exactly the signals kept."""
-    bank = _bank(platform, token, bank_name)
+    bank = await asyncio.to_thread(_bank, platform, token, bank_name)
     content_type_hint(content_type)
     data = b""
     if url:
@@ -411,7 +415,7 @@ async def bank_add_signals(
 ) -> dict[str, Any]:
     """Add hashes directly: ``{"pdq": "…", "md5": "…"}`` (HMA) with an optional ``"note"``
     (HMA) and ``"metadata": {…}`` (HMA's keys); reclaim also reads ``"quality": {"pdq": 90}``."""
-    bank = _bank(platform, token, bank_name)
+    bank = await asyncio.to_thread(_bank, platform, token, bank_name)
     data = await _json(request)
     metadata = data.pop("metadata", None)
     note = _note(data.pop("note", None))
@@ -483,24 +487,28 @@ async def bank_update_content(
     """Change one content item (HMA): ``disable_until_ts`` (0 disabled, 1 enabled, or the Unix
     time until which ``/m/lookup`` leaves it out) and ``note`` ("" removes it). Returns the
     item as ``GET`` does; 404 (audited) when the bank has no such item."""
-    bank = _bank(platform, token, bank_name)
     data = await _json(request)
     disable = _disable_until(data["disable_until_ts"]) if "disable_until_ts" in data else None
     note = _note(data["note"]) if "note" in data else None
     target = f"bank:{bank_name}/content:{content_id}"
-    updated = platform.store.update_content(
-        token.tenant_id, bank, content_id, disable_until_ts=disable, note=note
-    )
-    if updated is None:
-        platform.audit(token, "content.update.not_found", target)
-        raise HTTPException(404, f"content {content_id} not found in bank '{bank_name}'")
-    changed: dict[str, Any] = {}
-    if disable is not None:
-        changed["disable_until_ts"] = disable
-    if note is not None:
-        changed["note"] = "set" if note else "removed"
-    platform.audit(token, "content.update", target, **changed)
-    return _content_json(updated, bank, signals=False, metadata=True, extras=include_reclaim)
+
+    def work() -> dict[str, Any]:  # the store's I/O, off the event loop
+        bank = _bank(platform, token, bank_name)
+        updated = platform.store.update_content(
+            token.tenant_id, bank, content_id, disable_until_ts=disable, note=note
+        )
+        if updated is None:
+            platform.audit(token, "content.update.not_found", target)
+            raise HTTPException(404, f"content {content_id} not found in bank '{bank_name}'")
+        changed: dict[str, Any] = {}
+        if disable is not None:
+            changed["disable_until_ts"] = disable
+        if note is not None:
+            changed["note"] = "set" if note else "removed"
+        platform.audit(token, "content.update", target, **changed)
+        return _content_json(updated, bank, signals=False, metadata=True, extras=include_reclaim)
+
+    return await asyncio.to_thread(work)
 
 
 @router.delete("/bank/{bank_name}/content/{content_id}")
@@ -527,20 +535,25 @@ async def bank_import(
     ``signal_type``/``signal`` columns; one item per row; its ``pdq_flavour`` column is kept in
     the metadata and decides how uploads are hashed to match that row) or JSON
     ``{"items": [{"signals": {"pdq": "…"}, "metadata": {…}}]}``."""
-    bank = _bank(platform, token, bank_name)
     body = await request.body()
-    try:
-        records = parse_bulk(body, request.headers.get("content-type", ""))
-    except SignalRejected as e:
-        raise HTTPException(400, f"nothing imported: {e}") from e
-    if len(records) > MAX_IMPORT_ITEMS:
-        raise HTTPException(413, f"import has more than {MAX_IMPORT_ITEMS} items; split it")
-    for n, (_signals, meta) in enumerate(records, start=1):
-        _row_flavour(meta, f"nothing imported: item {n}: ")
-    ids = platform.store.add_contents(token.tenant_id, bank, records)
-    platform.matcher.refresh(force=True)
-    platform.audit(token, "content.import", f"bank:{bank_name}", items=len(ids))
-    return {"imported": len(ids), "ids": ids}
+    kind = request.headers.get("content-type", "")
+
+    def work() -> dict[str, Any]:  # parsing (CPU) and the store's I/O, off the event loop
+        bank = _bank(platform, token, bank_name)
+        try:
+            records = parse_bulk(body, kind)
+        except SignalRejected as e:
+            raise HTTPException(400, f"nothing imported: {e}") from e
+        if len(records) > MAX_IMPORT_ITEMS:
+            raise HTTPException(413, f"import has more than {MAX_IMPORT_ITEMS} items; split it")
+        for n, (_signals, meta) in enumerate(records, start=1):
+            _row_flavour(meta, f"nothing imported: item {n}: ")
+        ids = platform.store.add_contents(token.tenant_id, bank, records)
+        platform.matcher.refresh(force=True)
+        platform.audit(token, "content.import", f"bank:{bank_name}", items=len(ids))
+        return {"imported": len(ids), "ids": ids}
+
+    return await asyncio.to_thread(work)
 
 
 @router.get("/bank/{bank_name}/export", response_model=None)
