@@ -25,6 +25,7 @@ SYSTEM_WIDE = {
     "changes_since",
     "change_seqs",  # the matcher's load: which change-log numbers exist, no rows
     "changes_at",  # the matcher asking again for skipped numbers: as changes_since
+    "change_stamp",  # an index snapshot's check: one entry's (op, signal id, time), no value
     "due_deliveries",
     "record_attempt",
     "pending_deliveries",

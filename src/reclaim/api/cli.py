@@ -48,6 +48,8 @@ def serve_platform(
     exchange_fetch_every_s: float = 0.0,
     poll_interval_s: float = 1.0,
     ready_max_lag_s: float = 5.0,
+    index_snapshot: str | None = None,
+    index_snapshot_every_s: float = 900.0,
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start. The
     match index loads in the background: ``/health/live`` answers at once, ``/health/ready``
@@ -84,6 +86,8 @@ def serve_platform(
         poll_interval_s=poll_interval_s,
         ready_max_lag_s=ready_max_lag_s,
         background_load=True,
+        index_snapshot_dir=index_snapshot,
+        index_snapshot_every_s=index_snapshot_every_s,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -188,6 +192,22 @@ def serve_platform_cmd(
             min=0.1,
         ),
     ] = 5.0,
+    index_snapshot: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder of the match index's snapshots: saved there regularly, and opened at "
+            "start (then the change log replayed from it) instead of reading every signal from "
+            "the database. Keep it on this machine's disk, writable by the service only.",
+        ),
+    ] = None,
+    index_snapshot_every: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between snapshots (with --index-snapshot); 0: only after a load "
+            "from the database.",
+            min=0.0,
+        ),
+    ] = 900.0,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -215,6 +235,8 @@ def serve_platform_cmd(
             exchange_fetch_every_s=exchange_fetch_every,
             poll_interval_s=poll_interval,
             ready_max_lag_s=ready_max_lag,
+            index_snapshot=index_snapshot,
+            index_snapshot_every_s=index_snapshot_every,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)

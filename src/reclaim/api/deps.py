@@ -60,6 +60,12 @@ class Settings:
     background_load: bool = False
     ready_max_lag_s: float = 5.0
     gap_timeout_s: float = 120.0
+    #: The match index's snapshots (``Matcher``'s ``snapshot_dir``): saved there every
+    #: ``index_snapshot_every_s`` and after a load from the database; a replica starting with one
+    #: there opens it and replays the change log from it instead of reading every signal
+    #: (docs/scale.md, "100M hashes"). None: no snapshots.
+    index_snapshot_dir: str | None = None
+    index_snapshot_every_s: float = 900.0
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0
     start_workers: bool = True
@@ -123,6 +129,8 @@ class Platform:
             settings.flat_max,
             load=not settings.background_load,
             gap_timeout_s=settings.gap_timeout_s,
+            snapshot_dir=settings.index_snapshot_dir,
+            snapshot_every_s=settings.index_snapshot_every_s,
         )
         self.webhooks = WebhookSender(
             store,

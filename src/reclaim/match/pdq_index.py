@@ -16,16 +16,31 @@ Kernels are numba-compiled (cached per machine) and release the GIL; a batch of 
 across cores. Thread-safe without a reader lock: a lookup reads one immutable snapshot, writers
 are serialised, a merge runs beside both. Layouts, probe counts and memory per hash:
 docs/pdq-and-vpdq.md.
+
+On disk: ``save``/``snapshot`` write one versioned file (header with CRCs, raw arrays) atomically;
+``PdqIndex.open`` maps it and serves lookups from the mapped pages without reading the tables
+(under a second at 100M hashes), still taking adds and removals; a merge of a mapped index
+writes a new file rather than building in memory; ``build_file`` streams a bank too big to
+build in memory (100M) into the file. Format, numbers, sharding: docs/pdq-and-vpdq.md.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import math
+import mmap
 import os
+import struct
+import sys
+import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import numba
@@ -40,9 +55,14 @@ from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE
 __all__ = [
     "DEFAULT_DELTA_MAX",
     "DEFAULT_FLAT_MAX",
+    "FILE_VERSION",
     "PdqIndex",
+    "PdqIndexFileError",
     "PdqIndexHit",
+    "PdqIndexSnapshot",
     "hashes_from_hex",
+    "shard_of",
+    "shards_to_probe",
 ]
 
 PDQ_BITS = 256
@@ -439,6 +459,10 @@ class _Base:
     positions: np.ndarray  # (m, n) uint32
     n_dead: int = 0
     plans: dict[int, _Plan] = field(default_factory=dict)
+    #: Where the arrays are mapped from (``PdqIndex.open`` or a merge of a mapped base): the
+    #: file's pages live in the page cache, not in this process's anonymous memory.
+    mapped_from: str | None = None
+    mapping: mmap.mmap | None = None
 
     @property
     def n(self) -> int:
@@ -489,35 +513,58 @@ _MIN_QUERIES_PER_THREAD = 16
 def _build_base(codes: np.ndarray, ids: np.ndarray, nhash: int | None, radius: int) -> _Base:
     """Tables over ``codes`` ((n, 4) uint64, rows sorted by ``ids``)."""
     n = len(ids)
-    if nhash is None:
-        m, b = choose_layout(n, radius)
-    else:
-        m, b = nhash, min(PDQ_BITS // nhash, _MAX_BITS)
+    m, b = _layout(n, nhash, radius)
     starts = np.arange(m, dtype=np.int64) * b
     offsets = np.empty((m, (1 << b) + 1), dtype=np.uint32)
     positions = np.empty((m, n), dtype=np.uint32)
+    _fill_tables(codes, starts, b, offsets, positions)
+    return _Base(codes, ids, np.zeros(n, dtype=np.uint8), m, b, starts, offsets, positions)
+
+
+def _layout(n: int, nhash: int | None, radius: int) -> tuple[int, int]:
+    if nhash is None:
+        return choose_layout(n, radius)
+    return nhash, min(PDQ_BITS // nhash, _MAX_BITS)
+
+
+def _fill_tables(
+    codes: np.ndarray,
+    starts: np.ndarray,
+    b: int,
+    offsets: np.ndarray,
+    positions: np.ndarray,
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """Counting-sort every table (``offsets``/``positions`` may be views of a file mapping)."""
+    m, n = positions.shape
     nthreads = min(_THREADS, m) if n >= 100_000 else 1
     groups = [np.arange(i, m, nthreads, dtype=np.int64) for i in range(nthreads)]
-    if nthreads == 1:
+    if nthreads == 1 and progress is None:
         _k_build(codes, starts, b, groups[0], offsets, positions)
-    else:
-        # Own threads, not the search pool: a background build must not queue lookups.
-        errors: list[BaseException] = []
+        return
+    # Own threads, not the search pool: a background build must not queue lookups.
+    errors: list[BaseException] = []
+    done = [0]
+    lock = threading.Lock()
 
-        def work(g: np.ndarray) -> None:
-            try:
-                _k_build(codes, starts, b, g, offsets, positions)
-            except BaseException as e:
-                errors.append(e)
+    def work(g: np.ndarray) -> None:
+        try:
+            for t in g:  # one table per call: progress, and one key buffer at a time
+                _k_build(codes, starts, b, g[g == t], offsets, positions)
+                if progress is not None:
+                    with lock:
+                        done[0] += 1
+                        progress(f"table {done[0]}/{m} built")
+        except BaseException as e:
+            errors.append(e)
 
-        threads = [threading.Thread(target=work, args=(g,)) for g in groups]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-    return _Base(codes, ids, np.zeros(n, dtype=np.uint8), m, b, starts, offsets, positions)
+    threads = [threading.Thread(target=work, args=(g,)) for g in groups]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
 
 
 def _as_words(hashes: np.ndarray, what: str) -> np.ndarray:
@@ -527,6 +574,496 @@ def _as_words(hashes: np.ndarray, what: str) -> np.ndarray:
     if not arr.flags.writeable:  # one compiled signature: numba types read-only arrays apart
         arr = arr.copy()
     return arr.view("<u8")
+
+
+# -- on-disk form -------------------------------------------------------------------------------
+#
+# One file: a 20-byte prefix (magic, format version, header length, CRC-32 of the header), a
+# JSON header (layout, radius, counts, user metadata, and for every array its dtype, shape,
+# offset and CRC-32), then the arrays, raw little-endian, each at a 4 KiB-aligned offset.
+# ``PdqIndex.open`` maps the file (copy-on-write, so removals flip dead flags privately) and
+# points the index at the mapped pages: nothing is read but the header, the dead flags and the
+# delta, whatever the size. Written to a temporary file in the same folder, fsynced, renamed.
+
+FILE_MAGIC = b"RCLPDQIX"
+FILE_FORMAT = "reclaim-pdq-index"
+FILE_VERSION = 1
+_PREFIX = struct.Struct("<8sIII")  # magic, version, header length, CRC-32 of the header
+_ALIGN = 4096
+_MAX_HEADER = 1 << 24
+#: Sections up to this size are checked against their CRC-32 on every open (the dead flags,
+#: the delta); larger ones only with ``verify=True`` (reading them is what opening avoids).
+_VERIFY_ALWAYS_MAX = 256 << 20
+_CHUNK_BYTES = 64 << 20
+_BASE_SECTIONS = ("codes", "ids", "dead", "starts", "offsets", "positions")
+_DELTA_SECTIONS = ("delta_codes", "delta_ids", "delta_dead")
+
+
+class PdqIndexFileError(ValueError):
+    """A file that is not a readable PDQ index (truncated, corrupt, another format or version)."""
+
+
+def _aligned(x: int) -> int:
+    return -(-x // _ALIGN) * _ALIGN
+
+
+def _crc(arr: np.ndarray) -> int:
+    flat = arr.reshape(-1).view(np.uint8)
+    crc = 0
+    for a in range(0, len(flat), _CHUNK_BYTES):
+        crc = zlib.crc32(flat[a : a + _CHUNK_BYTES].data, crc)
+    return crc
+
+
+def _file_plan(
+    fields: dict[str, Any], specs: list[tuple[str, str, tuple[int, ...]]]
+) -> tuple[dict[str, Any], int, int]:
+    """(header with section offsets and CRC placeholders, data start, file size)."""
+    start = _ALIGN
+    while True:
+        sections = []
+        off = start
+        for name, dtype, shape in specs:
+            nbytes = int(np.dtype(dtype).itemsize * math.prod(shape))
+            sections.append(
+                {"name": name, "dtype": dtype, "shape": list(shape), "offset": off,
+                 "nbytes": nbytes, "crc32": "00000000"}
+            )  # fmt: skip
+            off = _aligned(off + nbytes)
+        header = {**fields, "file_size": off, "sections": sections}
+        if _PREFIX.size + len(_header_bytes(header)) <= start:
+            return header, start, off
+        start = _aligned(_PREFIX.size + len(_header_bytes(header)))
+
+
+def _header_bytes(header: dict[str, Any]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _prefix_and_header(header: dict[str, Any], start: int) -> bytes:
+    body = _header_bytes(header)
+    assert _PREFIX.size + len(body) <= start  # CRCs are fixed-width: same length as planned
+    pre = _PREFIX.pack(FILE_MAGIC, FILE_VERSION, len(body), zlib.crc32(body))
+    return (pre + body).ljust(start, b"\0")
+
+
+def _header_fields(
+    index: PdqIndex, base: _Base | None, counts: dict[str, int], meta: dict[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "format": FILE_FORMAT,
+        "version": FILE_VERSION,
+        "byte_order": "little",
+        "max_radius": index.max_radius,
+        "flat_max": index.flat_max,
+        "layout": {
+            "kind": "flat" if base is None else "multihash",
+            "m": 0 if base is None else base.m,
+            "b": 0 if base is None else base.b,
+        },
+        "counts": counts,
+        "meta": dict(meta or {}),
+    }
+
+
+def _temp_beside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename a complete, fsynced temporary file over ``path`` (atomic), then fsync the folder."""
+    os.replace(tmp, path)
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - folders that cannot be opened (not on Linux)
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_arrays(path: Path, fields: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write a complete index file from arrays in memory (or mapped), atomically."""
+    specs = [(k, a.dtype.str, tuple(a.shape)) for k, a in arrays.items()]
+    header, start, size = _file_plan(fields, specs)
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"\0" * start)
+            for sec in header["sections"]:
+                a = arrays[sec["name"]]
+                f.seek(sec["offset"])
+                flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+                crc = 0
+                for i in range(0, len(flat), _CHUNK_BYTES):
+                    part = flat[i : i + _CHUNK_BYTES].data
+                    crc = zlib.crc32(part, crc)
+                    f.write(part)
+                sec["crc32"] = f"{crc:08x}"
+            f.truncate(size)
+            f.seek(0)
+            f.write(_prefix_and_header(header, start))
+            f.flush()
+            os.fsync(f.fileno())
+        _publish(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_header(path: Path, mm: mmap.mmap, size: int) -> dict[str, Any]:
+    def bad(why: str) -> PdqIndexFileError:
+        return PdqIndexFileError(f"{path}: not a readable PDQ index file: {why}")
+
+    if size < _PREFIX.size:
+        raise bad(f"{size} bytes, shorter than the {_PREFIX.size}-byte prefix (truncated?)")
+    magic, version, hlen, hcrc = _PREFIX.unpack(mm[: _PREFIX.size])
+    if magic != FILE_MAGIC:
+        raise bad(f"wrong magic bytes {magic!r} (expected {FILE_MAGIC!r})")
+    if version != FILE_VERSION:
+        raise bad(
+            f"format version {version}, this reclaim reads version {FILE_VERSION} "
+            "(rebuild the file with this version, or upgrade)"
+        )
+    if hlen > _MAX_HEADER or _PREFIX.size + hlen > size:
+        raise bad(f"header of {hlen} bytes does not fit in the {size}-byte file (truncated?)")
+    body = mm[_PREFIX.size : _PREFIX.size + hlen]
+    if zlib.crc32(body) != hcrc:
+        raise bad("header checksum mismatch (the header is corrupt)")
+    try:
+        header = json.loads(body)
+        if header["format"] != FILE_FORMAT or header["version"] != FILE_VERSION:
+            raise bad("header names another format or version")
+        if header["byte_order"] != "little" or sys.byteorder != "little":
+            raise bad("only little-endian files on little-endian machines are supported")
+        expected = int(header["file_size"])
+        need = ("max_radius", "flat_max", "layout", "counts", "sections", "meta")
+        if [k for k in need if k not in header]:
+            raise bad(f"header lacks {[k for k in need if k not in header]}")
+    except PdqIndexFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"malformed header ({e!r})") from e
+    if size != expected:
+        raise bad(f"{size} bytes, the header says {expected} (truncated or appended to)")
+    return cast(dict[str, Any], header)
+
+
+def _map_sections(
+    path: Path, header: dict[str, Any], mm: mmap.mmap, verify: bool
+) -> dict[str, np.ndarray]:
+    def bad(why: str) -> PdqIndexFileError:
+        return PdqIndexFileError(f"{path}: not a readable PDQ index file: {why}")
+
+    out: dict[str, np.ndarray] = {}
+    size = len(mm)
+    try:
+        for sec in header["sections"]:
+            name, dtype = str(sec["name"]), np.dtype(sec["dtype"])
+            shape = tuple(int(x) for x in sec["shape"])
+            off, nbytes = int(sec["offset"]), int(sec["nbytes"])
+            count = math.prod(shape)
+            if nbytes != count * dtype.itemsize or off % _ALIGN or off + nbytes > size:
+                raise bad(f"section {name} ({nbytes} bytes at {off}) does not fit the file")
+            arr = np.frombuffer(mm, dtype=dtype, count=count, offset=off).reshape(shape)
+            if (verify or nbytes <= _VERIFY_ALWAYS_MAX) and f"{_crc(arr):08x}" != sec["crc32"]:
+                raise bad(f"section {name} fails its checksum (corrupt data)")
+            out[name] = arr
+    except PdqIndexFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"malformed section table ({e!r})") from e
+    return out
+
+
+def _open_file(
+    path: str | os.PathLike[str], verify: bool
+) -> tuple[dict[str, Any], _Base | None, dict[str, np.ndarray]]:
+    """Map an index file: (header, mapped base or None, every section)."""
+    p = Path(path)
+    with open(p, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise PdqIndexFileError(f"{p}: not a readable PDQ index file: empty file")
+        # Copy-on-write: writes (dead flags) stay in this process; the file is never changed.
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    header = _read_header(p, mm, size)
+    arrays = _map_sections(p, header, mm, verify)
+
+    def bad(why: str) -> PdqIndexFileError:
+        return PdqIndexFileError(f"{p}: not a readable PDQ index file: {why}")
+
+    try:
+        lay, counts = header["layout"], header["counts"]
+        kind, m, b = str(lay["kind"]), int(lay["m"]), int(lay["b"])
+        n, k = int(counts["base_rows"]), int(counts["delta_rows"])
+        radius, flat_max = int(header["max_radius"]), int(header["flat_max"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"malformed layout or counts ({e!r})") from e
+    if not 0 <= radius < PDQ_BITS or flat_max < 0 or n < 0 or k < 0:
+        raise bad(f"impossible values (max_radius {radius}, flat_max {flat_max}, rows {n}, {k})")
+    if kind not in ("flat", "multihash") or (
+        kind == "multihash" and not (1 <= b <= 32 and m >= 1 and m * b <= PDQ_BITS)
+    ):
+        raise bad(f"unknown layout {kind} {m} x {b} bits")
+    missing = [x for x in _DELTA_SECTIONS if x not in arrays]
+    if kind == "multihash":
+        missing += [x for x in _BASE_SECTIONS if x not in arrays]
+    if missing:
+        raise bad(f"missing sections {missing}")
+    for name, need in {"delta_codes": (k, 4), "delta_ids": (k,), "delta_dead": (k,)}.items():
+        if arrays[name].shape != need:
+            raise bad(f"section {name} has shape {arrays[name].shape}, the counts need {need}")
+    if kind == "flat":
+        return header, None, arrays
+    want = {
+        "codes": (n, 4), "ids": (n,), "dead": (n,), "starts": (m,),
+        "offsets": (m, (1 << b) + 1), "positions": (m, n),
+    }  # fmt: skip
+    for name, need in want.items():
+        if arrays[name].shape != need:
+            raise bad(f"section {name} has shape {arrays[name].shape}, the layout needs {need}")
+    if not np.array_equal(arrays["starts"], np.arange(m, dtype=np.int64) * b):
+        raise bad("substring starts do not match the layout (corrupt data)")
+    offsets = arrays["offsets"]
+    if m and (np.any(offsets[:, 0] != 0) or np.any(offsets[:, -1] != n)):
+        raise bad("table offsets do not span the rows (corrupt data)")
+    dead = arrays["dead"]
+    n_dead = int(np.count_nonzero(dead))
+    if n_dead != int(counts["base_dead"]):
+        raise bad(f"{n_dead} removed rows, the header says {counts['base_dead']}")
+    if verify and n > 1 and bool(np.any(arrays["ids"][1:] < arrays["ids"][:-1])):
+        raise bad("ids are not sorted")
+    mm.madvise(mmap.MADV_RANDOM)  # lookups read scattered pages: no read-ahead
+    base = _Base(
+        arrays["codes"], arrays["ids"], dead, m, b, arrays["starts"],
+        offsets, arrays["positions"], n_dead, mapped_from=str(p), mapping=mm,
+    )  # fmt: skip
+    return header, base, arrays
+
+
+def _base_specs(n: int, m: int, b: int) -> list[tuple[str, str, tuple[int, ...]]]:
+    return [
+        ("codes", "<u8", (n, 4)),
+        ("ids", "<i8", (n,)),
+        ("dead", "|u1", (n,)),
+        ("starts", "<i8", (m,)),
+        ("offsets", "<u4", (m, (1 << b) + 1)),
+        ("positions", "<u4", (m, n)),
+        ("delta_codes", "<u8", (0, 4)),
+        ("delta_ids", "<i8", (0,)),
+        ("delta_dead", "|u1", (0,)),
+    ]
+
+
+Chunks = Iterable[tuple[np.ndarray, np.ndarray]]
+
+
+def _build_file(
+    path: Path,
+    chunks: Chunks,
+    n: int,
+    fields: dict[str, Any],
+    nhash: int | None,
+    progress: Callable[[str], None] | None,
+    durable: bool = True,
+) -> None:
+    """Stream ``n`` (ids, hashes) rows into a new index file: the codes and ids are written
+    straight to the file's mapping, then each table is counting-sorted into it. Anonymous
+    memory: one uint32 key per row and one offsets table per building thread (plus the ids
+    and their order, n × 16 bytes, if the chunks' ids are not ascending). ``durable=False``
+    (a merge's file, unlinked once mapped): no fsync, no rename."""
+    say = progress or (lambda _msg: None)
+    m, b = _layout(n, nhash, int(fields["max_radius"]))
+    fields = {**fields, "layout": {"kind": "multihash", "m": m, "b": b}}
+    fields["counts"] = {"base_rows": n, "base_dead": 0, "delta_rows": 0, "delta_dead": 0}
+    header, start, size = _file_plan(fields, _base_specs(n, m, b))
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "w+b") as f:
+            f.truncate(size)  # sparse: zeros (the dead flags) cost nothing
+            mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_WRITE)
+            try:
+                _fill_file(mm, header, chunks, n, m, b, path.parent, say)
+                mm[:start] = _prefix_and_header(header, start)
+                mm.flush()
+            finally:
+                with contextlib.suppress(BufferError):  # views held by a traceback: GC frees
+                    mm.close()
+            if durable:
+                os.fsync(f.fileno())
+        if durable:
+            _publish(tmp, path)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _fill_file(
+    mm: mmap.mmap,
+    header: dict[str, Any],
+    chunks: Chunks,
+    n: int,
+    m: int,
+    b: int,
+    folder: Path,
+    say: Callable[[str], None],
+) -> None:
+    """Rows, tables and section CRCs into a new file's mapping (views die on return)."""
+    views = {
+        sec["name"]: np.frombuffer(
+            mm, np.dtype(sec["dtype"]), math.prod(sec["shape"]), sec["offset"]
+        ).reshape(sec["shape"])
+        for sec in header["sections"]
+    }
+    codes, ids = views["codes"], views["ids"]
+    ordered = _stream_rows(chunks, n, codes.view(np.uint8).reshape(n, PDQ_BYTES), ids)
+    say(f"{n:,} rows written")
+    if not ordered:
+        _sort_rows_by_id(codes, ids, folder)
+        say("rows sorted by id")
+    views["starts"][:] = np.arange(m, dtype=np.int64) * b
+    _fill_tables(codes, views["starts"], b, views["offsets"], views["positions"], say)
+    for sec in header["sections"]:
+        sec["crc32"] = f"{_crc(views[sec['name']]):08x}"
+    say("checksums computed")
+
+
+def _stream_rows(chunks: Chunks, n: int, out_codes: np.ndarray, out_ids: np.ndarray) -> bool:
+    """Copy the chunks' rows into the outputs; True when the ids came in ascending order."""
+    at = 0
+    ordered = True
+    last: int | None = None
+    for cids, chashes in chunks:
+        h = np.asarray(chashes)
+        if h.ndim != 2 or h.shape[1] != PDQ_BYTES or h.dtype != np.uint8:
+            raise ValueError(f"hashes must be (k, {PDQ_BYTES}) uint8 arrays")
+        i = np.asarray(cids, dtype=np.int64)
+        if i.shape != (len(h),):
+            raise ValueError("one id per hash")
+        if at + len(h) > n:
+            raise ValueError(f"the chunks hold more than the {n:,} rows announced")
+        if len(i):
+            if (last is not None and i[0] < last) or bool(np.any(i[1:] < i[:-1])):
+                ordered = False
+            last = int(i[-1])
+        out_codes[at : at + len(h)] = h
+        out_ids[at : at + len(h)] = i
+        at += len(h)
+    if at != n:
+        raise ValueError(f"the chunks hold {at:,} rows, {n:,} were announced")
+    return ordered
+
+
+def _sort_rows_by_id(codes: np.ndarray, ids: np.ndarray, folder: Path) -> None:
+    """Reorder mapped rows by id, stable (the codes go through a temporary file)."""
+    order = np.argsort(ids, kind="stable")
+    ids[:] = ids[order]
+    n = len(order)
+    with tempfile.TemporaryFile(dir=folder) as f:
+        flat = codes.reshape(-1).view(np.uint8)
+        for a in range(0, len(flat), _CHUNK_BYTES):
+            f.write(flat[a : a + _CHUNK_BYTES].data)
+        f.flush()
+        src_mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            src = np.frombuffer(src_mm, np.uint64).reshape(n, 4)
+            step = _CHUNK_BYTES // PDQ_BYTES
+            for a in range(0, n, step):
+                codes[a : a + step] = src[order[a : a + step]]
+            del src
+        finally:
+            src_mm.close()
+
+
+def _merged_rows(
+    base: _Base, keep: np.ndarray, dcodes: np.ndarray, dids: np.ndarray, step: int = 1 << 20
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Live base rows and live delta rows, by id (stable: base rows first on equal ids)."""
+    order = np.argsort(dids, kind="stable")
+    dids, dcodes = dids[order], dcodes[order]
+    ins = np.searchsorted(base.ids, dids, side="right")  # delta row goes before base row ins
+    for a in range(0, max(base.n, 1), step):
+        b = min(base.n, a + step)
+        last = b >= base.n
+        lo = np.searchsorted(ins, a, side="left")
+        hi = len(ins) if last else np.searchsorted(ins, b, side="left")
+        k = keep[a:b]
+        ids = np.concatenate([base.ids[a:b][k], dids[lo:hi]])
+        codes = np.concatenate([base.codes[a:b][k], dcodes[lo:hi]])
+        if hi > lo:
+            o = np.argsort(ids, kind="stable")
+            ids, codes = ids[o], codes[o]
+        yield ids, codes.view(np.uint8).reshape(-1, PDQ_BYTES)
+
+
+def _merge_to_file(
+    base: _Base, keep: np.ndarray, dcodes: np.ndarray, dids: np.ndarray, index: PdqIndex
+) -> _Base:
+    """Merge of a mapped base: a new file beside the old one, mapped, then unlinked (its pages
+    stay until the last lookup using it lets go; nothing is left on disk after a crash)."""
+    n = int(np.count_nonzero(keep)) + len(dids)
+    folder = Path(index.merge_dir or Path(base.mapped_from or ".").parent)
+    path = folder / f".pdq-index-merge-{os.getpid()}-{next(_MERGE_SEQ)}"
+    fields = _header_fields(index, base, {}, None)
+    rows = _merged_rows(base, keep, dcodes, dids)
+    _build_file(path, rows, n, fields, index._nhash, None, durable=False)
+    try:
+        _, new_base, _ = _open_file(path, verify=False)
+    finally:
+        path.unlink(missing_ok=True)
+    assert new_base is not None
+    new_base.mapped_from = f"{path} (unlinked)"
+    return new_base
+
+
+# -- sharding beyond one machine ----------------------------------------------------------------
+
+
+def shard_of(hashes: np.ndarray, prefix_bits: int) -> np.ndarray:
+    """Shard number of each (n, 32) uint8 hash under prefix sharding: its first
+    ``prefix_bits`` bits (the first hex digits of its 64-digit form), 2**prefix_bits shards."""
+    if not 0 <= prefix_bits <= 24:
+        raise ValueError(f"prefix_bits must be in 0..24, got {prefix_bits}")
+    arr = np.asarray(hashes, dtype=np.uint8).reshape(-1, PDQ_BYTES)
+    top = (
+        (arr[:, 0].astype(np.int64) << 16)
+        | (arr[:, 1].astype(np.int64) << 8)
+        | arr[:, 2].astype(np.int64)
+    )
+    return top >> (24 - prefix_bits)
+
+
+def shards_to_probe(query: np.ndarray | bytes, prefix_bits: int, radius: int) -> np.ndarray:
+    """Every shard that may hold a hash within ``radius`` of ``query`` under prefix sharding:
+    those whose prefix differs from the query's in at most ``radius`` bits, sum over
+    k ≤ radius of C(prefix_bits, k) shards. A near-duplicate may differ anywhere, prefix bits
+    included, so at PDQ's radius 31 with ≤ 31 prefix bits this is every shard; only narrow
+    radii (an exact-match lookup: one shard) route to fewer."""
+    q = np.frombuffer(query, np.uint8) if isinstance(query, bytes) else np.asarray(query)
+    mine = int(shard_of(q.reshape(1, PDQ_BYTES), prefix_bits)[0])
+    every = np.arange(1 << prefix_bits, dtype=np.int64)
+    dist = np.array([bin(int(x)).count("1") for x in every ^ mine], dtype=np.int64)
+    out: np.ndarray = every[dist <= radius]
+    return out
+
+
+_MERGE_SEQ = itertools.count()
+
+
+@dataclass(frozen=True)
+class PdqIndexSnapshot:
+    """One consistent state of a ``PdqIndex`` (``PdqIndex.snapshot()``), ready to save."""
+
+    fields: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+    def save(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+        """Write it to ``path`` atomically; ``meta`` (JSON values) comes back as ``.meta``."""
+        _write_arrays(Path(path), {**self.fields, "meta": dict(meta or {})}, self.arrays)
 
 
 class PdqIndex:
@@ -545,6 +1082,7 @@ class PdqIndex:
         compact_ratio: float = 0.2,
         delta_max: int | None = None,
         sync_merge_max: int = DEFAULT_SYNC_MERGE_MAX,
+        merge_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if not 0 <= max_radius < PDQ_BITS:
             raise ValueError(f"max_radius must be in 0..255, got {max_radius}")
@@ -572,6 +1110,150 @@ class PdqIndex:
             0,
         )
         self._d_dead = 0  # dead rows in the delta
+        #: Where merges of a mapped base write their new file (default: beside the old one).
+        self.merge_dir = merge_dir
+        #: The ``meta`` stored with ``save`` (e.g. the change-feed position), after ``open``.
+        self.meta: dict[str, Any] = {}
+
+    # -- on-disk form -------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> None:
+        """Write the index as it is now (tables, removals, delta) to ``path``, atomically (a
+        temporary file beside it, fsynced, renamed over it). ``meta``: JSON values kept in the
+        header (``PdqIndex.open(...).meta``), e.g. the change-feed position it reflects. Safe
+        beside lookups, adds and a merge in flight (it writes one consistent snapshot).
+        ``snapshot().save(...)`` does the same in two steps."""
+        self.snapshot().save(path, meta)
+
+    def snapshot(self) -> PdqIndexSnapshot:
+        """The index as it is now, to save later (fast: the tables are shared, immutable; the
+        dead flags and the delta are copied). Take it under the lock that orders your changes,
+        with the change-feed position, then write it outside that lock."""
+        with self._wlock:
+            st = self._state
+            base = st.base
+            dead = None if base is None else base.dead.copy()  # flipped in place by remove
+            dn = st.dn
+            dcodes, dids, ddead = st.dcodes[:dn].copy(), st.dids[:dn].copy(), st.ddead[:dn].copy()
+        counts = {
+            "base_rows": 0 if base is None else base.n,
+            "base_dead": 0 if dead is None else int(np.count_nonzero(dead)),
+            "delta_rows": dn,
+            "delta_dead": int(np.count_nonzero(ddead)),
+        }
+        arrays: dict[str, np.ndarray] = {}
+        if base is not None and dead is not None:
+            arrays = {
+                "codes": base.codes, "ids": base.ids, "dead": dead, "starts": base.starts,
+                "offsets": base.offsets, "positions": base.positions,
+            }  # fmt: skip
+        arrays |= {"delta_codes": dcodes, "delta_ids": dids, "delta_dead": ddead}
+        return PdqIndexSnapshot(_header_fields(self, base, counts, None), arrays)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        verify: bool = False,
+        merge_dir: str | os.PathLike[str] | None = None,
+        delta_max: int | None = None,
+        sync_merge_max: int = DEFAULT_SYNC_MERGE_MAX,
+        compact_ratio: float = 0.2,
+    ) -> PdqIndex:
+        """The index ``save`` (or ``build_file``) wrote, mapped from disk: reads the header,
+        the dead flags and the delta, not the tables, so it takes about as long at 100M hashes
+        as at 10k; lookups then read the mapped pages (the OS page cache holds them, shared by
+        every process mapping the file). Adds and removals work as usual (removals flip dead
+        flags in a private copy-on-write page, the file never changes); a merge of the mapped
+        tables builds a new file in ``merge_dir`` (default: beside this one), maps it and
+        unlinks it, so memory stays as low as after opening (``save`` writes a new snapshot).
+
+        Raises ``PdqIndexFileError`` (a ValueError) naming what is wrong for a truncated,
+        corrupt, foreign or other-version file. ``verify=True`` also checks every array's
+        CRC-32 and the id order (reads the whole file)."""
+        header, base, arrays = _open_file(path, verify)
+        index = cls(
+            int(header["max_radius"]),
+            flat_max=int(header["flat_max"]),
+            compact_ratio=compact_ratio,
+            delta_max=delta_max,
+            sync_merge_max=sync_merge_max,
+            merge_dir=merge_dir,
+        )
+        dcodes, dids, ddead = (np.array(arrays[k]) for k in _DELTA_SECTIONS)
+        index._set_state(base, dcodes, dids, ddead)
+        index.meta = dict(header["meta"])
+        return index
+
+    @classmethod
+    def build_file(
+        cls,
+        path: str | os.PathLike[str],
+        chunks: Iterable[tuple[np.ndarray, np.ndarray]],
+        n: int,
+        *,
+        max_radius: int = PDQ_MATCH_DISTANCE,
+        nhash: int | None = None,
+        flat_max: int = DEFAULT_FLAT_MAX,
+        meta: Mapping[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """Write the file ``PdqIndex(max_radius).add(all rows); save(path)`` would write,
+        without holding the index in memory: ``chunks`` yields ``(ids, (k, 32) uint8
+        hashes)`` for ``n`` rows in all; they are written to the file's mapping and each
+        table is counting-sorted straight into it. Anonymous memory ~4n bytes (plus 16n when
+        the ids do not come in ascending order) instead of ~100n for an in-memory build."""
+        if not 0 <= max_radius < PDQ_BITS:
+            raise ValueError(f"max_radius must be in 0..255, got {max_radius}")
+        if n <= flat_max:  # small: a flat index, built in memory
+            index = cls(max_radius, flat_max=flat_max, nhash=nhash)
+            for ids, hashes in chunks:
+                index.add(ids, hashes)
+            if len(index) != n:
+                raise ValueError(f"the chunks hold {len(index):,} rows, {n:,} were announced")
+            index.save(path, meta)
+            return
+        if n >= 1 << 32:
+            raise ValueError("at most 2**32 - 1 rows per file (row numbers are uint32)")
+        shell = cls(max_radius, flat_max=flat_max)
+        fields = _header_fields(shell, None, {}, dict(meta or {}))
+        _build_file(Path(path), chunks, n, fields, nhash, progress)
+
+    @property
+    def mapped_from(self) -> str | None:
+        """The file the tables are mapped from (None: in memory)."""
+        base = self._state.base
+        return None if base is None else base.mapped_from
+
+    def warm(self) -> int:
+        """Read the mapped tables into the page cache in one sequential pass (disk speed),
+        rather than one page fault per scattered read as lookups come; returns the bytes
+        touched (0 in memory). Worth it when the file is not already cached, e.g. on a fresh
+        machine: a replica restarting on the same machine finds the pages still cached."""
+        base = self._state.base
+        if base is None or base.mapping is None:
+            return 0
+        mm = base.mapping
+        mm.madvise(mmap.MADV_SEQUENTIAL)
+        try:
+            total = 0
+            for a in (base.codes, base.ids, base.dead, base.offsets, base.positions):
+                flat = a.reshape(-1).view(np.uint8)
+                for i in range(0, len(flat), _CHUNK_BYTES):
+                    part = flat[i : i + _CHUNK_BYTES]
+                    int(part[:: mmap.PAGESIZE].sum())  # one byte per page: fault it in
+                    total += len(part)
+        finally:
+            mm.madvise(mmap.MADV_RANDOM)
+        return total
+
+    def mapped_bytes(self) -> int:
+        """The part of ``memory_bytes`` that is mapped from a file (page cache, not heap)."""
+        base = self._state.base
+        if base is None or base.mapped_from is None:
+            return 0
+        return base.nbytes()
 
     # -- introspection ------------------------------------------------------------------------
 
@@ -604,7 +1286,8 @@ class PdqIndex:
         return self._state.dn
 
     def memory_bytes(self) -> int:
-        """Resident size of the arrays: codes, ids, tables, delta."""
+        """Size of the arrays: codes, ids, tables, delta (``mapped_bytes()`` of it is a mapped
+        file's, held in the page cache rather than this process's heap)."""
         st = self._state
         delta = st.dcodes.nbytes + st.dids.nbytes + st.ddead.nbytes
         return delta + (0 if st.base is None else st.base.nbytes())
@@ -722,21 +1405,37 @@ class PdqIndex:
                 dcodes = st.dcodes[:k][dlive]
                 dids = st.dids[:k][dlive]
                 self._removed_log = []
-            if base is not None and base_keep is not None:
-                codes = np.concatenate([base.codes[base_keep], dcodes])
-                ids = np.concatenate([base.ids[base_keep], dids])
-            else:
-                codes, ids = dcodes, dids
-            if len(ids) > 1 and bool(np.any(ids[1:] < ids[:-1])):
-                order = np.argsort(ids, kind="stable")
-                ids = ids[order]
-                codes = codes[order]
-            codes = np.ascontiguousarray(codes)
-            new_base = (
-                None
-                if len(ids) <= self.flat_max
-                else _build_base(codes, ids, self._nhash, self.max_radius)
-            )
+            n_live = len(dids) + (0 if base_keep is None else int(np.count_nonzero(base_keep)))
+            try:
+                new_base: _Base | None
+                if (
+                    base is not None
+                    and base_keep is not None
+                    and base.mapped_from is not None
+                    and n_live > self.flat_max
+                ):  # a mapped base merges into a new file: memory stays as after opening
+                    new_base = _merge_to_file(base, base_keep, dcodes, dids, self)
+                    codes, ids = dcodes, dids  # unused below
+                else:
+                    if base is not None and base_keep is not None:
+                        codes = np.concatenate([base.codes[base_keep], dcodes])
+                        ids = np.concatenate([base.ids[base_keep], dids])
+                    else:
+                        codes, ids = dcodes, dids
+                    if len(ids) > 1 and bool(np.any(ids[1:] < ids[:-1])):
+                        order = np.argsort(ids, kind="stable")
+                        ids = ids[order]
+                        codes = codes[order]
+                    codes = np.ascontiguousarray(codes)
+                    new_base = (
+                        None
+                        if len(ids) <= self.flat_max
+                        else _build_base(codes, ids, self._nhash, self.max_radius)
+                    )
+            except BaseException:
+                with self._wlock:
+                    self._removed_log = None  # the old structures keep serving
+                raise
             with self._wlock:
                 removed = np.unique(np.concatenate(self._removed_log or [np.zeros(0, np.int64)]))
                 self._removed_log = None

@@ -38,6 +38,13 @@ keeps its own index and follows the change log (``changes``) incrementally:
   (``merge_jitter``: between 60 % and 100 % of the index's default) and draws again after each
   merge, so replicas following the same log merge at different moments, never all on one
   trigger.
+- **Snapshots** (``snapshot_dir``, ``reclaim.platform.index_snapshot``). The index, the id
+  map and the change-log position are saved to a folder every ``snapshot_every_s`` (on a
+  thread of their own: the feed goes on), and after a load from the database. A replica that
+  starts with a snapshot there maps it (the PDQ tables are read from the page cache, shared by
+  the replicas of one machine) and replays the log from its position, instead of reading every
+  signal; a snapshot of another database, format or set of types, or one that cannot be read,
+  is set aside with a warning and the index loads from the database as before.
 - **Readiness.** ``health`` says whether the index is loaded and how far behind the log it is
   (``feed_lag_s``: seconds since the last poll that read the log to its end began).
 """
@@ -45,6 +52,7 @@ keeps its own index and follows the change log (``changes``) incrementally:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
@@ -52,6 +60,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +68,7 @@ import numpy as np
 from reclaim.hashes import Index, SignalType, by_exchange_name, exchange_names
 from reclaim.hashes.pdq import PDQ_MATCH_DISTANCE, PDQ_MIN_QUALITY
 from reclaim.match.pdq_index import DEFAULT_DELTA_MAX, DEFAULT_FLAT_MAX, PdqIndex
+from reclaim.platform import index_snapshot as snapshots
 from reclaim.platform.store import Bank, Change, PlatformStore
 from reclaim.platform.store.banks import ROW_FLAVOURS
 
@@ -162,7 +172,9 @@ class Matcher:
 
     ``merge_jitter``: how far below the index's default delta limit (and compaction ratio) this
     replica's are drawn (0: exactly the default, as a single process needs); ``seed`` fixes the
-    draws (tests)."""
+    draws (tests). ``snapshot_dir``: where snapshots are saved and opened (None: never);
+    ``snapshot_every_s``: how often the background thread saves one (0: only after a load from
+    the database and on ``save_snapshot``)."""
 
     def __init__(
         self,
@@ -174,6 +186,8 @@ class Matcher:
         gap_timeout_s: float = 120.0,
         merge_jitter: float = 0.4,
         seed: int | None = None,
+        snapshot_dir: str | os.PathLike[str] | None = None,
+        snapshot_every_s: float = 900.0,
     ) -> None:
         if not 0.0 <= merge_jitter < 1.0:
             raise ValueError("merge_jitter must be in [0, 1)")
@@ -219,6 +233,15 @@ class Matcher:
         self._flat_max = {st: idx.flat_max for st, idx in self.indexes.items()}
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
+        self.snapshot_every_s = snapshot_every_s
+        #: Where the index came from ("database", "snapshot"), and the last snapshot saved.
+        self.load_source: str | None = None
+        self.snapshot_seq: int | None = None
+        self.snapshot_saved_at: float | None = None
+        self.snapshot_error: str | None = None
+        self._snapshot_due = math.inf  # monotonic time of the next save
+        self._saving: threading.Thread | None = None
         if load:
             self.load()
 
@@ -248,6 +271,16 @@ class Matcher:
         )
 
     def _load(self) -> None:
+        if self.snapshot_dir is not None:
+            try:
+                if self._load_snapshot(self.snapshot_dir):
+                    return
+            except Exception as e:  # unusable: say why, load from the database
+                log.warning("index snapshot not used (%s): loading from the database", e)
+                self.snapshot_error = f"{type(e).__name__}: {str(e)[:200]}"
+                self._reset()
+            self._snapshot_due = time.monotonic()  # save one once loaded
+        self.load_source = "database"
         self.seq = self.store.last_change()
         lo = max(0, self.seq - GAP_WINDOW)
         seen = set(self.store.change_seqs(lo, self.seq))
@@ -276,6 +309,132 @@ class Matcher:
                 idx.compact()
             self._delta_seen[st] = idx.delta_size
             self._tune(st)
+
+    def _reset(self) -> None:
+        """Empty state (a snapshot half applied is dropped)."""
+        flat = {st: self._flat_max[st] for st in self.types}
+        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, flat_max=flat[st]) for st in self.types}
+        self.values = {}
+        self.ids = _IdMap()
+        self.flavour_counts = defaultdict(lambda: defaultdict(int))
+        self.seq = 0
+        self.gaps = {}
+        self.loaded_signals = 0
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def _load_snapshot(self, root: Path) -> bool:
+        """Open the newest snapshot and replay the log from it; False when there is none."""
+        folder = snapshots.current_snapshot(root)
+        if folder is None:
+            return False
+        state = snapshots.read_state(folder)
+        if sorted(state.types) != sorted(self.types):
+            raise snapshots.SnapshotMismatch(
+                f"it holds types {state.types}, this service indexes {sorted(self.types)}"
+            )
+        last = self.store.last_change()
+        if state.seq > last:
+            raise snapshots.SnapshotMismatch(
+                f"it is at change {state.seq}, the database's log ends at {last}: another database"
+            )
+        if state.anchor is not None and self.store.change_stamp(state.seq) != state.anchor:
+            raise snapshots.SnapshotMismatch(
+                f"the database's change {state.seq} is not the one it was taken at: "
+                "another database"
+            )
+        indexes = snapshots.open_indexes(folder, list(self.types), root)
+        for idx in indexes.values():
+            idx.warm()  # one sequential read now, not a page fault per lookup later
+            idx.search_one(bytes(32))  # the lookup kernels loaded now, not on a request
+        arrays = snapshots.read_ids(folder)
+        values = snapshots.read_values(folder)
+        ids = _IdMap()
+        ids.content, ids.bank = arrays["content"], arrays["bank"]
+        ids.flavour, ids.live = arrays["flavour"], arrays["live"]
+        counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        pdq = (ids.live != 0) & (ids.flavour != NOT_PDQ)
+        keys, n = np.unique(
+            ids.bank[pdq] * 256 + ids.flavour[pdq].astype(np.int64), return_counts=True
+        )
+        for key, k in zip(keys.tolist(), n.tolist(), strict=True):
+            counts[key // 256][key % 256] = k
+        self.indexes, self.ids, self.values, self.flavour_counts = indexes, ids, values, counts
+        self.seq = state.seq
+        now = time.monotonic()
+        self.gaps = dict.fromkeys(state.gaps, now)
+        self.loaded_signals = int(np.count_nonzero(ids.live))
+        self._reload_banks()
+        for st in self.types:
+            self._delta_seen[st] = self.indexes[st].delta_size
+            self._tune(st)
+        self.load_source = "snapshot"
+        self.snapshot_seq = state.seq
+        self._poll()  # the changes since it, before the first lookup
+        log.info(
+            "match index opened from snapshot %s (change %d, %d signals), then %d changes replayed",
+            folder.name,
+            state.seq,
+            state.signals,
+            self.seq - state.seq,
+        )
+        self._snapshot_due = now + self.snapshot_every_s if self.snapshot_every_s else math.inf
+        return True
+
+    def save_snapshot(self) -> Path:
+        """Save the index as it is now into ``snapshot_dir`` (taken under the feed's lock, in
+        well under a second: the tables are shared, only removal flags, delta and id map are
+        copied; written outside it). Returns the snapshot's folder."""
+        if self.snapshot_dir is None:
+            raise ValueError("no snapshot_dir given")
+        with self._lock:
+            self._ready()
+            seq = self.seq
+            gaps = sorted(self.gaps)
+            taken = {st: idx.snapshot() for st, idx in self.indexes.items()}
+            live = np.flatnonzero(self.ids.live)
+            n = int(live[-1]) + 1 if len(live) else 0
+            ids = {key: np.array(getattr(self.ids, key)[:n]) for key in snapshots.ID_ARRAYS}
+            values = dict(self.values)
+        anchor = self.store.change_stamp(seq) if seq else None
+        if seq and anchor is None:
+            raise RuntimeError(f"change {seq} not found in the log")
+        state = snapshots.SnapshotState(
+            seq=seq,
+            anchor=anchor,
+            gaps=gaps,
+            types=sorted(self.types),
+            signals=len(live),
+            created_at=time.time(),
+            replica=self.replica,
+        )
+        folder = snapshots.write_snapshot(self.snapshot_dir, state, taken, ids, values)
+        self.snapshot_seq = seq
+        self.snapshot_saved_at = state.created_at
+        log.info("match index snapshot saved: %s (%d signals)", folder.name, state.signals)
+        return folder
+
+    def _maybe_snapshot(self) -> None:
+        """Start a save on its own thread when one is due (the feed goes on meanwhile)."""
+        if self.snapshot_dir is None or time.monotonic() < self._snapshot_due:
+            return
+        if self._saving is not None and self._saving.is_alive():
+            return
+        every = self.snapshot_every_s
+        self._snapshot_due = time.monotonic() + every if every else math.inf
+
+        def save() -> None:
+            try:
+                self.save_snapshot()
+                self.snapshot_error = None
+            except Exception as e:  # the disk full, the database away: retry at the next
+                log.warning("match index snapshot failed: %s", str(e).splitlines()[0][:200])
+                self.snapshot_error = f"{type(e).__name__}: {str(e)[:200]}"
+            finally:
+                self.store.close()  # this thread's connection
+
+        self._saving = threading.Thread(target=save, name="matcher-snapshot", daemon=True)
+        self._saving.start()
 
     def _reload_banks(self) -> None:
         self.banks = {b.id: b for b in self.store.all_banks()}
@@ -451,9 +610,9 @@ class Matcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        t = self._poller
-        if t is not None:
-            t.join(timeout)
+        for t in (self._poller, self._saving):
+            if t is not None:
+                t.join(timeout)
 
     def _run(self) -> None:
         backoff = 1.0
@@ -464,6 +623,7 @@ class Matcher:
                         self.load()
                     self.refresh(force=True)
                     self.last_error = None
+                    self._maybe_snapshot()
                     backoff = 1.0
                 except Exception as e:  # the database away: keep serving, retry, say why
                     self.last_error = type(e).__name__
@@ -520,6 +680,7 @@ class Matcher:
                 "loaded": self.loaded,
                 "signals_loaded": self.loaded_signals,
                 "load_s": None if self.load_s is None else round(self.load_s, 3),
+                "source": self.load_source,
                 "hashes": hashes,
                 "delta": {st: i.delta_size for st, i in self.indexes.items()},
                 "tombstones": {st: i.tombstones for st, i in self.indexes.items()},
@@ -538,6 +699,12 @@ class Matcher:
                 "gaps_filled": self.gaps_filled,
                 "gaps_expired": self.gaps_expired,
                 "last_error": self.last_error,
+            },
+            "snapshot": {
+                "dir": None if self.snapshot_dir is None else str(self.snapshot_dir),
+                "seq": self.snapshot_seq,
+                "saved_at": self.snapshot_saved_at,
+                "error": self.snapshot_error,
             },
             "process": {"rss_bytes": _rss_bytes()},
         }

@@ -6,8 +6,9 @@ value, quality). Every signal added or removed appends to ``changes`` (and a ban
 one lock (``tx(log_lock=True)``) so sequence numbers commit in order. Matchers do not rely on it
 alone: a number skipped (a rolled-back transaction, a writer without the lock) is asked for again
 (``changes_at``) until it appears or times out (``reclaim.platform.matcher``). The matcher's own
-reads (``all_banks``, ``live_signals``, ``last_change``, ``change_seqs``, ``changes_since``,
-``changes_at``) are system-wide: the matcher filters every result by the asking tenant's banks.
+reads (``all_banks``, ``live_signals``, ``last_change``, ``change_stamp``, ``change_seqs``,
+``changes_since``, ``changes_at``) are system-wide: the matcher filters every result by the
+asking tenant's banks.
 
 PDQ flavours (``reclaim.hashes.pdq``): a bank's ``pdq_flavour`` says how an upload is hashed to
 match its PDQ signals (``pytx``, what HMA computes, by default; ``reference``); a PDQ signal may
@@ -473,6 +474,13 @@ class BankStore(StoreBase):
     def last_change(self) -> int:
         row = self._one("SELECT MAX(seq) FROM changes")
         return int(row[0] or 0)
+
+    @system_wide
+    def change_stamp(self, seq: int) -> tuple[str, int, float] | None:
+        """The change log's entry ``seq`` as (op, signal id, time written), or None: what a
+        match index snapshot records to know this database's log again."""
+        row = self._one("SELECT op, signal_id, at FROM changes WHERE seq = ?", (seq,))
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
 
     @system_wide
     def live_signals(
