@@ -23,7 +23,12 @@ from .browser import browser_page, require_chromium, running_server, shot
 from .conftest import shared_data
 
 HER = "Colin_Powell"
-STRANGER = "Hans_Blix"
+#: A typical stranger: 1.30 from her references in the clear, the median of 12 LFW strangers
+#: drawn at random (1.15-1.41), over the threshold under 0 of 150 random platform keys. It was
+#: Hans_Blix, the closest to her of those 13 (1.08): over the threshold under 3.3 % of keys, so
+#: this test failed about one run in 15 (the platform's keys are drawn anew each run). Such
+#: pairs are what the scheme's measured false-match rate averages over (docs/shield.md).
+STRANGER = "Dean_Barkley"
 
 TEXT = {
     "fr": {
