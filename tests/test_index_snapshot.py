@@ -297,3 +297,44 @@ def test_old_snapshots_are_pruned(tmp_path: Path) -> None:
     assert (snaps / "CURRENT").read_text().strip() == made[-1]
     assert not list(snaps.glob(".tmp-*")) and not list(snaps.glob(".CURRENT-*"))
     d.close()
+
+
+def test_a_load_from_the_database_is_streamed_into_a_snapshot(db: Db, tmp_path: Path) -> None:
+    """With a snapshot folder and no snapshot in it, the load writes each index straight to its
+    file (no index built in memory) and serves from the mapped file: same answers as a load in
+    memory, and the next replica opens that snapshot."""
+    rng = np.random.default_rng(12)
+    svc = Service(db.store())
+    f = fill(svc, rng)
+    snaps = tmp_path / "snapshots"
+    streamed = Matcher(db.store(), flat_max=FLAT, snapshot_dir=snaps)
+    assert streamed.load_source == "database" and streamed.snapshot_error is None
+    assert streamed.indexes["pdq"].mapped_from is not None
+    assert streamed.snapshot_seq == svc.store.last_change()
+    assert (snaps / "CURRENT").is_file() and not list(snaps.glob(".spool-*"))
+    in_memory = Matcher(db.store(), flat_max=FLAT)
+    assert in_memory.indexes["pdq"].mapped_from is None
+    everything = f["keep"] + f["drop"] + f["ref"] + f["other"]
+    queries = everything + [flip(x, [1, 90, 180]) for x in everything[::5]]
+    for tid in (f["t1"], f["t2"]):
+        assert pdq_answers(streamed, tid, queries) == pdq_answers(in_memory, tid, queries)
+        assert streamed.pdq_flavours(tid) == in_memory.pdq_flavours(tid)
+    q = json.dumps(f["frames"])
+    assert streamed.lookup(f["t1"], "vpdq", q) == in_memory.lookup(f["t1"], "vpdq", q) != []
+    assert len(streamed.indexes["vpdq"]) == len(in_memory.indexes["vpdq"]) == 10
+    nxt = Matcher(db.store(), flat_max=FLAT, snapshot_dir=snaps)
+    assert nxt.load_source == "snapshot"
+
+
+def test_a_snapshot_folder_that_cannot_be_written_falls_back_to_memory(tmp_path: Path) -> None:
+    rng = np.random.default_rng(13)
+    d = Db("sqlite", tmp_path)
+    f = fill(Service(d.store()), rng)
+    not_a_folder = tmp_path / "snapshots"
+    not_a_folder.write_text("a file where the folder should be")
+    m = Matcher(d.store(), flat_max=FLAT, snapshot_dir=not_a_folder)
+    assert m.load_source == "database" and m.indexes["pdq"].mapped_from is None
+    assert m.snapshot_error is not None
+    c = Matcher(d.store(), flat_max=FLAT)
+    assert pdq_answers(m, f["t1"], f["keep"][:50]) == pdq_answers(c, f["t1"], f["keep"][:50])
+    d.close()

@@ -23,13 +23,14 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reclaim.match.pdq_index import PdqIndex, PdqIndexSnapshot
+from reclaim.match.pdq_index import PdqIndex
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -94,19 +95,23 @@ def _fsync_file(path: Path) -> None:
 def write_snapshot(
     root: Path,
     state: SnapshotState,
-    indexes: dict[str, PdqIndexSnapshot],
+    write_indexes: Callable[[Path], None],
     ids: dict[str, np.ndarray],
     values: dict[int, str],
 ) -> Path:
-    """Write a complete snapshot folder under ``root``, publish it in ``CURRENT`` and remove
-    older folders beyond the newest ``KEEP``. Returns the folder."""
+    """Write a complete snapshot folder under ``root``: ``write_indexes(folder)`` writes each
+    type's ``<type>.pdqi`` in it (``PdqIndexSnapshot.save``, or ``PdqIndex.build_file`` for a
+    load streamed from the database); then the id map, values and state. Publish it in
+    ``CURRENT`` and remove older folders beyond the newest ``KEEP``. Returns the folder."""
     root.mkdir(parents=True, exist_ok=True)
     name = f"snap-{state.seq:012d}-{secrets.token_hex(4)}"
     tmp = root / f".tmp-{name}"
     tmp.mkdir()
     try:
-        for st, snap in indexes.items():
-            snap.save(tmp / f"{st}.pdqi", {"seq": state.seq})
+        write_indexes(tmp)
+        missing = [st for st in state.types if not (tmp / f"{st}.pdqi").is_file()]
+        if missing:
+            raise RuntimeError(f"index files not written: {', '.join(missing)}")
         for key in ID_ARRAYS:
             np.save(tmp / f"ids-{key}.npy", ids[key])
             _fsync_file(tmp / f"ids-{key}.npy")

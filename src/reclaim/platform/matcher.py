@@ -51,14 +51,17 @@ keeps its own index and follows the change log (``changes``) incrementally:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import socket
+import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,6 +159,21 @@ def _indexed_types() -> dict[str, SignalType]:
 
 def _codes(codes: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(codes), np.uint8).reshape(-1, 32)
+
+
+#: Rows read back per chunk from a load's spool files.
+_SPOOL_ROWS = 1 << 20
+
+
+def _spooled(spool: Path, st: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (ids, (k, 32) codes) a streamed load wrote for ``st``, in chunks."""
+    with open(spool / f"{st}.ids", "rb") as f_ids, open(spool / f"{st}.codes", "rb") as f_codes:
+        while True:
+            ids = np.fromfile(f_ids, dtype="<i8", count=_SPOOL_ROWS)
+            if not len(ids):
+                return
+            codes = np.fromfile(f_codes, dtype=np.uint8, count=32 * len(ids))
+            yield ids.astype(np.int64), codes.reshape(-1, 32)
 
 
 def _rss_bytes() -> int | None:
@@ -279,7 +297,14 @@ class Matcher:
                 log.warning("index snapshot not used (%s): loading from the database", e)
                 self.snapshot_error = f"{type(e).__name__}: {str(e)[:200]}"
                 self._reset()
-            self._snapshot_due = time.monotonic()  # save one once loaded
+            try:
+                self._load_into_snapshot(self.snapshot_dir)
+                return
+            except Exception as e:  # a full disk, a folder not writable: load in memory
+                log.warning("match index not streamed to a snapshot (%s): loading in memory", e)
+                self.snapshot_error = f"{type(e).__name__}: {str(e)[:200]}"
+                self._reset()
+            self._snapshot_due = time.monotonic()  # try to save one once loaded
         self.load_source = "database"
         self.seq = self.store.last_change()
         lo = max(0, self.seq - GAP_WINDOW)
@@ -322,6 +347,76 @@ class Matcher:
         self.loaded_signals = 0
 
     # -- snapshots ----------------------------------------------------------------------------
+
+    def _load_into_snapshot(self, root: Path) -> None:
+        """Load every signal from the database straight into a new snapshot, then open it: each
+        index is streamed to its file (``PdqIndex.build_file``) instead of built in memory, so
+        a bank whose in-memory build would not fit (~2x the index at its peak: ~21 GB at 100M
+        PDQ hashes) loads with about the id map and one table's sort in memory."""
+        seq = self.store.last_change()
+        lo = max(0, seq - GAP_WINDOW)
+        seen = set(self.store.change_seqs(lo, seq))
+        gaps = [s for s in range(lo + 1, seq + 1) if s not in seen]
+        self._reload_banks()
+        radius = {st: idx.max_radius for st, idx in self.indexes.items()}
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".spool-", dir=root) as tmp:
+            spool = Path(tmp)
+            rows = dict.fromkeys(self.types, 0)
+            with contextlib.ExitStack() as files:
+                outs = {
+                    st: (
+                        files.enter_context(open(spool / f"{st}.ids", "wb")),
+                        files.enter_context(open(spool / f"{st}.codes", "wb")),
+                    )
+                    for st in self.types
+                }
+                after = 0
+                while self.types:
+                    page = self.store.live_signals(list(self.types), after_id=after)
+                    if not page:
+                        break
+                    ids, codes = self._collect_adds(page)
+                    for st, these in ids.items():
+                        outs[st][0].write(np.asarray(these, dtype="<i8").tobytes())
+                        outs[st][1].write(b"".join(codes[st]))
+                        rows[st] += len(these)
+                    self.loaded_signals += len(page)
+                    after = page[-1].signal_id
+            live = np.flatnonzero(self.ids.live)
+            n = int(live[-1]) + 1 if len(live) else 0
+            id_map = {key: getattr(self.ids, key)[:n] for key in snapshots.ID_ARRAYS}
+            anchor = self.store.change_stamp(seq) if seq else None
+            if seq and anchor is None:
+                raise RuntimeError(f"change {seq} not found in the log")
+            state = snapshots.SnapshotState(
+                seq=seq,
+                anchor=anchor,
+                gaps=gaps,
+                types=sorted(self.types),
+                signals=len(live),
+                created_at=time.time(),
+                replica=self.replica,
+            )
+
+            def write_indexes(folder: Path) -> None:
+                for st in self.types:
+                    PdqIndex.build_file(
+                        folder / f"{st}.pdqi",
+                        _spooled(spool, st),
+                        rows[st],
+                        max_radius=radius[st],
+                        flat_max=self._flat_max[st],
+                        meta={"seq": seq},
+                    )
+
+            snapshots.write_snapshot(root, state, write_indexes, id_map, dict(self.values))
+        self._reset()
+        if not self._load_snapshot(root):
+            raise RuntimeError(f"the snapshot just written in {root} is not there")
+        self.load_source = "database"  # through a snapshot: opened from what was just read
+        self.snapshot_seq = seq
+        self.snapshot_saved_at = state.created_at
 
     def _load_snapshot(self, root: Path) -> bool:
         """Open the newest snapshot and replay the log from it; False when there is none."""
@@ -408,7 +503,12 @@ class Matcher:
             created_at=time.time(),
             replica=self.replica,
         )
-        folder = snapshots.write_snapshot(self.snapshot_dir, state, taken, ids, values)
+
+        def write_indexes(folder: Path) -> None:
+            for st, snap in taken.items():
+                snap.save(folder / f"{st}.pdqi", {"seq": seq})
+
+        folder = snapshots.write_snapshot(self.snapshot_dir, state, write_indexes, ids, values)
         self.snapshot_seq = seq
         self.snapshot_saved_at = state.created_at
         log.info("match index snapshot saved: %s (%d signals)", folder.name, state.signals)
@@ -444,6 +544,23 @@ class Matcher:
                 index.set_max_radius(widest)
 
     def _apply_adds(self, changes: list[Change], tune: bool = True) -> None:
+        ids, codes = self._collect_adds(changes)
+        for st, these in ids.items():
+            if not these:
+                continue
+            index = self.indexes[st]
+            if tune:
+                self._tune(st)
+            before = index.delta_size
+            index.add(np.array(these, dtype=np.int64), _codes(codes[st]))
+            if tune:
+                self._seen_merge(st, before + len(these))
+
+    def _collect_adds(
+        self, changes: list[Change]
+    ) -> tuple[dict[str, list[int]], dict[str, list[bytes]]]:
+        """Record the added signals in the id map (and vPDQ values, flavour counts); the
+        index codes to add, per indexed type: (signal ids, 32-byte codes)."""
         ids: dict[str, list[int]] = defaultdict(list)
         codes: dict[str, list[bytes]] = defaultdict(list)
         for c in changes:
@@ -464,16 +581,7 @@ class Matcher:
             got = sig.index_codes(c.value, c.quality)  # none: too featureless to match on
             ids[c.signal_type].extend([c.signal_id] * len(got))
             codes[c.signal_type].extend(got)
-        for st, these in ids.items():
-            if not these:
-                continue
-            index = self.indexes[st]
-            if tune:
-                self._tune(st)
-            before = index.delta_size
-            index.add(np.array(these, dtype=np.int64), _codes(codes[st]))
-            if tune:
-                self._seen_merge(st, before + len(these))
+        return ids, codes
 
     def _apply_dels(self, sids: list[int]) -> None:
         gone = [sid for sid in sids if self.ids.is_live(sid)]
