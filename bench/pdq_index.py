@@ -450,6 +450,19 @@ def stream_build(
     return path, info
 
 
+def single_latencies(index: PdqIndex, q: np.ndarray, budget_s: float) -> list[float]:
+    """Seconds of each single-query lookup, in order, until ``q`` or ``budget_s`` runs out."""
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    for i in range(len(q)):
+        t = time.perf_counter()
+        index.search(q[i : i + 1])
+        lat.append(time.perf_counter() - t)
+        if time.perf_counter() - t0 > budget_s:
+            break
+    return lat
+
+
 def open_worker(path: Path, qfile: Path, disk_merge: bool) -> dict[str, Any]:
     """Runs in a fresh process: open the file cold, look up, measure (printed as JSON)."""
     data = np.load(qfile)
@@ -464,14 +477,8 @@ def open_worker(path: Path, qfile: Path, disk_merge: bool) -> dict[str, Any]:
     out["page_cache_file_mb_after_open"] = cached_mb(path)
     index.search(q[:1])  # kernels loaded (numba cache) before timing
     # Cold lookups: page faults to disk until the pages they need are cached.
-    lat = []
     t0 = time.perf_counter()
-    for i in range(min(len(q), 2000)):
-        t = time.perf_counter()
-        index.search(q[i : i + 1])
-        lat.append(time.perf_counter() - t)
-        if time.perf_counter() - t0 > 15:
-            break
+    lat = single_latencies(index, q[:2000], 15.0)
     out["cold_single_lookups"] = len(lat)
     out["cold_single_lookups_per_s"] = round(len(lat) / (time.perf_counter() - t0), 1)
     out["cold_single_p50_ms"] = round(1000 * float(np.percentile(lat, 50)), 3)
@@ -482,14 +489,7 @@ def open_worker(path: Path, qfile: Path, disk_merge: bool) -> dict[str, Any]:
     out["mem_after_warm_mb"] = mem_status()
     res, batch_s = timed(lambda: index.search(q))
     out["lookups_per_s_2cores_batch"] = round(len(q) / batch_s, 1)
-    lat = []
-    t0 = time.perf_counter()
-    for i in range(len(q)):
-        t = time.perf_counter()
-        index.search(q[i : i + 1])
-        lat.append(time.perf_counter() - t)
-        if time.perf_counter() - t0 > 10:
-            break
+    lat = single_latencies(index, q, 10.0)
     out["single_lookups"] = len(lat)
     out["lookups_per_s_1core_single"] = round(len(lat) / sum(lat), 1)
     out["single_p50_ms"] = round(1000 * float(np.percentile(lat, 50)), 3)

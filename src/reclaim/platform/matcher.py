@@ -383,21 +383,8 @@ class Matcher:
                         rows[st] += len(these)
                     self.loaded_signals += len(page)
                     after = page[-1].signal_id
-            live = np.flatnonzero(self.ids.live)
-            n = int(live[-1]) + 1 if len(live) else 0
-            id_map = {key: getattr(self.ids, key)[:n] for key in snapshots.ID_ARRAYS}
-            anchor = self.store.change_stamp(seq) if seq else None
-            if seq and anchor is None:
-                raise RuntimeError(f"change {seq} not found in the log")
-            state = snapshots.SnapshotState(
-                seq=seq,
-                anchor=anchor,
-                gaps=gaps,
-                types=sorted(self.types),
-                signals=len(live),
-                created_at=time.time(),
-                replica=self.replica,
-            )
+            id_map, signals = self._id_map_arrays(copy=False)
+            state = self._snapshot_state(seq, gaps, signals)
 
             def write_indexes(folder: Path) -> None:
                 for st in self.types:
@@ -487,22 +474,9 @@ class Matcher:
             seq = self.seq
             gaps = sorted(self.gaps)
             taken = {st: idx.snapshot() for st, idx in self.indexes.items()}
-            live = np.flatnonzero(self.ids.live)
-            n = int(live[-1]) + 1 if len(live) else 0
-            ids = {key: np.array(getattr(self.ids, key)[:n]) for key in snapshots.ID_ARRAYS}
+            ids, signals = self._id_map_arrays(copy=True)  # the feed changes them after
             values = dict(self.values)
-        anchor = self.store.change_stamp(seq) if seq else None
-        if seq and anchor is None:
-            raise RuntimeError(f"change {seq} not found in the log")
-        state = snapshots.SnapshotState(
-            seq=seq,
-            anchor=anchor,
-            gaps=gaps,
-            types=sorted(self.types),
-            signals=len(live),
-            created_at=time.time(),
-            replica=self.replica,
-        )
+        state = self._snapshot_state(seq, gaps, signals)
 
         def write_indexes(folder: Path) -> None:
             for st, snap in taken.items():
@@ -513,6 +487,28 @@ class Matcher:
         self.snapshot_saved_at = state.created_at
         log.info("match index snapshot saved: %s (%d signals)", folder.name, state.signals)
         return folder
+
+    def _id_map_arrays(self, copy: bool) -> tuple[dict[str, np.ndarray], int]:
+        """The id map's arrays up to the highest live signal id, and how many are live."""
+        live = np.flatnonzero(self.ids.live)
+        n = int(live[-1]) + 1 if len(live) else 0
+        arrays = {key: getattr(self.ids, key)[:n] for key in snapshots.ID_ARRAYS}
+        return ({k: np.array(a) for k, a in arrays.items()} if copy else arrays), len(live)
+
+    def _snapshot_state(self, seq: int, gaps: list[int], signals: int) -> snapshots.SnapshotState:
+        """A snapshot's state at change ``seq``, with the log's entry there (its anchor)."""
+        anchor = self.store.change_stamp(seq) if seq else None
+        if seq and anchor is None:
+            raise RuntimeError(f"change {seq} not found in the log")
+        return snapshots.SnapshotState(
+            seq=seq,
+            anchor=anchor,
+            gaps=gaps,
+            types=sorted(self.types),
+            signals=signals,
+            created_at=time.time(),
+            replica=self.replica,
+        )
 
     def _maybe_snapshot(self) -> None:
         """Start a save on its own thread when one is due (the feed goes on meanwhile)."""
