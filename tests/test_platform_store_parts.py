@@ -26,6 +26,8 @@ SYSTEM_WIDE = {
     "change_seqs",  # the matcher's load: which change-log numbers exist, no rows
     "changes_at",  # the matcher asking again for skipped numbers: as changes_since
     "change_stamp",  # an index snapshot's check: one entry's (op, signal id, time), no value
+    "trim_horizon",  # the highest change-log number a trim deleted, no rows
+    "trim_changes",  # deletes change-log entries older than a time: numbers only, every tenant
     "due_deliveries",
     "record_attempt",
     "pending_deliveries",

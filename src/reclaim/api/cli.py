@@ -50,6 +50,7 @@ def serve_platform(
     ready_max_lag_s: float = 5.0,
     index_snapshot: str | None = None,
     index_snapshot_every_s: float = 900.0,
+    change_log_days: float | None = None,
 ) -> None:
     """Run the service (blocks). The database is created and migrated on first start. The
     match index loads in the background: ``/health/live`` answers at once, ``/health/ready``
@@ -88,6 +89,7 @@ def serve_platform(
         background_load=True,
         index_snapshot_dir=index_snapshot,
         index_snapshot_every_s=index_snapshot_every_s,
+        change_log_keep_s=None if change_log_days is None else change_log_days * 86400,
     )
     app = create_app(store, settings)
     uvicorn.run(app, host=host, port=port, log_level=workers_log_level, access_log=False)
@@ -208,6 +210,14 @@ def serve_platform_cmd(
             min=0.0,
         ),
     ] = 900.0,
+    change_log_days: Annotated[
+        float | None,
+        typer.Option(
+            help="Delete change-log entries older than this many days (default: keep them). A "
+            "replica cut off from the database for longer, or a snapshot older, loads again.",
+            min=0.01,
+        ),
+    ] = None,
 ) -> None:
     """Run the platform service: hash banks, match-on-upload, review queue (HMA-compatible API).
 
@@ -237,6 +247,7 @@ def serve_platform_cmd(
             ready_max_lag_s=ready_max_lag,
             index_snapshot=index_snapshot,
             index_snapshot_every_s=index_snapshot_every,
+            change_log_days=change_log_days,
         )
     except ReclaimError as e:
         typer.echo(f"error: {e}", err=True)

@@ -66,6 +66,10 @@ class Settings:
     #: (docs/scale.md, "100M hashes"). None: no snapshots.
     index_snapshot_dir: str | None = None
     index_snapshot_every_s: float = 900.0
+    #: Change-log entries older than this many seconds are deleted (None: kept for ever). A
+    #: replica cut off from the database for longer, or a snapshot older, loads again from the
+    #: signals (docs/scale.md, "Platform replicas").
+    change_log_keep_s: float | None = None
     webhook_max_attempts: int = 6
     webhook_backoff_s: float = 5.0
     start_workers: bool = True
@@ -131,6 +135,7 @@ class Platform:
             gap_timeout_s=settings.gap_timeout_s,
             snapshot_dir=settings.index_snapshot_dir,
             snapshot_every_s=settings.index_snapshot_every_s,
+            change_log_keep_s=settings.change_log_keep_s,
         )
         self.webhooks = WebhookSender(
             store,

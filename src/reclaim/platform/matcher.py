@@ -45,6 +45,11 @@ keeps its own index and follows the change log (``changes``) incrementally:
   the replicas of one machine) and replays the log from its position, instead of reading every
   signal; a snapshot of another database, format or set of types, or one that cannot be read,
   is set aside with a warning and the index loads from the database as before.
+- **Retention** (``change_log_keep_s``). The feed's thread deletes log entries older than that
+  (the newest is always kept) and the store appends a ``trim`` entry naming the highest number
+  deleted. A snapshot below it is set aside; a replica that reads a ``trim`` entry past the
+  position it had (cut off for longer than the retention) says so in ``health`` (not ready)
+  rather than missing changes silently.
 - **Readiness.** ``health`` says whether the index is loaded and how far behind the log it is
   (``feed_lag_s``: seconds since the last poll that read the log to its end began).
 """
@@ -206,6 +211,7 @@ class Matcher:
         seed: int | None = None,
         snapshot_dir: str | os.PathLike[str] | None = None,
         snapshot_every_s: float = 900.0,
+        change_log_keep_s: float | None = None,
     ) -> None:
         if not 0.0 <= merge_jitter < 1.0:
             raise ValueError("merge_jitter must be in [0, 1)")
@@ -259,6 +265,13 @@ class Matcher:
         self.snapshot_saved_at: float | None = None
         self.snapshot_error: str | None = None
         self._snapshot_due = math.inf  # monotonic time of the next save
+        #: Change-log entries older than this are deleted by the feed's thread (None: kept).
+        self.change_log_keep_s = change_log_keep_s
+        self.trimmed = 0
+        self._trim_due = 0.0
+        #: Set when the log was trimmed past this process's position: it missed changes and
+        #: is not ready until restarted (it then loads from the signals or a newer snapshot).
+        self.behind_trim: str | None = None
         self._saving: threading.Thread | None = None
         if load:
             self.load()
@@ -307,10 +320,7 @@ class Matcher:
             self._snapshot_due = time.monotonic()  # try to save one once loaded
         self.load_source = "database"
         self.seq = self.store.last_change()
-        lo = max(0, self.seq - GAP_WINDOW)
-        seen = set(self.store.change_seqs(lo, self.seq))
-        now = time.monotonic()
-        self.gaps = {s: now for s in range(lo + 1, self.seq + 1) if s not in seen}
+        self.gaps = dict.fromkeys(self._missing_below(self.seq), time.monotonic())
         self._reload_banks()
         for idx in self.indexes.values():  # no tables, no merges: one build at the end
             idx.flat_max = _NEVER
@@ -335,6 +345,13 @@ class Matcher:
             self._delta_seen[st] = idx.delta_size
             self._tune(st)
 
+    def _missing_below(self, seq: int) -> list[int]:
+        """Numbers missing from the log among the last ``GAP_WINDOW`` up to ``seq`` (watched as
+        gaps after a load), not counting those below what a trim kept."""
+        lo = max(0, seq - GAP_WINDOW, self.store.trim_horizon())
+        seen = set(self.store.change_seqs(lo, seq))
+        return [s for s in range(lo + 1, seq + 1) if s not in seen]
+
     def _reset(self) -> None:
         """Empty state (a snapshot half applied is dropped)."""
         flat = {st: self._flat_max[st] for st in self.types}
@@ -354,9 +371,7 @@ class Matcher:
         a bank whose in-memory build would not fit (~2x the index at its peak: ~21 GB at 100M
         PDQ hashes) loads with about the id map and one table's sort in memory."""
         seq = self.store.last_change()
-        lo = max(0, seq - GAP_WINDOW)
-        seen = set(self.store.change_seqs(lo, seq))
-        gaps = [s for s in range(lo + 1, seq + 1) if s not in seen]
+        gaps = self._missing_below(seq)
         self._reload_banks()
         radius = {st: idx.max_radius for st, idx in self.indexes.items()}
         root.mkdir(parents=True, exist_ok=True)
@@ -419,6 +434,12 @@ class Matcher:
         if state.seq > last:
             raise snapshots.SnapshotMismatch(
                 f"it is at change {state.seq}, the database's log ends at {last}: another database"
+            )
+        horizon = self.store.trim_horizon()
+        if state.seq < horizon:
+            raise snapshots.SnapshotMismatch(
+                f"the change log was trimmed past it (it is at change {state.seq}, entries up "
+                f"to {horizon} were deleted)"
             )
         if state.anchor is not None and self.store.change_stamp(state.seq) != state.anchor:
             raise snapshots.SnapshotMismatch(
@@ -643,6 +664,7 @@ class Matcher:
 
     def _poll(self) -> None:
         began = time.time()
+        start = self.seq
         self._last_poll = time.monotonic()
         applied = False
         if self.gaps:
@@ -659,6 +681,9 @@ class Matcher:
             changes = self.store.changes_since(self.seq, limit=PAGE)
             if not changes:
                 break
+            for c in changes:
+                if c.op == "trim" and c.signal_id > start and self.behind_trim is None:
+                    self._trimmed_past(start, c.signal_id)
             self._note_gaps(changes)
             self._apply(changes)
             self.seq = changes[-1].seq
@@ -669,6 +694,29 @@ class Matcher:
             self.built_at = time.time()
         self.caught_up_at = began
         self.polls += 1
+
+    def _trimmed_past(self, position: int, horizon: int) -> None:
+        self.behind_trim = (
+            f"the change log was trimmed past this replica's position (change {position}; "
+            f"entries up to {horizon} were deleted before it read them): restart it to load again"
+        )
+        log.error("match index: %s", self.behind_trim)
+
+    def _maybe_trim(self) -> None:
+        """Delete change-log entries older than ``change_log_keep_s`` (at most every 10th of
+        that, and hourly), and stop watching gap numbers below what is kept."""
+        keep = self.change_log_keep_s
+        if keep is None or time.monotonic() < self._trim_due:
+            return
+        self._trim_due = time.monotonic() + min(3600.0, max(keep / 10, 0.05))
+        n = self.store.trim_changes(time.time() - keep)
+        self.trimmed += n
+        if n:
+            log.info("change log: %d entries older than %.0f s deleted", n, keep)
+        horizon = self.store.trim_horizon()
+        with self._lock:
+            for s in [s for s in self.gaps if s <= horizon]:
+                del self.gaps[s]
 
     def _note_gaps(self, changes: list[Change]) -> None:
         now = time.monotonic()
@@ -728,6 +776,7 @@ class Matcher:
                     self.refresh(force=True)
                     self.last_error = None
                     self._maybe_snapshot()
+                    self._maybe_trim()
                     backoff = 1.0
                 except Exception as e:  # the database away: keep serving, retry, say why
                     self.last_error = type(e).__name__
@@ -768,6 +817,8 @@ class Matcher:
             reason = (
                 "match index loading" if self.loading or self.polling else "match index not loaded"
             )
+        elif self.behind_trim is not None:
+            reason = self.behind_trim
         elif lag is not None and lag > max_lag_s:
             reason = f"change feed {lag:.1f} s behind (bound {max_lag_s:g} s)"
             if self.last_error:
@@ -802,6 +853,8 @@ class Matcher:
                 "gaps_open": len(self.gaps),
                 "gaps_filled": self.gaps_filled,
                 "gaps_expired": self.gaps_expired,
+                "trimmed": self.trimmed,
+                "behind_trim": self.behind_trim is not None,
                 "last_error": self.last_error,
             },
             "snapshot": {

@@ -6,9 +6,9 @@ value, quality). Every signal added or removed appends to ``changes`` (and a ban
 one lock (``tx(log_lock=True)``) so sequence numbers commit in order. Matchers do not rely on it
 alone: a number skipped (a rolled-back transaction, a writer without the lock) is asked for again
 (``changes_at``) until it appears or times out (``reclaim.platform.matcher``). The matcher's own
-reads (``all_banks``, ``live_signals``, ``last_change``, ``change_stamp``, ``change_seqs``,
-``changes_since``, ``changes_at``) are system-wide: the matcher filters every result by the
-asking tenant's banks.
+reads (``all_banks``, ``live_signals``, ``last_change``, ``trim_horizon``, ``change_stamp``,
+``change_seqs``, ``changes_since``, ``changes_at``; ``trim_changes`` deletes old entries) are
+system-wide: the matcher filters every result by the asking tenant's banks.
 
 PDQ flavours (``reclaim.hashes.pdq``): a bank's ``pdq_flavour`` says how an upload is hashed to
 match its PDQ signals (``pytx``, what HMA computes, by default; ``reference``); a PDQ signal may
@@ -474,6 +474,35 @@ class BankStore(StoreBase):
     def last_change(self) -> int:
         row = self._one("SELECT MAX(seq) FROM changes")
         return int(row[0] or 0)
+
+    @system_wide
+    def trim_horizon(self) -> int:
+        """The highest change-log number a trim deleted (0: never trimmed); see ``trim_changes``."""
+        row = self._one("SELECT MAX(signal_id) FROM changes WHERE op = 'trim'")
+        return int(row[0] or 0)
+
+    @system_wide
+    def trim_changes(self, before: float) -> int:
+        """Delete the change-log entries written before ``before`` (seconds since the epoch),
+        always keeping the newest, and append a ``trim`` entry naming the highest number deleted
+        (its ``signal_id``): a matcher that had not read up to it missed entries, and says so
+        (``reclaim.platform.matcher``). Returns how many were deleted."""
+        newest = "(SELECT MAX(seq) FROM changes)"
+        with self.tx(log_lock=True) as cur:
+            row = self._q(
+                cur, f"SELECT MAX(seq) FROM changes WHERE at < ? AND seq < {newest}", (before,)
+            ).fetchone()
+            if row is None or row[0] is None:
+                return 0
+            deleted = self._q(
+                cur, f"DELETE FROM changes WHERE at < ? AND seq < {newest}", (before,)
+            ).rowcount
+            self._q(
+                cur,
+                "INSERT INTO changes (signal_id, op, at) VALUES (?, 'trim', ?)",
+                (int(row[0]), time.time()),
+            )
+            return int(deleted or 0)
 
     @system_wide
     def change_stamp(self, seq: int) -> tuple[str, int, float] | None:
