@@ -257,9 +257,12 @@ def test_the_per_item_time_limit_holds_in_the_actors(
             "SELECT COALESCE(s.error, i.error) FROM sightings s "
             "LEFT JOIN items i ON i.sha256 = s.item_sha256"
         ).fetchall()
-    assert stats.analysed == 43 and stats.errors == 43
-    # (the corrupt file may fail to decode before the limit strikes)
-    timed_out = [r for r in rows if "per-item time limit" in r[0]]
+    assert stats.analysed == 43
+    # The limit strikes nearly everywhere. An item may finish inside the millisecond before the
+    # alarm fires (seen once in four full runs: 42 errors of 43), and the corrupt file may fail
+    # to decode first; neither is an item the limit let run long.
+    assert stats.errors >= 42, stats
+    timed_out = [r for r in rows if r[0] is not None and "per-item time limit" in r[0]]
     assert len(timed_out) >= 41, rows
 
 
