@@ -224,24 +224,14 @@ class Matcher:
         self.merge_jitter = merge_jitter
         flat = DEFAULT_FLAT_MAX if flat_max is None else flat_max
         self.types = _indexed_types()
-        #: One index per indexed signal type (HMA name).
-        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, flat_max=flat) for st in self.types}
-        #: Frames-indexed values by signal id, for scoring the candidates the index finds.
-        self.values: dict[int, str] = {}
-        self.ids = _IdMap()
+        self._flat_max = dict.fromkeys(self.types, flat)
+        self._reset()  # indexes, id map, values, flavour counts, position and gaps: empty
         self.banks: dict[int, Bank] = {}
-        #: bank id → flavour code → how many of its PDQ signals carry it (``pdq_flavours``)
-        self.flavour_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        #: The highest change-log number applied, and the lower ones not seen yet (number →
-        #: when first missed, monotonic).
-        self.seq = 0
-        self.gaps: dict[int, float] = {}
         self.gaps_filled = 0  # gap numbers that turned up later (and were applied)
         self.gaps_expired = 0  # given up after gap_timeout_s (a rollback's, most likely)
         self.loaded = False
         self.loading = False
         self.load_s: float | None = None
-        self.loaded_signals = 0  # while loading: signals read so far
         self.built_at = 0.0
         #: Wall time at which the last poll that read the log to its end began.
         self.caught_up_at = 0.0
@@ -257,7 +247,6 @@ class Matcher:
         self._delta_seen = {st: 0 for st in self.types}
         self.merges: dict[str, int] = {st: 0 for st in self.types}
         self.merge_times: list[float] = []
-        self._flat_max = {st: idx.flat_max for st, idx in self.indexes.items()}
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.snapshot_dir = None if snapshot_dir is None else Path(snapshot_dir)
@@ -278,6 +267,23 @@ class Matcher:
         self._saving: threading.Thread | None = None
         if load:
             self.load()
+
+    def _reset(self) -> None:
+        """The empty state (at construction; and a snapshot half applied is dropped)."""
+        #: One index per indexed signal type (HMA name).
+        self.indexes = {
+            st: PdqIndex(PDQ_MATCH_DISTANCE, flat_max=self._flat_max[st]) for st in self.types
+        }
+        #: Frames-indexed values by signal id, for scoring the candidates the index finds.
+        self.values: dict[int, str] = {}
+        self.ids = _IdMap()
+        #: bank id → flavour code → how many of its PDQ signals carry it (``pdq_flavours``)
+        self.flavour_counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        #: The highest change-log number applied, and the lower ones not seen yet (number →
+        #: when first missed, monotonic).
+        self.seq = 0
+        self.gaps: dict[int, float] = {}
+        self.loaded_signals = 0  # while loading: signals read so far
 
     # -- loading and following changes ------------------------------------------------------
 
@@ -329,14 +335,8 @@ class Matcher:
             idx.flat_max = _NEVER
             idx.delta_max = _NEVER
         try:
-            after = 0
-            while self.types:
-                page = self.store.live_signals(list(self.types), after_id=after)
-                if not page:
-                    break
+            for page in self._signal_pages():
                 self._apply_adds(page, tune=False)
-                self.loaded_signals += len(page)
-                after = page[-1].signal_id
         finally:
             for st, idx in self.indexes.items():
                 idx.flat_max = self._flat_max[st]
@@ -348,23 +348,24 @@ class Matcher:
             self._delta_seen[st] = idx.delta_size
             self._tune(st)
 
+    def _signal_pages(self) -> Iterator[list[Change]]:
+        """Every current signal of the indexed types, a page at a time, by id (a load); counts
+        them in ``loaded_signals`` as they are read."""
+        after = 0
+        while self.types:
+            page = self.store.live_signals(list(self.types), after_id=after)
+            if not page:
+                return
+            yield page
+            self.loaded_signals += len(page)
+            after = page[-1].signal_id
+
     def _missing_below(self, seq: int) -> list[int]:
         """Numbers missing from the log among the last ``GAP_WINDOW`` up to ``seq`` (watched as
         gaps after a load), not counting those below what a trim kept."""
         lo = max(0, seq - GAP_WINDOW, self.store.trim_horizon())
         seen = set(self.store.change_seqs(lo, seq))
         return [s for s in range(lo + 1, seq + 1) if s not in seen]
-
-    def _reset(self) -> None:
-        """Empty state (a snapshot half applied is dropped)."""
-        flat = {st: self._flat_max[st] for st in self.types}
-        self.indexes = {st: PdqIndex(PDQ_MATCH_DISTANCE, flat_max=flat[st]) for st in self.types}
-        self.values = {}
-        self.ids = _IdMap()
-        self.flavour_counts = defaultdict(lambda: defaultdict(int))
-        self.seq = 0
-        self.gaps = {}
-        self.loaded_signals = 0
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -389,18 +390,12 @@ class Matcher:
                     )
                     for st in self.types
                 }
-                after = 0
-                while self.types:
-                    page = self.store.live_signals(list(self.types), after_id=after)
-                    if not page:
-                        break
+                for page in self._signal_pages():
                     ids, codes = self._collect_adds(page)
                     for st, these in ids.items():
                         outs[st][0].write(np.asarray(these, dtype="<i8").tobytes())
                         outs[st][1].write(b"".join(codes[st]))
                         rows[st] += len(these)
-                    self.loaded_signals += len(page)
-                    after = page[-1].signal_id
             id_map, signals = self._id_map_arrays(copy=False)
             state = self._snapshot_state(seq, gaps, signals)
 
