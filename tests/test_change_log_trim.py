@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from reclaim.api import Settings, create_app
 from reclaim.platform.matcher import Matcher
 
-from .test_index_snapshot import FLAT, Db, Service, db, fill, pdq_answers, rand_hash
+from .test_index_snapshot import FLAT, Db, Service, db, fill, pdq_answers, rand_hash, sqlite
 
-__all__ = ["db"]  # the fixture, imported for the tests below
+__all__ = ["db", "sqlite"]  # the fixtures, imported for the tests below
 
 
 def test_trim_deletes_old_entries_keeps_the_newest_and_marks_the_horizon(db: Db) -> None:
@@ -86,15 +86,14 @@ def test_a_replica_cut_off_past_the_kept_log_is_not_ready(db: Db) -> None:
     assert pdq_answers(fresh, f["t1"], [late]) == [[(cid, "0")]]
 
 
-def test_the_service_trims_its_log_and_stays_current(tmp_path: Path) -> None:
+def test_the_service_trims_its_log_and_stays_current(sqlite: Db, tmp_path: Path) -> None:
     rng = np.random.default_rng(23)
-    d = Db("sqlite", tmp_path)
-    svc = Service(d.store())
+    svc = Service(sqlite.store())
     f = fill(svc, rng)
     settings = Settings(
         start_workers=False, poll_interval_s=0.05, change_log_keep_s=1.0, flat_max=FLAT
     )
-    store = d.store()
+    store = sqlite.store()
     with TestClient(create_app(store, settings)) as client:
         matcher = client.app.state.platform.matcher  # type: ignore[attr-defined]
         deadline = time.monotonic() + 20
@@ -109,4 +108,3 @@ def test_the_service_trims_its_log_and_stays_current(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert pdq_answers(matcher, f["t1"], [late]) == [[(cid, "0")]]
         assert client.get("/health/ready").status_code == 200
-    d.close()

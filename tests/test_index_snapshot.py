@@ -67,6 +67,13 @@ class Db:
             s.close()
 
 
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Db]:
+    d = Db("sqlite", tmp_path)
+    yield d
+    d.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
     if request.param == "postgres" and not PG_DSN:
@@ -201,16 +208,17 @@ def test_a_replica_opens_the_snapshot_and_replays_the_log(db: Db, tmp_path: Path
     assert pdq_answers(b, t1, [late]) == [[(cid, "0")]]
 
 
-def test_the_service_saves_a_snapshot_and_opens_it_at_its_next_start(tmp_path: Path) -> None:
+def test_the_service_saves_a_snapshot_and_opens_it_at_its_next_start(
+    sqlite: Db, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(8)
-    d = Db("sqlite", tmp_path)
-    svc = Service(d.store())
+    svc = Service(sqlite.store())
     f = fill(svc, rng)
     snaps = tmp_path / "snapshots"
     settings = Settings(
         start_workers=False, poll_interval_s=0.1, index_snapshot_dir=str(snaps), flat_max=FLAT
     )
-    store = d.store()
+    store = sqlite.store()
     with TestClient(create_app(store, settings)) as client:
         matcher = client.app.state.platform.matcher  # type: ignore[attr-defined]
         assert matcher.load_source == "database"
@@ -223,7 +231,7 @@ def test_the_service_saves_a_snapshot_and_opens_it_at_its_next_start(tmp_path: P
         assert ready["index"]["source"] == "database"
     late = rand_hash(rng)
     cid = svc.add(f["h1"], "KEEP", pdq=late)
-    store = d.store()
+    store = sqlite.store()
     with TestClient(create_app(store, settings)) as client:
         matcher = client.app.state.platform.matcher  # type: ignore[attr-defined]
         assert matcher.load_source == "snapshot", matcher.snapshot_error
@@ -235,7 +243,6 @@ def test_the_service_saves_a_snapshot_and_opens_it_at_its_next_start(tmp_path: P
             params={"signal": late, "signal_type": "pdq"},
         )
         assert r.json() == {"matches": [cid]}  # written after the snapshot: replayed
-    d.close()
 
 
 def test_a_snapshot_of_another_database_is_set_aside(tmp_path: Path) -> None:
@@ -258,13 +265,12 @@ def test_a_snapshot_of_another_database_is_set_aside(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncated index", "CURRENT elsewhere", "id map"])
-def test_a_damaged_snapshot_is_set_aside(tmp_path: Path, damage: str) -> None:
+def test_a_damaged_snapshot_is_set_aside(sqlite: Db, tmp_path: Path, damage: str) -> None:
     rng = np.random.default_rng(10)
-    d = Db("sqlite", tmp_path)
-    svc = Service(d.store())
+    svc = Service(sqlite.store())
     f = fill(svc, rng)
     snaps = tmp_path / "snapshots"
-    folder = Matcher(d.store(), flat_max=FLAT, snapshot_dir=snaps).save_snapshot()
+    folder = Matcher(sqlite.store(), flat_max=FLAT, snapshot_dir=snaps).save_snapshot()
     if damage == "truncated index":
         p = folder / "pdq.pdqi"
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
@@ -272,22 +278,20 @@ def test_a_damaged_snapshot_is_set_aside(tmp_path: Path, damage: str) -> None:
         (snaps / "CURRENT").write_text("../../etc\n")
     else:
         np.save(folder / "ids-bank.npy", np.zeros(3, dtype=np.float32))
-    m = Matcher(d.store(), flat_max=FLAT, snapshot_dir=snaps)
+    m = Matcher(sqlite.store(), flat_max=FLAT, snapshot_dir=snaps)
     assert m.load_source == "database" and m.snapshot_error
-    c = Matcher(d.store(), flat_max=FLAT)
+    c = Matcher(sqlite.store(), flat_max=FLAT)
     queries = f["keep"][:50] + f["other"][:50]
     for tid in (f["t1"], f["t2"]):
         assert pdq_answers(m, tid, queries) == pdq_answers(c, tid, queries)
-    d.close()
 
 
-def test_old_snapshots_are_pruned(tmp_path: Path) -> None:
+def test_old_snapshots_are_pruned(sqlite: Db, tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
-    d = Db("sqlite", tmp_path)
-    svc = Service(d.store())
+    svc = Service(sqlite.store())
     f = fill(svc, rng)
     snaps = tmp_path / "snapshots"
-    m = Matcher(d.store(), flat_max=FLAT, snapshot_dir=snaps)
+    m = Matcher(sqlite.store(), flat_max=FLAT, snapshot_dir=snaps)
     made = []
     for _ in range(4):
         svc.bulk(f["t1"], "KEEP", [rand_hash(rng)])
@@ -296,7 +300,6 @@ def test_old_snapshots_are_pruned(tmp_path: Path) -> None:
     assert sorted(p.name for p in snaps.glob("snap-*")) == sorted(made[-2:])
     assert (snaps / "CURRENT").read_text().strip() == made[-1]
     assert not list(snaps.glob(".tmp-*")) and not list(snaps.glob(".CURRENT-*"))
-    d.close()
 
 
 def test_a_load_from_the_database_is_streamed_into_a_snapshot(db: Db, tmp_path: Path) -> None:
@@ -326,27 +329,26 @@ def test_a_load_from_the_database_is_streamed_into_a_snapshot(db: Db, tmp_path: 
     assert nxt.load_source == "snapshot"
 
 
-def test_a_snapshot_folder_that_cannot_be_written_falls_back_to_memory(tmp_path: Path) -> None:
+def test_a_snapshot_folder_that_cannot_be_written_falls_back_to_memory(
+    sqlite: Db, tmp_path: Path
+) -> None:
     rng = np.random.default_rng(13)
-    d = Db("sqlite", tmp_path)
-    f = fill(Service(d.store()), rng)
+    f = fill(Service(sqlite.store()), rng)
     not_a_folder = tmp_path / "snapshots"
     not_a_folder.write_text("a file where the folder should be")
-    m = Matcher(d.store(), flat_max=FLAT, snapshot_dir=not_a_folder)
+    m = Matcher(sqlite.store(), flat_max=FLAT, snapshot_dir=not_a_folder)
     assert m.load_source == "database" and m.indexes["pdq"].mapped_from is None
     assert m.snapshot_error is not None
-    c = Matcher(d.store(), flat_max=FLAT)
+    c = Matcher(sqlite.store(), flat_max=FLAT)
     assert pdq_answers(m, f["t1"], f["keep"][:50]) == pdq_answers(c, f["t1"], f["keep"][:50])
-    d.close()
 
 
-def test_snapshots_taken_while_writes_go_on_are_consistent(tmp_path: Path) -> None:
+def test_snapshots_taken_while_writes_go_on_are_consistent(sqlite: Db, tmp_path: Path) -> None:
     """The service saves snapshots every 0.2 s on its own thread while writes (additions and
     removals) keep coming; whichever snapshot is newest when it stops, a replica opened from it
     (and replaying the log since) answers exactly as a full load."""
     rng = np.random.default_rng(14)
-    d = Db("sqlite", tmp_path)
-    svc = Service(d.store())
+    svc = Service(sqlite.store())
     f = fill(svc, rng)
     snaps = tmp_path / "snapshots"
     settings = Settings(
@@ -357,7 +359,7 @@ def test_snapshots_taken_while_writes_go_on_are_consistent(tmp_path: Path) -> No
         flat_max=FLAT,
     )
     written: list[str] = []
-    with TestClient(create_app(d.store(), settings)) as client:
+    with TestClient(create_app(sqlite.store(), settings)) as client:
         matcher = client.app.state.platform.matcher  # type: ignore[attr-defined]
         t_end = time.monotonic() + 3.0
         seen = set()
@@ -370,10 +372,9 @@ def test_snapshots_taken_while_writes_go_on_are_consistent(tmp_path: Path) -> No
             seen.add(matcher.snapshot_seq)
             time.sleep(0.02)
         assert len(seen - {None}) >= 3, seen  # several snapshots were saved meanwhile
-    b = Matcher(d.store(), flat_max=FLAT, snapshot_dir=snaps)
+    b = Matcher(sqlite.store(), flat_max=FLAT, snapshot_dir=snaps)
     assert b.load_source == "snapshot", b.snapshot_error
-    c = Matcher(d.store(), flat_max=FLAT)
+    c = Matcher(sqlite.store(), flat_max=FLAT)
     queries = written + f["keep"] + f["other"][:50]
     for tid in (f["t1"], f["t2"]):
         assert pdq_answers(b, tid, queries) == pdq_answers(c, tid, queries)
-    d.close()
